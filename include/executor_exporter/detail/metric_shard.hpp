@@ -1,0 +1,120 @@
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <new>
+#include <vector>
+
+namespace executor_exporter {
+
+/// Why a submit was refused; the `reason` label of executor_tasks_rejected_total.
+enum class RejectReason : std::uint8_t { shutdown, queue_full, broken };
+inline constexpr std::size_t reject_reason_count = 3;
+
+}  // namespace executor_exporter
+
+namespace executor_exporter::detail {
+
+/// Where each quantity lives in a shard's slot array. The slot order is the order in
+/// which a collect reads them (later lifecycle stages first), see ExecutorMetrics::fold.
+struct SlotLayout {
+  // Stage "ended": read first.
+  static constexpr std::size_t completed = 0;
+  static constexpr std::size_t failed = 1;
+  static constexpr std::size_t busy_ns = 2;
+  // Stage "started".
+  static constexpr std::size_t started = 3;
+  // Stage "dequeued without running".
+  static constexpr std::size_t cancelled = 4;
+  // Stage "submitted": read last.
+  static constexpr std::size_t submitted = 5;
+  static constexpr std::size_t rejected = 6;  // + RejectReason
+  static constexpr std::size_t fixed_count = rejected + reject_reason_count;
+
+  std::size_t run_buckets = 0;   // finite bounds of the run histogram
+  std::size_t wait_buckets = 0;  // finite bounds of the wait histogram
+
+  // Each histogram is (bounds + 1) bucket counts followed by a nanosecond sum.
+  std::size_t run_hist(bool ok) const { return fixed_count + (ok ? 0 : run_buckets + 2); }
+  std::size_t wait_hist() const { return fixed_count + 2 * (run_buckets + 2); }
+  std::size_t size() const { return wait_hist() + wait_buckets + 2; }
+};
+
+/// One thread's private counters for one executor id. Only the owning thread writes,
+/// with a plain load + store (no read-modify-write, no lock), so the hot path costs a
+/// few nanoseconds and never shares a cache line with another writer. A collect reads
+/// the slots with acquire loads and folds the growth since the last collect into the
+/// prometheus-cpp metrics. Release stores make each task's earlier stages visible
+/// before its later ones, which keeps the derived gauges from going negative.
+class MetricShard {
+ public:
+  MetricShard(const SlotLayout& layout, const std::vector<std::uint64_t>& run_bounds_ns,
+              const std::vector<std::uint64_t>& wait_bounds_ns)
+      : layout_(layout),
+        run_bounds_(run_bounds_ns.data()),
+        wait_bounds_(wait_bounds_ns.data()),
+        run_n_(run_bounds_ns.size()),
+        wait_n_(wait_bounds_ns.size()),
+        slots_(new (std::align_val_t{64}) std::atomic<std::uint64_t>[padded(layout.size())]),
+        folded_(layout.size(), 0) {
+    for (std::size_t i = 0; i < padded(layout.size()); ++i) slots_[i].store(0, std::memory_order_relaxed);
+  }
+  MetricShard(const MetricShard&) = delete;
+  MetricShard& operator=(const MetricShard&) = delete;
+  ~MetricShard() { ::operator delete[](slots_, std::align_val_t{64}); }
+
+  void task_submitted() noexcept { bump(SlotLayout::submitted, 1); }
+  void task_rejected(RejectReason r) noexcept {
+    bump(SlotLayout::rejected + static_cast<std::size_t>(r), 1);
+  }
+  void task_cancelled(std::uint64_t n = 1) noexcept { bump(SlotLayout::cancelled, n); }
+  void task_started(std::uint64_t wait_ns) noexcept {
+    observe(layout_.wait_hist(), wait_bounds_, wait_n_, wait_ns);
+    bump(SlotLayout::started, 1);
+  }
+  void task_finished(std::uint64_t run_ns, bool ok) noexcept {
+    observe(layout_.run_hist(ok), run_bounds_, run_n_, run_ns);
+    bump(SlotLayout::busy_ns, run_ns);
+    bump(ok ? SlotLayout::completed : SlotLayout::failed, 1);
+  }
+
+  /// Collector side: current value of a slot.
+  std::uint64_t read(std::size_t slot) const noexcept {
+    return slots_[slot].load(std::memory_order_acquire);
+  }
+  /// Collector side: what was already folded (guarded by the owner's fold mutex).
+  std::vector<std::uint64_t>& folded() noexcept { return folded_; }
+
+  /// Set by the owning thread when it exits; the collector folds the shard one last
+  /// time and drops it.
+  std::atomic<bool> retired{false};
+  /// Set when the owning ExecutorMetrics dies, so thread caches can forget the shard.
+  std::atomic<bool> orphaned{false};
+
+ private:
+  static std::size_t padded(std::size_t n) { return (n + 7) / 8 * 8; }
+
+  void bump(std::size_t slot, std::uint64_t n) noexcept {
+    auto& a = slots_[slot];
+    a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_release);
+  }
+  void observe(std::size_t base, const std::uint64_t* bounds, std::size_t n,
+               std::uint64_t ns) noexcept {
+    std::size_t i = 0;
+    while (i < n && ns > bounds[i]) ++i;  // most observations land in the first buckets
+    bump(base + i, 1);
+    bump(base + n + 1, ns);
+  }
+
+  SlotLayout layout_;
+  const std::uint64_t* run_bounds_;
+  const std::uint64_t* wait_bounds_;
+  std::size_t run_n_;
+  std::size_t wait_n_;
+  std::atomic<std::uint64_t>* slots_;
+  std::vector<std::uint64_t> folded_;
+};
+
+}  // namespace executor_exporter::detail

@@ -1,0 +1,72 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "../exporter_options.hpp"
+
+namespace prometheus {
+class Registry;
+template <typename T>
+class Family;
+class Counter;
+class Gauge;
+class Histogram;
+class Collectable;
+}  // namespace prometheus
+
+namespace executor_exporter::detail {
+
+class ExecutorMetrics;
+
+/// What the library keeps per prometheus-cpp Registry: the metric families (registered
+/// once, since a Registry built with InsertBehavior::Throw refuses a second
+/// registration) and the live ExecutorMetrics, so one fold before a collect brings
+/// every executor of that registry up to date.
+class RegistryState : public std::enable_shared_from_this<RegistryState> {
+ public:
+  /// The state of `registry`, created on first use. Thread-safe.
+  static std::shared_ptr<RegistryState> of(const std::shared_ptr<prometheus::Registry>& registry);
+
+  explicit RegistryState(prometheus::Registry& registry);
+
+  /// The shared metrics of (id, type), created on first use.
+  std::shared_ptr<ExecutorMetrics> metrics_for(const std::shared_ptr<prometheus::Registry>& registry,
+                                               const std::string& id, const std::string& type,
+                                               const ExporterOptions& options);
+  /// Folds every live executor's shards into its series.
+  void fold_all();
+
+  prometheus::Registry& registry() { return registry_; }
+
+  prometheus::Family<prometheus::Gauge>* max_workers;
+  prometheus::Family<prometheus::Gauge>* workers;
+  prometheus::Family<prometheus::Counter>* workers_started;
+  prometheus::Family<prometheus::Counter>* submitted;
+  prometheus::Family<prometheus::Counter>* rejected;
+  prometheus::Family<prometheus::Counter>* cancelled;
+  prometheus::Family<prometheus::Gauge>* queued;
+  prometheus::Family<prometheus::Gauge>* running;
+  prometheus::Family<prometheus::Histogram>* wait;
+  prometheus::Family<prometheus::Histogram>* run;
+  prometheus::Family<prometheus::Counter>* busy;
+
+  /// Holds a collectable handed to an Exposer (which keeps only a weak_ptr) for as
+  /// long as the registry lives.
+  void keep_alive(std::shared_ptr<prometheus::Collectable> collectable) {
+    std::lock_guard lock(mutex_);
+    exposed_.push_back(std::move(collectable));
+  }
+
+ private:
+  prometheus::Registry& registry_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> exposed_;
+  std::mutex mutex_;
+  std::map<std::pair<std::string, std::string>, std::weak_ptr<ExecutorMetrics>> metrics_;
+};
+
+}  // namespace executor_exporter::detail

@@ -1,0 +1,24 @@
+#pragma once
+
+#include <vector>
+
+namespace executor_exporter {
+
+/// Default histogram bounds in seconds, shared by wait and run: 10 µs to 30 min, because
+/// queues back up for minutes while most tasks take micro- to milliseconds.
+inline std::vector<double> default_buckets() {
+  return {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1,
+          0.25, 0.5,    1,      2.5,  5,      10,   30,     60,   120,    300,  600,  1800};
+}
+
+/// Per-exporter settings. Bucket bounds are fixed when the first exporter of an id is
+/// created; a later exporter of the same id and type must ask for the same bounds (or
+/// leave them at their defaults) so that the series they share stay one histogram.
+struct ExporterOptions {
+  /// Upper bounds (seconds, increasing) of executor_task_wait_seconds.
+  std::vector<double> wait_buckets = default_buckets();
+  /// Upper bounds (seconds, increasing) of executor_task_run_seconds.
+  std::vector<double> run_buckets = default_buckets();
+};
+
+}  // namespace executor_exporter

@@ -1,0 +1,155 @@
+#pragma once
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <ranges>
+#include <string>
+#include <utility>
+
+#include "detail/task.hpp"
+#include "detail/type_name.hpp"
+#include "errors.hpp"
+#include "executor_concept.hpp"
+#include "exporter.hpp"
+#include "future.hpp"
+#include "map_results.hpp"
+
+namespace executor_exporter {
+
+/// Wraps any Executor and instruments it: each task's queue wait (from submit to the
+/// moment the wrapped executor runs it) and run time, its outcome, and tasks the
+/// wrapped executor drops without running them (counted as cancelled), all fed to an
+/// ExecutorExporter. The proxy owns the executor. submit() returns this library's
+/// Future whatever future type the executor returns, so cancel() and done-callbacks work
+/// over any executor. Use it for executors you cannot replace; ThreadPoolExecutor is
+/// the faster choice when you can.
+template <Executor E>
+class InstrumentedExecutorProxy {
+ public:
+  /// Takes over `executor`; `max_workers` is what executor_max_workers reports.
+  InstrumentedExecutorProxy(E executor, ExecutorExporter exporter, std::size_t max_workers)
+      : exporter_(std::move(exporter)), executor_(std::move(executor)) {
+    exporter_.set_max_workers(static_cast<std::int64_t>(max_workers));
+  }
+  /// Builds the executor in place from `args` (for executors that cannot move).
+  template <class... Args>
+  InstrumentedExecutorProxy(std::in_place_t, ExecutorExporter exporter, std::size_t max_workers,
+                            Args&&... args)
+      : exporter_(std::move(exporter)), executor_(std::forward<Args>(args)...) {
+    exporter_.set_max_workers(static_cast<std::int64_t>(max_workers));
+  }
+  InstrumentedExecutorProxy(const InstrumentedExecutorProxy&) = delete;
+  InstrumentedExecutorProxy& operator=(const InstrumentedExecutorProxy&) = delete;
+
+  /// Shuts the wrapped executor down, waiting for its tasks.
+  ~InstrumentedExecutorProxy() { shutdown(true, false); }
+
+  /// Submits f(args...) to the wrapped executor. Throws ExecutorShutdownError after
+  /// shutdown(); an exception from the wrapped submit propagates; both count as rejected.
+  template <class F, class... Args>
+  auto submit(F&& f, Args&&... args) {
+    auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
+    using Node = detail::FutureTask<decltype(bound)>;
+    using R = typename Node::result_type;
+    if (closed_.load(std::memory_order_acquire)) {
+      exporter_.task_rejected(RejectReason::shutdown);
+      throw ExecutorShutdownError(exporter_.id());
+    }
+    auto* node = new Node(std::move(bound));
+    node->set_owner(&exporter_.metrics());
+    node->add_ref();
+    detail::StateRef<detail::FutureState<R>> future_ref(node);
+    node->submit_ns = detail::now_ns();
+    auto ticket = std::make_shared<Ticket>(node, this);
+    try {
+      executor_.submit(std::function<void()>([ticket] { (*ticket)(); }));
+    } catch (...) {
+      ticket->refused();
+      exporter_.task_rejected(RejectReason::shutdown);
+      throw;
+    }
+    // Counted once accepted: a task the executor starts at once may be seen as started
+    // a moment before it is seen as submitted; the queued gauge is clamped at zero.
+    exporter_.metrics().local_shard().task_submitted();
+    return Future<R>(std::move(future_ref));
+  }
+
+  /// Submits f(item) for every item; results in input order, retrieved lazily.
+  template <class F, std::ranges::input_range Range>
+  auto map(F f, Range&& range) {
+    return detail::map_via_submit(*this, f, std::forward<Range>(range));
+  }
+
+  /// Stops accepting tasks and shuts the wrapped executor down. With cancel_futures,
+  /// tasks that have not started are cancelled when the executor reaches them (or drops
+  /// them). With wait, returns when the wrapped executor's shutdown returns.
+  void shutdown(bool wait = true, bool cancel_futures = false) {
+    if (cancel_futures) cancelling_.store(true, std::memory_order_release);
+    if (closed_.exchange(true, std::memory_order_acq_rel) && !cancel_futures) return;
+    if constexpr (requires { executor_.shutdown(wait, cancel_futures); }) {
+      executor_.shutdown(wait, cancel_futures);
+    } else if constexpr (requires { executor_.shutdown(wait); }) {
+      executor_.shutdown(wait);
+    } else {
+      executor_.shutdown();
+    }
+  }
+
+  E& executor() { return executor_; }
+  ExecutorExporter& exporter() { return exporter_; }
+
+ private:
+  // Runs the task once; if the last copy of the callable is destroyed without running
+  // (the executor dropped it), the task counts as cancelled and its future says so.
+  class Ticket {
+   public:
+    Ticket(detail::Task* node, InstrumentedExecutorProxy* proxy) : node_(node), proxy_(proxy) {}
+    Ticket(const Ticket&) = delete;
+    Ticket& operator=(const Ticket&) = delete;
+    ~Ticket() {
+      if (node_ != nullptr) {
+        node_->cancel();
+        node_->drop();
+      }
+    }
+    void operator()() {
+      detail::Task* node = std::exchange(node_, nullptr);
+      if (node == nullptr) return;
+      if (proxy_->cancelling_.load(std::memory_order_acquire)) node->cancel();
+      if (!node->claim()) {
+        node->drop();
+        return;
+      }
+      auto& exporter = proxy_->exporter_;
+      const std::uint64_t start = exporter.task_started(node->submit_ns);
+      const bool ok = node->invoke();
+      exporter.task_finished(start, ok);
+      node->finish();
+    }
+    void refused() {
+      detail::Task* node = std::exchange(node_, nullptr);
+      node->drop();  // the caller's future reference goes with the exception
+    }
+
+   private:
+    detail::Task* node_;
+    InstrumentedExecutorProxy* proxy_;
+  };
+
+  ExecutorExporter exporter_;  // declared first: outlives the executor's tasks
+  E executor_;
+  std::atomic<bool> closed_{false};
+  std::atomic<bool> cancelling_{false};
+};
+
+/// Builds an exporter labelled with E's readable type name.
+template <class E>
+ExecutorExporter make_exporter_for(std::string id,
+                                   std::shared_ptr<prometheus::Registry> registry = nullptr,
+                                   const ExporterOptions& options = {}) {
+  return ExecutorExporter(std::move(id), detail::type_name<E>(), std::move(registry), options);
+}
+
+}  // namespace executor_exporter

@@ -1,0 +1,42 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include <prometheus/collectable.h>
+#include <prometheus/exposer.h>
+#include <prometheus/metric_family.h>
+#include <prometheus/registry.h>
+
+namespace executor_exporter {
+
+/// The process-wide registry used by every exporter that is given none. It is never
+/// destroyed, so executors that outlive main() can still fold their last counts.
+std::shared_ptr<prometheus::Registry> default_registry();
+
+/// A collectable view of `registry` to register with a prometheus::Exposer in place of
+/// the registry itself. Executors count on per-thread shards without locks; a
+/// prometheus-cpp Registry has no hook that runs before it is collected, so this view
+/// first folds the shards into the registry's series and then collects the registry.
+/// Every increment is folded exactly once, however often or rarely it is scraped. It
+/// refers to the registry weakly and collects nothing once the registry is gone.
+std::shared_ptr<prometheus::Collectable> make_collectable(
+    const std::shared_ptr<prometheus::Registry>& registry = default_registry());
+
+/// Registers make_collectable(registry) with `exposer` at `uri` and keeps the view alive
+/// as long as the registry (the Exposer itself holds only a weak_ptr).
+void expose(prometheus::Exposer& exposer,
+            const std::shared_ptr<prometheus::Registry>& registry = default_registry(),
+            const std::string& uri = "/metrics");
+
+/// Folds every executor's shards into `registry` without collecting it; call this
+/// before handing the registry to something that collects it directly (a Pushgateway
+/// client, say).
+void refresh(const std::shared_ptr<prometheus::Registry>& registry = default_registry());
+
+/// refresh() followed by registry->Collect(): the exact state of every executor now.
+std::vector<prometheus::MetricFamily> collect(
+    const std::shared_ptr<prometheus::Registry>& registry = default_registry());
+
+}  // namespace executor_exporter
