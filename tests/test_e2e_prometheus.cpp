@@ -1,0 +1,283 @@
+// End-to-end tests: the demo binary (examples/demo.cpp) serves metrics over HTTP that promtool
+// accepts and that a real Prometheus server scrapes.
+//
+// The tool paths come from CMake (tests/CMakeLists.txt): EE_DEMO_BINARY, EE_PROMTOOL,
+// EE_PROMETHEUS. A tool missing at configure time makes its test fail, not skip:
+// scripts/install-deps.sh installs all of them.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <csignal>
+
+#include <algorithm>
+#include <catch2/catch.hpp>
+#include <cctype>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "free_port.hpp"
+#include "http_client.hpp"
+#include "json.hpp"
+#include "prom_text.hpp"
+#include "subprocess.hpp"
+#include "temp_dir.hpp"
+#include "wait_until.hpp"
+
+using namespace std::chrono_literals;
+namespace prom = ee_test::prom;
+
+#ifndef EE_DEMO_BINARY
+#error "EE_DEMO_BINARY must be defined by the build (tests/CMakeLists.txt)"
+#endif
+#ifndef EE_PROMTOOL
+#error "EE_PROMTOOL must be defined by the build (tests/CMakeLists.txt)"
+#endif
+#ifndef EE_PROMETHEUS
+#error "EE_PROMETHEUS must be defined by the build (tests/CMakeLists.txt)"
+#endif
+
+namespace {
+
+// Sanitizer builds start slowly; these are upper bounds, not expectations.
+constexpr auto kStartupTimeout = 60s;
+constexpr auto kExitTimeout = 30s;
+
+const prom::Labels kDemoLabels = {{"executor", "demo"}, {"executor_type", "thread_pool"}};
+constexpr const char* kSubmitted = "executor_tasks_submitted_total";
+
+std::string require_tool(const char* path, const char* what) {
+  std::string p = path;
+  if (p.empty()) {
+    FAIL(what << " was not found when the build was configured. Install it "
+                 "(scripts/install-deps.sh) and re-run CMake.");
+  }
+  if (::access(p.c_str(), X_OK) != 0) {
+    FAIL(what << " '" << p << "' is not an executable file (build the target / reinstall).");
+  }
+  return p;
+}
+
+std::string tail(const std::string& s, std::size_t n = 4000) {
+  return s.size() <= n ? s : "..." + s.substr(s.size() - n);
+}
+
+std::string lower(std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return s;
+}
+
+// Starts the demo on 127.0.0.1:<port> and waits for its "Serving metrics on ..." line.
+std::unique_ptr<ee_test::Subprocess> start_demo(int port) {
+  const std::string demo = require_tool(EE_DEMO_BINARY, "The demo binary (executor_exporter_demo)");
+  auto proc = std::make_unique<ee_test::Subprocess>(
+      std::vector<std::string>{demo, "--port", std::to_string(port), "--bind", "127.0.0.1"});
+  const auto line = proc->read_stdout_line(kStartupTimeout);
+  INFO("demo stderr:\n" << tail(proc->stderr_text()));
+  REQUIRE(line.has_value());
+  const std::string expected =
+      "Serving metrics on http://127.0.0.1:" + std::to_string(port) + "/metrics";
+  REQUIRE(*line == expected);
+  return proc;
+}
+
+ee_test::HttpResponse scrape(int port) {
+  auto r = ee_test::http_get("127.0.0.1", port, "/metrics", 10s);
+  INFO("body:\n" << tail(r.body));
+  REQUIRE(r.status == 200);
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("demo serves metrics and promtool finds nothing wrong", "[e2e]") {
+  const std::string promtool = require_tool(EE_PROMTOOL, "promtool");
+  const int port = ee_test::free_tcp_port();
+  auto demo = start_demo(port);
+
+  // The executor families may appear a moment after the "Serving" line (once the workload has
+  // started); wait for them. Every page must parse.
+  ee_test::HttpResponse first;
+  prom::Page page;
+  std::string parse_error;
+  const bool present = ee_test::wait_until(
+      [&] {
+        first = scrape(port);
+        try {
+          page = prom::parse(first.body);
+          parse_error.clear();
+        } catch (const std::exception& e) {
+          parse_error = e.what();
+          return true;  // an invalid page fails the test at once (below)
+        }
+        return prom::count(page, kSubmitted, kDemoLabels) > 0;
+      },
+      20s, 100ms);
+  {
+    INFO("page:\n" << tail(first.body));
+    REQUIRE(parse_error == "");
+    REQUIRE(present);
+    CHECK(first.header("content-type").find("text/plain") != std::string::npos);
+    const auto* family = page.family(kSubmitted);
+    REQUIRE(family != nullptr);
+    CHECK(family->type == "counter");
+    CHECK_FALSE(family->help.empty());
+    REQUIRE(prom::count(page, kSubmitted, kDemoLabels) == 1);
+  }
+  const double before = prom::value(page, kSubmitted, kDemoLabels);
+
+  // The counter grows while the workload runs.
+  double after = before;
+  std::string last_error;
+  const bool grew = ee_test::wait_until(
+      [&] {
+        try {
+          after = prom::value(prom::parse(scrape(port).body), kSubmitted, kDemoLabels);
+        } catch (const std::exception& e) {
+          last_error = e.what();
+        }
+        return after > before;
+      },
+      20s, 200ms);
+  INFO("before=" << before << " after=" << after << " last error: " << last_error);
+  CHECK(grew);
+
+  // promtool lints the page (exit code 0 = no problems).
+  const auto page_text = scrape(port).body;
+  const auto check = ee_test::run_and_capture({promtool, "check", "metrics"}, page_text, 60s);
+  {
+    INFO("promtool check metrics exit code " << check.exit_code << "\nstdout:\n"
+                                             << check.out << "\nstderr:\n"
+                                             << check.err << "\npage:\n"
+                                             << tail(page_text));
+    CHECK_FALSE(check.timed_out);
+    CHECK(check.exit_code == 0);
+  }
+
+  // Ctrl-C stops the demo cleanly.
+  demo->send_signal(SIGINT);
+  const auto status = demo->wait_for_exit(kExitTimeout);
+  demo->wait_for_output_eof(2s);
+  INFO("demo stderr:\n" << tail(demo->stderr_text()));
+  REQUIRE(status.has_value());
+  CHECK(*status == 0);
+}
+
+TEST_CASE("the real Prometheus server scrapes the demo", "[e2e]") {
+  const std::string prometheus = require_tool(EE_PROMETHEUS, "The Prometheus server");
+  const int demo_port = ee_test::free_tcp_port();
+  auto demo = start_demo(demo_port);
+
+  ee_test::TempDir dir("ee_prometheus");
+  const auto config = dir / "prometheus.yml";
+  {
+    std::ofstream out(config);
+    out << "global:\n"
+           "  scrape_interval: 1s\n"
+           "  scrape_timeout: 1s\n"
+           "  evaluation_interval: 1s\n"
+           "scrape_configs:\n"
+           "  - job_name: executor_exporter_demo\n"
+           "    static_configs:\n"
+           "      - targets: ['127.0.0.1:"
+        << demo_port << "']\n";
+    REQUIRE(out.good());
+  }
+  std::filesystem::create_directories(dir / "data");
+
+  const int prom_port = ee_test::free_tcp_port();
+  ee_test::Subprocess server({prometheus, "--config.file=" + config.string(),
+                              "--storage.tsdb.path=" + (dir / "data").string(),
+                              "--storage.tsdb.retention.time=1h",
+                              "--web.listen-address=127.0.0.1:" + std::to_string(prom_port),
+                              "--web.console.templates=" + (dir / "consoles").string(),
+                              "--web.console.libraries=" + (dir / "console_libraries").string(),
+                              "--query.lookback-delta=30s", "--log.level=info"});
+
+  const std::string query = "/api/v1/query?query=" + std::string(kSubmitted) +
+                            "%7Bexecutor%3D%22demo%22%7D";  // {executor="demo"}
+  std::string last;
+  double value = 0;
+  const bool seen = ee_test::wait_until(
+      [&] {
+        if (!server.running()) return false;
+        try {
+          const auto r = ee_test::http_get("127.0.0.1", prom_port, query, 5s);
+          last = std::to_string(r.status) + " " + r.body;
+          if (r.status != 200) return false;
+          const auto doc = ee_test::json::parse(r.body);
+          if (doc.at("status").str() != "success") return false;
+          for (const auto& series : doc.at("data").at("result").array) {
+            const auto& metric = series.at("metric");
+            if (metric.at("executor").str() != "demo") continue;
+            if (metric.at("job").str() != "executor_exporter_demo") continue;
+            value = std::stod(series.at("value").at(1).str());
+            if (value > 0) return true;
+          }
+        } catch (const std::exception& e) {
+          last = std::string("error: ") + e.what();
+        }
+        return false;
+      },
+      40s, 500ms);
+
+  if (!seen) {
+    std::string targets;
+    try {
+      targets = ee_test::http_get("127.0.0.1", prom_port, "/api/v1/targets", 5s).body;
+    } catch (const std::exception& e) {
+      targets = e.what();
+    }
+    INFO("prometheus running: " << server.running() << "\nlast query answer: " << last
+                                << "\ntargets: " << targets << "\nprometheus log:\n"
+                                << tail(server.stderr_text()) << "\ndemo stderr:\n"
+                                << tail(demo->stderr_text()));
+    FAIL("Prometheus did not report " << kSubmitted << "{executor=\"demo\"} > 0 within 40s");
+  }
+  CHECK(value > 0);
+
+  // Both processes are stopped (and the temp dir removed) by RAII; stop them explicitly too so
+  // that a failure to stop is visible.
+  CHECK(server.terminate(20s) == 0);
+  demo->send_signal(SIGTERM);
+  const auto status = demo->wait_for_exit(kExitTimeout);
+  REQUIRE(status.has_value());
+  CHECK(*status == 0);
+}
+
+TEST_CASE("a port already in use gives a clear error", "[e2e]") {
+  const std::string demo = require_tool(EE_DEMO_BINARY, "The demo binary (executor_exporter_demo)");
+
+  // Hold 127.0.0.1:<port> bound and listening ourselves.
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  struct Closer {
+    int fd;
+    ~Closer() { ::close(fd); }
+  } closer{fd};
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(fd, 4) == 0);
+  socklen_t len = sizeof addr;
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0);
+  const int port = ntohs(addr.sin_port);
+
+  ee_test::Subprocess proc({demo, "--port", std::to_string(port), "--bind", "127.0.0.1"});
+  const auto status = proc.wait_for_exit(kStartupTimeout);
+  proc.wait_for_output_eof(5s);
+  const std::string err = proc.stderr_text();
+  INFO("demo stdout:\n" << tail(proc.stdout_text()) << "\ndemo stderr:\n" << tail(err));
+  REQUIRE(status.has_value());  // it must not keep running
+  CHECK(*status != 0);
+  CHECK(*status > 0);  // a normal exit with an error code, not a crash
+  const std::string e = lower(err);
+  CHECK((e.find("in use") != std::string::npos || e.find("could not bind") != std::string::npos));
+}
