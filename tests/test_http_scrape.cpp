@@ -1,0 +1,120 @@
+// /metrics over real HTTP from a real prometheus::Exposer on a loopback ephemeral port.
+
+#include <executor_exporter/executor_exporter.hpp>
+
+#include <catch2/catch.hpp>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "free_port.hpp"
+#include "http_client.hpp"
+#include "prom_text.hpp"
+#include "subprocess.hpp"
+
+namespace ee = executor_exporter;
+using ee_test::prom::value;
+
+namespace {
+
+ee_test::prom::Page http_scrape(int port) {
+  auto response = ee_test::http_get("127.0.0.1", port, "/metrics");
+  REQUIRE(response.status == 200);
+  REQUIRE_THAT(response.header("content-type"), Catch::StartsWith("text/plain"));
+  return ee_test::prom::parse(response.body);
+}
+
+void require_promtool_clean(const std::string& page) {
+  const std::string promtool = EE_PROMTOOL;
+  if (promtool.empty()) FAIL("promtool not found at configure time: run scripts/install-deps.sh");
+  auto result = ee_test::run_and_capture({promtool, "check", "metrics"}, page);
+  INFO("promtool stdout: " << result.out << "\npromtool stderr: " << result.err);
+  REQUIRE(result.exit_code == 0);
+}
+
+}  // namespace
+
+TEST_CASE("MetricsServer serves exact metrics over HTTP on an ephemeral loopback port", "[http]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::MetricsServer server("127.0.0.1:0", registry);
+  REQUIRE(server.port() > 0);
+  REQUIRE(server.url() == "http://127.0.0.1:" + std::to_string(server.port()) + "/metrics");
+
+  ee::ThreadPoolExecutor pool(2, "t", {}, "http", registry);
+  for (int i = 0; i < 7; ++i) pool.submit([] {}).get();
+  auto page = http_scrape(server.port());
+  CHECK(value(page, "executor_tasks_submitted_total", {{"executor", "http"}}) == 7);
+  CHECK(value(page, "executor_task_run_seconds_count",
+              {{"executor", "http"}, {"result", "completed"}}) == 7);
+  CHECK(page.family("executor_task_wait_seconds")->type == "histogram");
+
+  // Nothing is lost or counted twice between scrapes.
+  for (int i = 0; i < 3; ++i) pool.submit([] {}).get();
+  CHECK(value(http_scrape(server.port()), "executor_tasks_submitted_total") == 10);
+}
+
+TEST_CASE("promtool check metrics finds nothing wrong in a scraped page", "[http][promtool]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::MetricsServer server("127.0.0.1:0", registry);
+  ee::ThreadPoolExecutor pool(2, "t", {}, "lint", registry);
+  pool.submit([] {}).get();
+  try {
+    pool.submit([] { throw 1; }).get();
+  } catch (int) {
+  }
+  auto response = ee_test::http_get("127.0.0.1", server.port(), "/metrics");
+  REQUIRE(response.status == 200);
+  require_promtool_clean(response.body);
+}
+
+TEST_CASE("hostile executor ids come out escaped and parse back unchanged", "[http][promtool]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::MetricsServer server("127.0.0.1:0", registry);
+  const std::vector<std::string> ids{
+      "quote\"inside", "back\\slash", "new\nline", "naïve ✓ 日本", "} , le=\"1\"", "", "\\n"};
+  std::vector<std::unique_ptr<ee::ThreadPoolExecutor>> pools;
+  for (const auto& id : ids) {
+    pools.push_back(std::make_unique<ee::ThreadPoolExecutor>(1, "t", nullptr, id, registry));
+    pools.back()->submit([] {}).get();
+  }
+  auto response = ee_test::http_get("127.0.0.1", server.port(), "/metrics");
+  auto page = ee_test::prom::parse(response.body);
+  for (const auto& id : ids) {
+    INFO("id: " << id);
+    CHECK(value(page, "executor_tasks_submitted_total", {{"executor", id}}) == 1);
+  }
+  require_promtool_clean(response.body);
+}
+
+TEST_CASE("a port already in use gives a clear BindError naming the address", "[http]") {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+  REQUIRE(::listen(fd, 1) == 0);
+  socklen_t len = sizeof addr;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  const std::string address = "127.0.0.1:" + std::to_string(ntohs(addr.sin_port));
+
+  REQUIRE_THROWS_AS(ee::MetricsServer(address), ee::BindError);
+  REQUIRE_THROWS_WITH(ee::MetricsServer(address),
+                      Catch::Contains(address) && Catch::Contains("in use"));
+  ::close(fd);
+}
+
+TEST_CASE("expose() serves executor metrics through the user's own Exposer", "[http]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  prometheus::Exposer exposer("127.0.0.1:0");
+  ee::expose(exposer, registry);
+  ee::ThreadPoolExecutor pool(1, "t", {}, "mine", registry);
+  pool.submit([] {}).get();
+  const int port = exposer.GetListeningPorts().front();
+  CHECK(value(http_scrape(port), "executor_tasks_submitted_total", {{"executor", "mine"}}) == 1);
+}
