@@ -152,9 +152,9 @@ class Encoder {
    public:
     explicit DepthGuard(Encoder& e) : e_(e) {
       if (e_.depth_ >= e_.max_depth_) {
-        throw CodecError("codec: cannot encode value nested deeper than " +
-                         std::to_string(e_.max_depth_) +
-                         " levels (the decoder would reject it; raise the depth limit on both sides)");
+        throw CodecError(
+            "codec: cannot encode value nested deeper than " + std::to_string(e_.max_depth_) +
+            " levels (the decoder would reject it; raise the depth limit on both sides)");
       }
       ++e_.depth_;
     }
@@ -397,8 +397,9 @@ consteval Rule rule_for() {
     return Rule::kMap;
   } else if constexpr (is_std_unordered_map<T>::value) {
     return Rule::kUnorderedMap;
-  } else if constexpr (std::is_trivially_copyable_v<T> &&
-                       (std::is_class_v<T> || std::is_union_v<T>) && !is_view<T>::value) {
+  } else if constexpr (std::is_trivially_copyable_v<T> && !std::is_scalar_v<T> &&
+                       !is_view<T>::value) {
+    // Classes and unions only: scalars were handled above or are pointers.
     return Rule::kTrivial;
   } else {
     return Rule::kNone;
@@ -500,12 +501,14 @@ inline constexpr bool bulk_copyable =
     (std::is_integral_v<T> && !std::is_same_v<T, bool>) || std::is_same_v<T, std::byte> ||
     (std::is_floating_point_v<T> && (sizeof(T) == 4 || sizeof(T) == 8));
 
+// Rules whose encoding has a fixed size, so container elements need no
+// encoded-size check.
 template <class T>
-inline constexpr bool fixed_size_rule = rule_for<T>() == Rule::kBool ||
-                                        rule_for<T>() == Rule::kInteger ||
-                                        rule_for<T>() == Rule::kFloat ||
-                                        rule_for<T>() == Rule::kEnum ||
-                                        rule_for<T>() == Rule::kTrivial;
+consteval bool fixed_size_rule() {
+  constexpr Rule r = rule_for<T>();
+  return r == Rule::kBool || r == Rule::kInteger || r == Rule::kFloat || r == Rule::kEnum ||
+         r == Rule::kTrivial;
+}
 
 }  // namespace detail
 
@@ -532,7 +535,7 @@ namespace detail {
 
 template <class T>
 void encode_element(Encoder& e, const T& value) {
-  if constexpr (fixed_size_rule<T>) {
+  if constexpr (fixed_size_rule<T>()) {
     encode(e, value);
   } else {
     const std::size_t before = e.size();
@@ -577,9 +580,10 @@ M decode_map(Decoder& d, const char* what) {
       // must be strictly increasing; this rejects duplicates and keeps the
       // encoding canonical (decode then encode gives back the same bytes).
       if (!out.empty() && !out.key_comp()(std::prev(out.end())->first, key)) {
-        throw CodecError("codec: std::map keys are not strictly increasing (duplicate or "
-                         "unsorted key in entry " +
-                         std::to_string(i) + " at byte offset " + std::to_string(entry_at) + ")");
+        throw CodecError(
+            "codec: std::map keys are not strictly increasing (duplicate or "
+            "unsorted key in entry " +
+            std::to_string(i) + " at byte offset " + std::to_string(entry_at) + ")");
       }
       out.emplace_hint(out.end(), std::move(key), std::move(value));
     } else {
@@ -792,8 +796,7 @@ T decode(Decoder& d) {
     return detail::decode_map<T>(d, "std::unordered_map");
   } else if constexpr (r == Rule::kTrivial) {
     std::array<std::byte, sizeof(T)> raw{};
-    std::memcpy(raw.data(), d.read_bytes(sizeof(T), "trivially copyable object").data(),
-                sizeof(T));
+    std::memcpy(raw.data(), d.read_bytes(sizeof(T), "trivially copyable object").data(), sizeof(T));
     return std::bit_cast<T>(raw);
   }
 }

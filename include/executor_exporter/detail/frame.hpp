@@ -133,16 +133,17 @@ inline std::uint64_t monotonic_ns() noexcept {
 /// run the same image at the same addresses. Never send one to a process that
 /// was not forked from the sender.
 template <class F>
-  requires std::is_function_v<F>
 std::uint64_t function_to_wire(F* fn) noexcept {
+  static_assert(std::is_function_v<F>, "function_to_wire takes a pointer to a function");
   return static_cast<std::uint64_t>(reinterpret_cast<std::uintptr_t>(fn));
 }
 
 /// The inverse of function_to_wire, e.g.
 /// `function_from_wire<void (*)(Decoder&, Encoder&)>(msg.function)`.
 template <class FnPtr>
-  requires(std::is_pointer_v<FnPtr> && std::is_function_v<std::remove_pointer_t<FnPtr>>)
 FnPtr function_from_wire(std::uint64_t bits) noexcept {
+  static_assert(std::is_pointer_v<FnPtr> && std::is_function_v<std::remove_pointer_t<FnPtr>>,
+                "function_from_wire<FnPtr>: FnPtr must be a pointer-to-function type");
   return reinterpret_cast<FnPtr>(static_cast<std::uintptr_t>(bits));
 }
 
@@ -402,8 +403,8 @@ class FrameDecoder {
   static constexpr std::size_t kRetainCapacity = std::size_t{1} << 20;
 
   std::string buf_;
-  std::size_t pos_ = 0;        // start of the first unreturned byte in buf_
-  std::uint64_t consumed_ = 0; // stream offset of buf_[pos_], for messages
+  std::size_t pos_ = 0;         // start of the first unreturned byte in buf_
+  std::uint64_t consumed_ = 0;  // stream offset of buf_[pos_], for messages
   std::size_t max_payload_;
   std::optional<std::string> error_;
 };
