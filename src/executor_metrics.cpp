@@ -5,6 +5,9 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+#include <prometheus/summary.h>
+
+#include <executor_exporter/trace_options.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -66,12 +69,14 @@ void observe_delta(prometheus::Histogram* h, const std::vector<std::uint64_t>& d
 
 ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
                                  std::shared_ptr<prometheus::Registry> registry, std::string id,
-                                 std::string type, const ExporterOptions& options)
+                                 std::string type, const ExporterOptions& options,
+                                 std::string task)
     : state_(std::move(state)),
       registry_(std::move(registry)),
       id_(std::move(id)),
       type_(std::move(type)),
       options_(options),
+      task_(std::move(task)),
       unique_id_(next_unique_id.fetch_add(1, std::memory_order_relaxed)),
       run_bounds_ns_(to_ns(options.run_buckets, "run")),
       wait_bounds_ns_(to_ns(options.wait_buckets, "wait")) {
@@ -79,16 +84,19 @@ ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
   layout_.wait_buckets = wait_bounds_ns_.size();
   totals_.assign(layout_.size(), 0);
 
-  const prometheus::Labels labels{{"executor", id_}, {"executor_type", type_}};
+  prometheus::Labels labels{{"executor", id_}, {"executor_type", type_}};
+  if (!task_.empty()) labels.emplace("task", task_);
   auto with = [&](const char* key, const char* value) {
     auto l = labels;
     l.emplace(key, value);
     return l;
   };
   auto& s = *state_;
-  g_max_workers_ = &s.max_workers->Add(labels);
-  g_workers_ = &s.workers->Add(labels);
-  c_workers_started_ = &s.workers_started->Add(labels);
+  // A named() child exports only what is per task; the executor owns the rest.
+  const bool executor_level = task_.empty();
+  g_max_workers_ = executor_level ? &s.max_workers->Add(labels) : nullptr;
+  g_workers_ = executor_level ? &s.workers->Add(labels) : nullptr;
+  c_workers_started_ = executor_level ? &s.workers_started->Add(labels) : nullptr;
   c_submitted_ = &s.submitted->Add(labels);
   c_rejected_[static_cast<std::size_t>(RejectReason::shutdown)] =
       &s.rejected->Add(with("reason", "shutdown"));
@@ -102,7 +110,96 @@ ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
   h_wait_ = histogram(*s.wait, labels, options_.wait_buckets);
   h_run_[0] = histogram(*s.run, with("result", "completed"), options_.run_buckets);
   h_run_[1] = histogram(*s.run, with("result", "failed"), options_.run_buckets);
-  c_busy_ = &s.busy->Add(labels);
+  c_busy_ = executor_level ? &s.busy->Add(labels) : nullptr;
+  c_expired_ = &s.expired->Add(labels);
+  if (executor_level) {
+    g_queue_capacity_ = &s.queue_capacity->Add(labels);
+    c_scale_[0] = &s.scale_events->Add(with("direction", "up"));
+    c_scale_[1] = &s.scale_events->Add(with("direction", "down"));
+    c_callback_errors_ = &s.callback_errors->Add(labels);
+    c_unhandled_errors_ = &s.unhandled_errors->Add(labels);
+    c_initializer_errors_ = &s.initializer_errors->Add(labels);
+    c_names_overflow_ = &s.names_overflow->Add(labels);
+  }
+}
+
+ExecutorMetrics& ExecutorMetrics::named(std::string_view name, std::size_t max_names) {
+  // Hot path for named tasks: a per-thread cache of the last few names of this executor.
+  struct CacheEntry {
+    std::uint64_t owner = 0;
+    std::string name;
+    ExecutorMetrics* metrics = nullptr;
+  };
+  thread_local CacheEntry cache[4];
+  thread_local unsigned next_slot = 0;
+  for (auto& e : cache) {
+    if (e.owner == unique_id_ && e.name == name) return *e.metrics;
+  }
+  std::lock_guard lock(named_mutex_);
+  ExecutorMetrics* found = nullptr;
+  if (auto it = named_.find(name); it != named_.end()) {
+    found = it->second.get();
+  } else if (named_.size() < max_names && name != "other") {
+    auto child = std::make_shared<ExecutorMetrics>(state_, registry_, id_, type_, options_,
+                                                   std::string(name));
+    found = child.get();
+    named_.emplace(std::string(name), std::move(child));
+  } else {
+    // Not cached: every overflowing submit is counted, and the table cannot grow.
+    names_overflow_.fetch_add(1, std::memory_order_relaxed);
+    if (!other_) {
+      other_ = std::make_shared<ExecutorMetrics>(state_, registry_, id_, type_, options_, "other");
+    }
+    return *other_;
+  }
+  auto& slot = cache[next_slot++ % 4];
+  slot.owner = unique_id_;
+  slot.name.assign(name);
+  slot.metrics = found;
+  return *found;
+}
+
+void ExecutorMetrics::observe_trace(std::string_view scope, std::string_view action,
+                                    double seconds, const TraceOptions& options) {
+  const std::pair<std::string_view, std::string_view> key(scope, action);
+  if (options.summary) {
+    prometheus::Summary* series = nullptr;
+    {
+      std::lock_guard lock(trace_mutex_);
+      auto it = trace_sum_.find(key);
+      if (it == trace_sum_.end()) {
+        prometheus::Summary::Quantiles quantiles;
+        for (const auto& q : options.quantiles) quantiles.push_back({q.quantile, q.error});
+        auto& family = state_->trace_summary_family();
+        auto& created = family.Add({{"executor", id_},
+                                    {"executor_type", type_},
+                                    {"scope", std::string(scope)},
+                                    {"action", std::string(action)}},
+                                   quantiles, options.max_age, options.age_buckets);
+        it = trace_sum_.emplace(std::pair(std::string(scope), std::string(action)), &created).first;
+      }
+      series = it->second;
+    }
+    series->Observe(seconds);
+    return;
+  }
+  prometheus::Histogram* series = nullptr;
+  {
+    std::lock_guard lock(trace_mutex_);
+    auto it = trace_hist_.find(key);
+    if (it == trace_hist_.end()) {
+      auto& family = state_->trace_histogram_family();
+      auto* created = histogram(family,
+                                {{"executor", id_},
+                                 {"executor_type", type_},
+                                 {"scope", std::string(scope)},
+                                 {"action", std::string(action)}},
+                                options.buckets);
+      it = trace_hist_.emplace(std::pair(std::string(scope), std::string(action)), created).first;
+    }
+    series = it->second;
+  }
+  series->Observe(seconds);
 }
 
 ExecutorMetrics::~ExecutorMetrics() {
@@ -135,7 +232,32 @@ MetricShard& ExecutorMetrics::register_shard() {
   return *cache.last;
 }
 
+std::uint64_t ExecutorMetrics::add_fold_hook(std::function<void()> hook) {
+  std::lock_guard lock(hooks_mutex_);
+  hooks_.emplace_back(next_hook_, std::move(hook));
+  return next_hook_++;
+}
+
+void ExecutorMetrics::remove_fold_hook(std::uint64_t handle) {
+  std::lock_guard lock(hooks_mutex_);
+  std::erase_if(hooks_, [&](const auto& h) { return h.first == handle; });
+}
+
 void ExecutorMetrics::fold() {
+  {
+    std::lock_guard hooks_lock(hooks_mutex_);
+    for (auto& h : hooks_) h.second();
+  }
+  {
+    // Named children fold on their own (their own lock); copied so none is held across.
+    std::vector<std::shared_ptr<ExecutorMetrics>> children;
+    {
+      std::lock_guard named_lock(named_mutex_);
+      for (auto& [name, child] : named_) children.push_back(child);
+      if (other_) children.push_back(other_);
+    }
+    for (auto& child : children) child->fold();
+  }
   std::lock_guard lock(mutex_);
   const std::size_t n = layout_.size();
   std::vector<std::uint64_t> delta(n, 0);
@@ -156,7 +278,11 @@ void ExecutorMetrics::fold() {
       {SlotLayout::cancelled, SlotLayout::submitted},
       {SlotLayout::submitted, SlotLayout::fixed_count},
   };
+  std::uint64_t expired = expired_folded_;
   for (auto [begin, end] : stages) {
+    // Expired tasks leave the queue without starting: the same stage as cancelled, so
+    // the counter is read after the starts and before the submits.
+    if (begin == SlotLayout::submitted) expired = expired_.load(std::memory_order_acquire);
     for (auto& shard : shards_) {
       auto& folded = shard->folded();
       for (std::size_t i = begin; i < end; ++i) {
@@ -176,7 +302,9 @@ void ExecutorMetrics::fold() {
     inc(c_rejected_[r], delta[SlotLayout::rejected + r]);
   }
   inc(c_cancelled_, delta[SlotLayout::cancelled]);
-  if (delta[SlotLayout::busy_ns]) {
+  inc(c_expired_, expired - expired_folded_);
+  expired_folded_ = expired;
+  if (c_busy_ != nullptr && delta[SlotLayout::busy_ns]) {
     c_busy_->Increment(static_cast<double>(delta[SlotLayout::busy_ns]) / 1e9);
   }
   observe_delta(h_run_[0], delta, layout_.run_hist(true), layout_.run_buckets);
@@ -186,15 +314,40 @@ void ExecutorMetrics::fold() {
   auto diff = [](std::uint64_t a, std::uint64_t b) {
     return a > b ? static_cast<double>(a - b) : 0.0;
   };
-  g_queued_->Set(diff(totals_[SlotLayout::submitted],
-                      totals_[SlotLayout::started] + totals_[SlotLayout::cancelled]));
-  g_running_->Set(diff(totals_[SlotLayout::started],
-                       totals_[SlotLayout::completed] + totals_[SlotLayout::failed]));
-  g_max_workers_->Set(static_cast<double>(max_workers_.load(std::memory_order_relaxed)));
-  g_workers_->Set(static_cast<double>(workers_.load(std::memory_order_relaxed)));
-  const std::uint64_t started = workers_started_.load(std::memory_order_relaxed);
-  inc(c_workers_started_, started - workers_started_folded_);
-  workers_started_folded_ = started;
+  g_queued_->Set(diff(totals_[SlotLayout::submitted], totals_[SlotLayout::started] +
+                                                         totals_[SlotLayout::cancelled] +
+                                                         expired_folded_));
+  // Ended tasks as the exported run histograms count them (read after the completed and
+  // failed slots, so possibly a few more): running is derived from what is exported,
+  // so submitted = completed + failed + cancelled + expired + queued + running holds
+  // exactly on every scrape, not just eventually.
+  std::uint64_t ended = 0;
+  for (std::size_t i = 0; i <= layout_.run_buckets; ++i) {
+    ended += totals_[layout_.run_hist(true) + i] + totals_[layout_.run_hist(false) + i];
+  }
+  g_running_->Set(diff(totals_[SlotLayout::started], ended));
+  if (g_max_workers_ != nullptr) {
+    g_max_workers_->Set(static_cast<double>(max_workers_.load(std::memory_order_relaxed)));
+    g_workers_->Set(static_cast<double>(workers_.load(std::memory_order_relaxed)));
+    const std::uint64_t started = workers_started_.load(std::memory_order_relaxed);
+    inc(c_workers_started_, started - workers_started_folded_);
+    workers_started_folded_ = started;
+  }
+  if (g_queue_capacity_ != nullptr) {
+    g_queue_capacity_->Set(static_cast<double>(queue_capacity_.load(std::memory_order_relaxed)));
+    auto fold_rare = [&](prometheus::Counter* c, std::atomic<std::uint64_t>& value,
+                         std::uint64_t& folded) {
+      const std::uint64_t now = value.load(std::memory_order_relaxed);
+      inc(c, now - folded);
+      folded = now;
+    };
+    fold_rare(c_scale_[0], scaled_up_, scaled_up_folded_);
+    fold_rare(c_scale_[1], scaled_down_, scaled_down_folded_);
+    fold_rare(c_callback_errors_, callback_errors_, callback_errors_folded_);
+    fold_rare(c_unhandled_errors_, unhandled_errors_, unhandled_errors_folded_);
+    fold_rare(c_initializer_errors_, initializer_errors_, initializer_errors_folded_);
+    fold_rare(c_names_overflow_, names_overflow_, names_overflow_folded_);
+  }
 
   // A retired shard's thread is gone and its last counts are folded above.
   std::size_t keep = 0;

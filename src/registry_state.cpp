@@ -6,6 +6,7 @@
 #include <prometheus/gauge.h>
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
+#include <prometheus/summary.h>
 
 #include <stdexcept>
 
@@ -50,6 +51,39 @@ RegistryState::RegistryState(prometheus::Registry& registry) : registry_(registr
   wait = family(BuildHistogram(), Metric::task_wait, registry);
   run = family(BuildHistogram(), Metric::task_run, registry);
   busy = family(BuildCounter(), Metric::worker_busy, registry);
+  queue_capacity = family(BuildGauge(), Metric::queue_capacity, registry);
+  scale_events = family(BuildCounter(), Metric::scale_events, registry);
+  expired = family(BuildCounter(), Metric::tasks_expired, registry);
+  callback_errors = family(BuildCounter(), Metric::callback_errors, registry);
+  unhandled_errors = family(BuildCounter(), Metric::unhandled_errors, registry);
+  initializer_errors = family(BuildCounter(), Metric::initializer_errors, registry);
+  names_overflow = family(BuildCounter(), Metric::task_names_overflow, registry);
+  worker_restarts = family(BuildCounter(), Metric::worker_restarts, registry);
+  worker_resident = family(BuildGauge(), Metric::worker_resident, registry);
+}
+
+prometheus::Family<prometheus::Histogram>& RegistryState::trace_histogram_family() {
+  std::lock_guard lock(mutex_);
+  if (trace_summary_ != nullptr) {
+    throw std::invalid_argument(
+        "executor_exporter: executor_task_trace_seconds is already a summary in this registry");
+  }
+  if (trace_histogram_ == nullptr) {
+    trace_histogram_ = family(prometheus::BuildHistogram(), Metric::task_trace, registry_);
+  }
+  return *trace_histogram_;
+}
+
+prometheus::Family<prometheus::Summary>& RegistryState::trace_summary_family() {
+  std::lock_guard lock(mutex_);
+  if (trace_histogram_ != nullptr) {
+    throw std::invalid_argument(
+        "executor_exporter: executor_task_trace_seconds is already a histogram in this registry");
+  }
+  if (trace_summary_ == nullptr) {
+    trace_summary_ = family(prometheus::BuildSummary(), Metric::task_trace, registry_);
+  }
+  return *trace_summary_;
 }
 
 std::shared_ptr<RegistryState> RegistryState::of(

@@ -4,6 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <ranges>
 #include <string>
 #include <utility>
@@ -87,7 +88,10 @@ class InstrumentedExecutorProxy {
   /// them). With wait, returns when the wrapped executor's shutdown returns.
   void shutdown(bool wait = true, bool cancel_futures = false) {
     if (cancel_futures) cancelling_.store(true, std::memory_order_release);
-    if (closed_.exchange(true, std::memory_order_acq_rel) && !cancel_futures) return;
+    closed_.store(true, std::memory_order_release);
+    std::lock_guard lock(shutdown_mutex_);
+    if (waited_) return;  // the wrapped executor is already shut down and drained
+    waited_ = wait;
     if constexpr (requires { executor_.shutdown(wait, cancel_futures); }) {
       executor_.shutdown(wait, cancel_futures);
     } else if constexpr (requires { executor_.shutdown(wait); }) {
@@ -142,6 +146,8 @@ class InstrumentedExecutorProxy {
   E executor_;
   std::atomic<bool> closed_{false};
   std::atomic<bool> cancelling_{false};
+  std::mutex shutdown_mutex_;
+  bool waited_ = false;
 };
 
 /// Builds an exporter labelled with E's readable type name.

@@ -1,11 +1,17 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
 #include <functional>
+#include <list>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <type_traits>
@@ -13,6 +19,7 @@
 #include <vector>
 
 #include "detail/clock.hpp"
+#include "detail/error_sink.hpp"
 #include "detail/task.hpp"
 #include "detail/task_queue.hpp"
 #include "detail/thread_name.hpp"
@@ -20,14 +27,25 @@
 #include "exporter.hpp"
 #include "future.hpp"
 #include "map_results.hpp"
+#include "trace.hpp"
+#include "trace_options.hpp"
 
 namespace executor_exporter {
+
+/// What submit() does when a bounded queue is full.
+enum class QueueFullPolicy {
+  block,               ///< wait for room (back-pressure on the producer)
+  block_with_timeout,  ///< wait up to ThreadPoolOptions::full_timeout, then QueueFullError
+  reject,              ///< throw QueueFullError at once
+};
 
 /// Settings of a ThreadPoolExecutor beyond the worker count; every field has a default.
 struct ThreadPoolOptions {
   /// Worker threads are named prefix + "-" + index (Linux keeps 15 characters).
   std::string thread_name_prefix;
-  /// Runs once on each worker thread before it takes tasks.
+  /// Runs once on each worker thread before it takes tasks. If it throws, the pool is
+  /// broken (as Python's BrokenThreadPool): queued tasks fail with
+  /// BrokenExecutorError, later submits throw it (counted as rejected, reason broken).
   std::function<void()> initializer;
   /// The `executor` label; executors sharing an id add up in the metrics.
   std::string id;
@@ -35,28 +53,61 @@ struct ThreadPoolOptions {
   std::shared_ptr<prometheus::Registry> registry;
   /// Histogram buckets of this executor's metrics.
   ExporterOptions exporter;
+  /// Most tasks waiting in the queue; 0 (the default) means unbounded.
+  std::size_t queue_capacity = 0;
+  /// What submit() does when the bounded queue is full (try_submit never blocks).
+  QueueFullPolicy on_full = QueueFullPolicy::block;
+  /// How long QueueFullPolicy::block_with_timeout waits for room.
+  std::chrono::steady_clock::duration full_timeout = std::chrono::seconds(1);
+  /// Distinct task names (submit_named) that get their own task label; later names
+  /// are counted under task="other" (and in executor_task_names_overflow_total), so a
+  /// name built from user data cannot blow up the number of series.
+  std::size_t max_task_names = 64;
+  /// How traced tasks record executor_task_trace_seconds (histogram or summary).
+  TraceOptions trace;
 };
 
-/// A fixed-size thread pool that is instrumented out of the box: every task's queue
-/// wait and run time, outcomes and worker activity go to an ExecutorExporter with
-/// executor_type "thread_pool". submit() returns a Future with the std::future
-/// interface; a task that throws never kills a worker (the exception reaches the
-/// future); submit after shutdown() throws ExecutorShutdownError and counts as
-/// rejected. The destructor shuts down and joins. Metric updates on submit, task start
-/// and task end take no lock and write only the calling thread's own shard.
+/// Per-submit settings (submit_with, post_with); the defaults are what submit() does.
+struct SubmitOptions {
+  /// Adds the label task=`name` to this task's series (see submit_named); empty: none.
+  std::string name;
+  /// Higher runs first; tasks of one priority run in submission order.
+  std::int32_t priority = 0;
+  /// A task still queued at this time is not run: its future throws TaskExpiredError,
+  /// `on_expired` runs and executor_tasks_expired_total counts it. Checked when a
+  /// worker reaches the task, so it is never run late, but may be failed a bit late.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  /// Runs (on the worker) instead of the task when the deadline passed. An exception
+  /// from it goes to the error handler, counted as a callback error.
+  std::function<void()> on_expired;
+};
+
+/// A thread pool that is instrumented out of the box: every task's queue wait and run
+/// time, outcomes and worker activity go to an ExecutorExporter with executor_type
+/// "thread_pool". submit() returns a Future with the std::future interface (plus
+/// cancel and done-callbacks); a task that throws never kills a worker. Beyond
+/// Python's ThreadPoolExecutor it offers live resizing (scale_up, scale_down, resize),
+/// a bounded queue with back-pressure (block, block with timeout, reject; try_submit),
+/// fire-and-forget post() with an error handler, wait()/wait_for() for idleness, traced
+/// tasks, named tasks, priorities and per-task deadlines. Metric updates on submit,
+/// task start and task end take no lock beyond the queue's and write only the calling
+/// thread's own shard; rarer events use atomics folded at scrape.
 class ThreadPoolExecutor {
  public:
   /// Starts `max_workers` threads (the hardware thread count when 0).
   explicit ThreadPoolExecutor(std::size_t max_workers = 0, ThreadPoolOptions options = {})
       : options_(std::move(options)),
-        exporter_(options_.id, "thread_pool", options_.registry, options_.exporter) {
+        exporter_(options_.id, "thread_pool", options_.registry, options_.exporter),
+        sink_(exporter_.metrics(), exporter_.id()),
+        queue_(options_.queue_capacity) {
     if (max_workers == 0) max_workers = std::max(1U, std::thread::hardware_concurrency());
     if (options_.thread_name_prefix.empty()) {
       options_.thread_name_prefix = options_.id.empty() ? "worker" : options_.id;
     }
-    exporter_.set_max_workers(static_cast<std::int64_t>(max_workers));
-    workers_.reserve(max_workers);
-    for (std::size_t i = 0; i < max_workers; ++i) workers_.emplace_back([this, i] { work(i); });
+    exporter_.metrics().add_queue_capacity(static_cast<std::int64_t>(options_.queue_capacity));
+    std::lock_guard lock(workers_mutex_);
+    set_target_locked(max_workers);
+    for (std::size_t i = 0; i < max_workers; ++i) spawn_locked();
   }
 
   /// The Python-like signature: ThreadPoolExecutor(max_workers, thread_name_prefix,
@@ -64,9 +115,9 @@ class ThreadPoolExecutor {
   ThreadPoolExecutor(std::size_t max_workers, std::string thread_name_prefix,
                      std::function<void()> initializer = {}, std::string id = {},
                      std::shared_ptr<prometheus::Registry> registry = nullptr)
-      : ThreadPoolExecutor(max_workers, ThreadPoolOptions{std::move(thread_name_prefix),
-                                                          std::move(initializer), std::move(id),
-                                                          std::move(registry), {}}) {}
+      : ThreadPoolExecutor(max_workers, make_options(std::move(thread_name_prefix),
+                                                     std::move(initializer), std::move(id),
+                                                     std::move(registry))) {}
 
   ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
   ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
@@ -74,31 +125,120 @@ class ThreadPoolExecutor {
   /// Shuts down (waiting for queued tasks) and joins the workers.
   ~ThreadPoolExecutor() {
     shutdown(true, false);
+    std::lock_guard lock(workers_mutex_);
     // Only a pool destroyed by one of its own tasks still has a joinable thread: itself.
     for (auto& w : workers_) {
-      if (w.joinable()) w.detach();
+      if (w.thread.joinable()) w.thread.detach();
     }
+    exporter_.metrics().add_queue_capacity(-static_cast<std::int64_t>(options_.queue_capacity));
   }
 
+  // ---- Submitting -----------------------------------------------------------------
+
   /// Queues f(args...) (decayed copies) and returns its future. Throws
-  /// ExecutorShutdownError, counted as rejected, once shutdown() began.
+  /// ExecutorShutdownError after shutdown(), BrokenExecutorError once the pool is
+  /// broken, and QueueFullError when a bounded queue stays full per the pool's
+  /// policy; each refusal is counted in executor_tasks_rejected_total{reason}.
   template <class F, class... Args>
   auto submit(F&& f, Args&&... args) {
+    return submit_node(nullptr, detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+  }
+
+  /// submit() with per-task settings: name, priority, deadline, expire callback.
+  template <class F, class... Args>
+  auto submit_with(const SubmitOptions& options, F&& f, Args&&... args) {
+    return submit_node(&options,
+                       detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+  }
+
+  /// submit() for a named task: its series get the label task=`name` (celery-exporter's
+  /// `name`), in addition to the executor's totals. Past ThreadPoolOptions::
+  /// max_task_names distinct names, new names count as task="other".
+  template <class F, class... Args>
+  auto submit_named(std::string name, F&& f, Args&&... args) {
+    SubmitOptions options;
+    options.name = std::move(name);
+    return submit_with(options, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+
+  /// submit() for a traced task (worker.go's RunTraced): f(trace, args...) receives a
+  /// Trace&, and each trace.mark("action") records the time since the previous mark
+  /// (or the task's start) in executor_task_trace_seconds{scope, action}.
+  template <class F, class... Args>
+  auto submit_traced(std::string scope, F&& f, Args&&... args) {
+    return submit(traced(std::move(scope), std::forward<F>(f)), std::forward<Args>(args)...);
+  }
+
+  /// Like submit(), but never blocks: returns an empty optional, counting a
+  /// queue_full rejection, when the bounded queue is full. Still throws after
+  /// shutdown() or once broken, since retrying cannot help there.
+  template <class F, class... Args>
+  auto try_submit(F&& f, Args&&... args) {
     auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
     using Node = detail::FutureTask<decltype(bound)>;
     using R = typename Node::result_type;
     auto* node = new Node(std::move(bound));
-    node->set_owner(&exporter_.metrics());
-    node->add_ref();  // one reference for the queue, one for the future
+    prepare_future(node, nullptr);
     detail::StateRef<detail::FutureState<R>> future_ref(node);
-    enqueue(node);
-    return Future<R>(std::move(future_ref));
+    if (!enqueue(node, nullptr, Mode::try_only)) return std::optional<Future<R>>();
+    return std::optional<Future<R>>(Future<R>(std::move(future_ref)));
+  }
+
+  /// Fire-and-forget: queues f(args...) with no future (one allocation, the task). Its
+  /// exception goes to the error handler (set_error_handler; stderr by default) and is
+  /// counted in executor_unhandled_errors_total, besides the failed run. Refusals
+  /// throw as for submit().
+  template <class F, class... Args>
+  void post(F&& f, Args&&... args) {
+    post_node(nullptr, detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+  }
+
+  /// post() with per-task settings (name, priority, deadline, expire callback).
+  template <class F, class... Args>
+  void post_with(const SubmitOptions& options, F&& f, Args&&... args) {
+    post_node(&options, detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
   }
 
   /// Submits f(item) for every item of `range`; results come back in input order.
   template <class F, std::ranges::input_range Range>
   auto map(F f, Range&& range) {
     return detail::map_via_submit(*this, f, std::forward<Range>(range));
+  }
+
+  /// Python's map(fn, iterable, timeout, chunksize): `chunksize` items per task (for
+  /// many tiny items), and reading a result later than `timeout` after this call
+  /// throws TimeoutError.
+  template <class F, std::ranges::input_range Range>
+  auto map(F f, Range&& range, MapOptions options) {
+    return detail::map_via_submit(*this, f, std::forward<Range>(range), options);
+  }
+
+  // ---- Errors ---------------------------------------------------------------------
+
+  /// Receives the exceptions that have no future to go to: those of posted tasks and
+  /// of done/expire callbacks run by workers (each also counted). Called on the thread
+  /// where it happened; it should not block long. An exception it throws is logged to
+  /// stderr. An empty handler restores the default, which logs to stderr.
+  void set_error_handler(std::function<void(std::exception_ptr)> handler) {
+    sink_.set_handler(std::move(handler));
+  }
+
+  // ---- Waiting and shutting down --------------------------------------------------
+
+  /// Blocks until the pool is idle: nothing queued, nothing running, every future
+  /// published and its callbacks run (thread-executor's wait). Tasks submitted while
+  /// waiting are waited for too. Does not shut down. A task of this pool must not call
+  /// it (it would wait for itself): that throws std::logic_error.
+  void wait() {
+    check_not_worker("wait");
+    queue_.wait_idle(detail::TaskQueue::no_deadline());
+  }
+  /// wait() for at most `timeout`; true when the pool became idle.
+  template <class Rep, class Period>
+  bool wait_for(const std::chrono::duration<Rep, Period>& timeout) {
+    check_not_worker("wait_for");
+    return queue_.wait_idle(std::chrono::steady_clock::now() +
+                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
   }
 
   /// Stops accepting tasks. With cancel_futures, queued tasks that have not started are
@@ -118,62 +258,351 @@ class ThreadPoolExecutor {
     if (wait) join();
   }
 
+  // ---- Resizing -------------------------------------------------------------------
+
+  /// Adds `n` workers now (reusing workers asked to leave that have not left yet).
+  /// Throws ExecutorShutdownError after shutdown(), BrokenExecutorError once broken.
+  void scale_up(std::size_t n) {
+    std::lock_guard lock(workers_mutex_);
+    scale_up_locked(n);
+  }
+  /// Removes `n` workers: each leaves after its current task, so no running or queued
+  /// task is interrupted or lost. Leaving no worker is refused with
+  /// std::invalid_argument (queued tasks would never run).
+  void scale_down(std::size_t n) {
+    std::lock_guard lock(workers_mutex_);
+    scale_down_locked(n);
+  }
+  /// Sets the worker count to `n` (> 0, else std::invalid_argument) by scaling up or
+  /// down. executor_max_workers follows at once, executor_workers as threads come and
+  /// go, and executor_scale_events_total{direction} counts the change.
+  void resize(std::size_t n) {
+    if (n == 0) throw std::invalid_argument("executor_exporter: a pool needs at least 1 worker");
+    std::lock_guard lock(workers_mutex_);
+    if (n > target_) scale_up_locked(n - target_);
+    if (n < target_) scale_down_locked(target_ - n);
+  }
+
+  // ---- Introspection --------------------------------------------------------------
+
   /// The exporter feeding this pool's metrics.
   ExecutorExporter& exporter() { return exporter_; }
-  /// Number of worker threads configured.
-  std::size_t max_workers() const { return workers_.size(); }
+  /// Number of worker threads configured (the target while a resize takes effect).
+  std::size_t max_workers() const { return target_atomic_.load(std::memory_order_relaxed); }
   /// Tasks accepted and not yet started (racy by nature; the metric is exact at scrape).
   std::size_t queue_size() const { return queue_.size(); }
+  /// The bound of the queue; 0 when unbounded.
+  std::size_t queue_capacity() const noexcept { return queue_.capacity(); }
+  /// True once a worker initializer threw; the pool then refuses every task.
+  bool broken() const noexcept { return broken_.load(std::memory_order_acquire); }
 
  private:
-  void enqueue(detail::Task* node) {
-    auto& shard = exporter_.metrics().local_shard();
-    node->submit_ns = detail::now_ns();
-    if (!queue_.push(node, [&] { shard.task_submitted(); })) {
-      shard.task_rejected(RejectReason::shutdown);
-      node->drop();
-      node->drop();
-      throw ExecutorShutdownError(exporter_.id());
+  enum class Mode { normal, try_only };
+
+  struct Worker {
+    std::thread thread;
+    std::atomic<bool> exited{false};
+  };
+
+  static ThreadPoolOptions make_options(std::string prefix, std::function<void()> init,
+                                        std::string id,
+                                        std::shared_ptr<prometheus::Registry> registry) {
+    ThreadPoolOptions o;
+    o.thread_name_prefix = std::move(prefix);
+    o.initializer = std::move(init);
+    o.id = std::move(id);
+    o.registry = std::move(registry);
+    return o;
+  }
+
+  template <class F>
+  auto traced(std::string scope, F&& f) {
+    return [this, scope = std::move(scope), fn = std::forward<F>(f)](auto&&... args) mutable {
+      Trace trace(exporter_.metrics(), scope, options_.trace);
+      return std::invoke(fn, trace, std::forward<decltype(args)>(args)...);
+    };
+  }
+
+  template <class Bound>
+  auto submit_node(const SubmitOptions* options, Bound&& bound) {
+    using Node = detail::FutureTask<std::decay_t<Bound>>;
+    using R = typename Node::result_type;
+    auto* node = new Node(std::forward<Bound>(bound));
+    prepare_future(node, options);
+    detail::StateRef<detail::FutureState<R>> future_ref(node);  // the future's reference
+    enqueue(node, options, Mode::normal);
+    return Future<R>(std::move(future_ref));
+  }
+
+  template <class Bound>
+  void post_node(const SubmitOptions* options, Bound&& bound) {
+    auto* node = new detail::PostTask<std::decay_t<Bound>>(std::forward<Bound>(bound),
+                                                           exporter_.metrics(), sink_);
+    apply(node, options);
+    enqueue(node, options, Mode::normal);
+  }
+
+  // Applies the options and wires the state to this pool's metrics and error sink.
+  template <class Node>
+  void prepare_future(Node* node, const SubmitOptions* options) {
+    apply(node, options);
+    node->set_owner(&exporter_.metrics(), node->named);
+    node->set_sink(&sink_);
+    node->add_ref();  // one reference for the queue, one for the future
+  }
+
+  void apply(detail::Task* node, const SubmitOptions* options) {
+    if (options == nullptr) return;
+    node->priority = options->priority;
+    if (options->deadline) {
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          options->deadline->time_since_epoch())
+                          .count();
+      node->deadline_ns = ns > 0 ? static_cast<std::uint64_t>(ns) : 1;
+    }
+    if (options->on_expired) {
+      node->on_expired = std::make_unique<std::function<void()>>(options->on_expired);
+    }
+    if (!options->name.empty()) {
+      node->named = &exporter_.metrics().named(options->name, options_.max_task_names);
     }
   }
 
-  void work(std::size_t index) {
-    detail::set_thread_name(options_.thread_name_prefix + "-" + std::to_string(index));
-    if (options_.initializer) options_.initializer();
-    exporter_.worker_started();
+  // Queues `node`, or counts the rejection, releases the queue's hold and reports it:
+  // false for a full queue in try mode; throws otherwise. A post node (no future) is
+  // simply deleted by drop().
+  bool enqueue(detail::Task* node, const SubmitOptions* options, Mode mode) {
+    (void)options;  // already applied to the node
     auto& shard = exporter_.metrics().local_shard();
+    detail::ExecutorMetrics* named = node->named;
+    // Looked up before the queue lock: a first lookup registers a shard under a lock.
+    detail::MetricShard* named_shard = named != nullptr ? &named->local_shard() : nullptr;
+    node->submit_ns = detail::now_ns();
+    auto on_accept = [&] {
+      shard.task_submitted();
+      if (named_shard != nullptr) named_shard->task_submitted();
+    };
+    using Result = detail::TaskQueue::PushResult;
+    Result r;
+    if (mode == Mode::try_only || queue_.capacity() == 0 ||
+        options_.on_full == QueueFullPolicy::reject) {
+      r = queue_.push(node, on_accept, false);
+    } else if (options_.on_full == QueueFullPolicy::block) {
+      r = queue_.push(node, on_accept, true);
+    } else {
+      r = queue_.push(node, on_accept, true,
+                      std::chrono::steady_clock::now() + options_.full_timeout);
+    }
+    if (r == Result::accepted) return true;
+    const RejectReason reason = r == Result::full     ? RejectReason::queue_full
+                                : r == Result::broken ? RejectReason::broken
+                                                      : RejectReason::shutdown;
+    shard.task_rejected(reason);
+    if (named_shard != nullptr) named_shard->task_rejected(reason);
+    node->drop();
+    if (r == Result::full) {
+      if (mode == Mode::try_only) return false;
+      throw QueueFullError(exporter_.id());
+    }
+    if (r == Result::broken) throw BrokenExecutorError(broken_message());
+    throw ExecutorShutdownError(exporter_.id());
+  }
+
+  void check_not_worker(const char* what) const {
+    if (current_pool() == this) {
+      throw std::logic_error(std::string("executor_exporter: ") + what +
+                             "() called from a task of the same pool would wait for itself");
+    }
+  }
+  static const ThreadPoolExecutor*& current_pool() {
+    thread_local const ThreadPoolExecutor* pool = nullptr;
+    return pool;
+  }
+
+  // ---- Workers --------------------------------------------------------------------
+
+  void spawn_locked() {
+    auto& w = workers_.emplace_back();
+    const std::size_t index = next_index_++;
+    w.thread = std::thread([this, &w, index] { work(w, index); });
+  }
+
+  // Joins workers that left after a scale-down (never the calling thread).
+  void reap_locked() {
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      if (it->exited.load(std::memory_order_acquire) &&
+          it->thread.get_id() != std::this_thread::get_id()) {
+        if (it->thread.joinable()) it->thread.join();
+        it = workers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void scale_up_locked(std::size_t n) {
+    if (n == 0) return;
+    if (broken()) throw BrokenExecutorError(broken_message());
+    if (queue_.closed()) throw ExecutorShutdownError(exporter_.id());
+    reap_locked();
+    const std::size_t kept = queue_.unretire(n);
+    for (std::size_t i = kept; i < n; ++i) spawn_locked();
+    set_target_locked(target_ + n);
+    exporter_.metrics().scaled(true);
+  }
+
+  void scale_down_locked(std::size_t n) {
+    if (n == 0) return;
+    if (queue_.closed()) throw ExecutorShutdownError(exporter_.id());
+    if (n >= target_) {
+      throw std::invalid_argument(
+          "executor_exporter: scaling down to 0 workers is refused: queued tasks would never "
+          "run (use shutdown())");
+    }
+    set_target_locked(target_ - n);
+    queue_.retire(n);
+    exporter_.metrics().scaled(false);
+    reap_locked();
+  }
+
+  void set_target_locked(std::size_t n) {
+    target_ = n;
+    target_atomic_.store(n, std::memory_order_relaxed);
+    exporter_.set_max_workers(static_cast<std::int64_t>(n));
+  }
+
+  void work(Worker& self, std::size_t index) {
+    detail::set_thread_name(options_.thread_name_prefix + "-" + std::to_string(index));
+    current_pool() = this;
+    if (options_.initializer) {
+      try {
+        options_.initializer();
+      } catch (...) {
+        break_pool(std::current_exception());
+        self.exited.store(true, std::memory_order_release);
+        return;
+      }
+    }
+    exporter_.worker_started();
+    auto& metrics = exporter_.metrics();
+    auto& shard = metrics.local_shard();
     std::uint64_t last_end = 0;
+    bool finished_previous = false;
     for (;;) {
       bool waited = false;
-      detail::Task* task = queue_.pop(waited);
+      detail::Task* task = queue_.pop(finished_previous, waited);
       if (task == nullptr) break;
+      finished_previous = true;
       if (!task->claim()) {  // cancelled while queued; the canceller counted it
         task->drop();
         continue;
       }
       // Back to back on one worker, the end of one task is the start of the next.
       const std::uint64_t start = waited || last_end == 0 ? detail::now_ns() : last_end;
-      shard.task_started(start > task->submit_ns ? start - task->submit_ns : 0);
+      if (task->deadline_ns != 0 && start > task->deadline_ns) {
+        expire(*task);
+        continue;
+      }
+      const std::uint64_t wait_ns = start > task->submit_ns ? start - task->submit_ns : 0;
+      shard.task_started(wait_ns);
+      detail::ExecutorMetrics* named = task->named;
+      if (named != nullptr) named->local_shard().task_started(wait_ns);
+      task->on_expired.reset();  // not needed any more; free its captures now
       const bool ok = task->invoke();
       last_end = detail::now_ns();
       shard.task_finished(last_end - start, ok);
+      if (named != nullptr) named->local_shard().task_finished(last_end - start, ok);
       task->finish();
     }
     exporter_.worker_stopped();
+    self.exited.store(true, std::memory_order_release);
   }
 
+  // A claimed task whose deadline passed: counted, its expire callback run, its
+  // future failed; all before the future is published, so its waiter sees them done.
+  void expire(detail::Task& task) {
+    exporter_.metrics().task_expired();
+    if (task.named != nullptr) task.named->task_expired();
+    if (task.on_expired) {
+      try {
+        (*task.on_expired)();
+      } catch (...) {
+        sink_.callback_failed(std::current_exception());
+      }
+      task.on_expired.reset();
+    }
+    task.fail_claimed(std::make_exception_ptr(TaskExpiredError()), false);
+  }
+
+  // An initializer threw: count it, refuse everything from now on, and fail what is
+  // queued (counted as cancelled: those tasks never started).
+  void break_pool(std::exception_ptr error) {
+    exporter_.metrics().initializer_error();
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    {
+      std::lock_guard lock(broken_mutex_);
+      if (broken_message_.empty()) {
+        broken_message_ = "executor '" + exporter_.id() +
+                          "' is broken: a worker initializer threw: " + what;
+      }
+    }
+    broken_.store(true, std::memory_order_release);
+    const auto failure = std::make_exception_ptr(BrokenExecutorError(broken_message()));
+    auto& shard = exporter_.metrics().local_shard();
+    for (detail::Task* t = queue_.break_and_take_all(); t != nullptr;) {
+      detail::Task* next = t->next;
+      if (t->claim()) {
+        shard.task_cancelled();
+        if (t->named != nullptr) t->named->local_shard().task_cancelled();
+        t->fail_claimed(failure, true);
+      } else {
+        t->drop();
+      }
+      t = next;
+    }
+  }
+
+  std::string broken_message() const {
+    std::lock_guard lock(broken_mutex_);
+    return broken_message_;
+  }
+
+  // Joins without holding workers_mutex_, so a task that calls resize() meanwhile gets
+  // its error instead of a deadlock. Once the queue is closed the list no longer
+  // changes (scaling throws), and join_mutex_ keeps two joiners off one thread.
   void join() {
-    std::lock_guard lock(join_mutex_);
-    for (auto& w : workers_) {
-      if (w.joinable() && w.get_id() != std::this_thread::get_id()) w.join();
+    std::lock_guard join_lock(join_mutex_);
+    std::vector<Worker*> all;
+    {
+      std::lock_guard lock(workers_mutex_);
+      for (auto& w : workers_) all.push_back(&w);
+    }
+    for (Worker* w : all) {
+      if (w->thread.joinable() && w->thread.get_id() != std::this_thread::get_id()) {
+        w->thread.join();
+      }
     }
   }
 
   ThreadPoolOptions options_;
   ExecutorExporter exporter_;
+  detail::ErrorSink sink_;
   detail::TaskQueue queue_;
+  std::atomic<bool> broken_{false};
+  mutable std::mutex broken_mutex_;
+  std::string broken_message_;  // guarded by broken_mutex_
   std::mutex join_mutex_;
-  std::vector<std::thread> workers_;
+  std::mutex workers_mutex_;    // guards the members below
+  std::list<Worker> workers_;
+  std::size_t target_ = 0;
+  std::size_t next_index_ = 0;
+  std::atomic<std::size_t> target_atomic_{0};
 };
 
 }  // namespace executor_exporter

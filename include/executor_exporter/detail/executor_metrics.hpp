@@ -2,9 +2,14 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
+#include <functional>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "../exporter_options.hpp"
@@ -15,7 +20,12 @@ class Counter;
 class Gauge;
 class Histogram;
 class Registry;
+class Summary;
 }  // namespace prometheus
+
+namespace executor_exporter {
+struct TraceOptions;
+}  // namespace executor_exporter
 
 namespace executor_exporter::detail {
 
@@ -53,9 +63,11 @@ inline ShardCache& shard_cache() {
 /// later executor with the same id continues the counters.
 class ExecutorMetrics {
  public:
+  /// With a non-empty `task`, the metrics of the tasks of that name: only the per-task
+  /// series, each with the extra label task=`task` (see named()).
   ExecutorMetrics(std::shared_ptr<RegistryState> state,
                   std::shared_ptr<prometheus::Registry> registry, std::string id, std::string type,
-                  const ExporterOptions& options);
+                  const ExporterOptions& options, std::string task = {});
   ExecutorMetrics(const ExecutorMetrics&) = delete;
   ExecutorMetrics& operator=(const ExecutorMetrics&) = delete;
   ~ExecutorMetrics();
@@ -77,13 +89,56 @@ class ExecutorMetrics {
   }
   void worker_stopped() noexcept { workers_.fetch_sub(1, std::memory_order_relaxed); }
 
+  // Rare events (pool features): shared atomics, never touched per task, folded at scrape.
+
+  /// This executor's share of executor_queue_capacity changes by `delta`.
+  void add_queue_capacity(std::int64_t delta) noexcept {
+    queue_capacity_.fetch_add(delta, std::memory_order_relaxed);
+  }
+  /// A live resize happened (up: workers added, else removed).
+  void scaled(bool up) noexcept { (up ? scaled_up_ : scaled_down_).fetch_add(1, std::memory_order_relaxed); }
+  /// A queued task passed its deadline and was failed without running. Release, so a
+  /// fold that sees it also sees the task's submit (the fold reads it before submits).
+  void task_expired() noexcept { expired_.fetch_add(1, std::memory_order_release); }
+  /// A done/expire callback threw.
+  void callback_error() noexcept { callback_errors_.fetch_add(1, std::memory_order_relaxed); }
+  /// A posted task threw and nobody holds a future for it.
+  void unhandled_error() noexcept { unhandled_errors_.fetch_add(1, std::memory_order_relaxed); }
+  /// A worker initializer threw.
+  void initializer_error() noexcept {
+    initializer_errors_.fetch_add(1, std::memory_order_relaxed);
+  }
+
+  /// The metrics of the tasks named `name` (same executor labels plus task=`name`),
+  /// created on first use and kept as long as this object. Once `max_names` distinct
+  /// names exist, further names share the task="other" series and count in
+  /// executor_task_names_overflow_total. A thread that keeps submitting the same names
+  /// finds them in a small thread-local cache without taking a lock.
+  ExecutorMetrics& named(std::string_view name, std::size_t max_names);
+
+  /// Records `seconds` in executor_task_trace_seconds{scope, action}, as a histogram or
+  /// a summary per `options`. Takes a short lock (series lookup) plus prometheus-cpp's
+  /// own; marks are opt-in and far rarer than tasks, and the series stay exact.
+  void observe_trace(std::string_view scope, std::string_view action, double seconds,
+                     const TraceOptions& options);
+
   /// Moves everything the shards counted since the last fold into the prometheus-cpp
   /// series. Exact: each increment is folded exactly once, however often this runs.
   void fold();
 
+  /// Scrape-time hooks: each runs at the start of every fold(), so before every collect
+  /// (e.g. to sample a value from /proc into a gauge). remove_fold_hook waits for a
+  /// running call of that hook to return, so a hook may refer to its owner until then.
+  std::uint64_t add_fold_hook(std::function<void()> hook);
+  void remove_fold_hook(std::uint64_t handle);
+  /// The registry's families, for executors that export series of their own.
+  RegistryState& registry_state() { return *state_; }
+
   const std::string& id() const { return id_; }
   const std::string& type() const { return type_; }
   const ExporterOptions& options() const { return options_; }
+  /// The task label of a named() child; empty for the executor itself.
+  const std::string& task() const { return task_; }
 
  private:
   MetricShard& register_shard();
@@ -93,6 +148,7 @@ class ExecutorMetrics {
   std::string id_;
   std::string type_;
   ExporterOptions options_;
+  std::string task_;
   std::uint64_t unique_id_;
   SlotLayout layout_;
   std::vector<std::uint64_t> run_bounds_ns_;
@@ -102,10 +158,41 @@ class ExecutorMetrics {
   std::atomic<std::int64_t> workers_{0};
   std::atomic<std::uint64_t> workers_started_{0};
 
+  std::mutex hooks_mutex_;  // guards hooks_; held while they run
+  std::vector<std::pair<std::uint64_t, std::function<void()>>> hooks_;
+  std::uint64_t next_hook_ = 1;
+
   std::mutex mutex_;  // guards the members below; never taken on the hot path
   std::vector<std::shared_ptr<MetricShard>> shards_;
   std::vector<std::uint64_t> totals_;  // everything folded so far, per slot
   std::uint64_t workers_started_folded_ = 0;
+
+  // Rare-event atomics and what of them was folded (the latter guarded by mutex_).
+  std::atomic<std::int64_t> queue_capacity_{0};
+  std::atomic<std::uint64_t> scaled_up_{0}, scaled_down_{0}, expired_{0}, callback_errors_{0},
+      unhandled_errors_{0}, initializer_errors_{0}, names_overflow_{0};
+  std::uint64_t scaled_up_folded_ = 0, scaled_down_folded_ = 0, expired_folded_ = 0,
+                callback_errors_folded_ = 0, unhandled_errors_folded_ = 0,
+                initializer_errors_folded_ = 0, names_overflow_folded_ = 0;
+
+  // named() children, by name; "other" holds the overflow. Guarded by named_mutex_,
+  // which is never held while a child folds.
+  std::mutex named_mutex_;
+  std::map<std::string, std::shared_ptr<ExecutorMetrics>, std::less<>> named_;
+  std::shared_ptr<ExecutorMetrics> other_;
+
+  // Trace series by (scope, action); guarded by trace_mutex_.
+  struct TraceKeyLess {
+    using is_transparent = void;
+    template <class A, class B>
+    bool operator()(const A& a, const B& b) const {
+      return std::pair<std::string_view, std::string_view>(a.first, a.second) <
+             std::pair<std::string_view, std::string_view>(b.first, b.second);
+    }
+  };
+  std::mutex trace_mutex_;
+  std::map<std::pair<std::string, std::string>, prometheus::Histogram*, TraceKeyLess> trace_hist_;
+  std::map<std::pair<std::string, std::string>, prometheus::Summary*, TraceKeyLess> trace_sum_;
 
   prometheus::Gauge* g_max_workers_;
   prometheus::Gauge* g_workers_;
@@ -118,6 +205,14 @@ class ExecutorMetrics {
   prometheus::Histogram* h_wait_;
   prometheus::Histogram* h_run_[2];  // [0] completed, [1] failed
   prometheus::Counter* c_busy_;
+  // Null in a named() child, which exports only per-task series.
+  prometheus::Gauge* g_queue_capacity_ = nullptr;
+  prometheus::Counter* c_scale_[2] = {nullptr, nullptr};  // [0] up, [1] down
+  prometheus::Counter* c_expired_ = nullptr;
+  prometheus::Counter* c_callback_errors_ = nullptr;
+  prometheus::Counter* c_unhandled_errors_ = nullptr;
+  prometheus::Counter* c_initializer_errors_ = nullptr;
+  prometheus::Counter* c_names_overflow_ = nullptr;
 };
 
 }  // namespace executor_exporter::detail

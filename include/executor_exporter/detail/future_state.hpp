@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../errors.hpp"
+#include "error_sink.hpp"
 #include "executor_metrics.hpp"
 
 namespace executor_exporter::detail {
@@ -58,6 +59,7 @@ class FutureStateBase {
     if (!transition(pending, cancelled, /*publish=*/false, &before)) return false;
     // Counted before anyone is woken, so a scrape after get() threw sees it.
     if (owner_ != nullptr) owner_->local_shard().task_cancelled();
+    if (named_owner_ != nullptr) named_owner_->local_shard().task_cancelled();
     if (before & (has_waiters | has_callbacks)) notify(before);
     return true;
   }
@@ -90,7 +92,9 @@ class FutureStateBase {
   }
 
   /// Runs `callback` once the task is finished: right away (on this thread) if it
-  /// already is, otherwise on the thread that finishes it.
+  /// already is, otherwise on the thread that finishes it. On the finishing thread an
+  /// exception from the callback goes to the executor's ErrorSink (counted, handled);
+  /// run right away, it propagates to this caller, whose own thread it is.
   void on_done(std::function<void()> callback) {
     std::unique_lock lock(mutex_);
     if (finished()) {
@@ -119,8 +123,14 @@ class FutureStateBase {
     return error_;
   }
 
-  /// The executor whose cancelled counter a cancel() feeds; set at submit.
-  void set_owner(ExecutorMetrics* owner) noexcept { owner_ = owner; }
+  /// The executor whose cancelled counter a cancel() feeds (and, for a named task, the
+  /// name's series); set at submit.
+  void set_owner(ExecutorMetrics* owner, ExecutorMetrics* named = nullptr) noexcept {
+    owner_ = owner;
+    named_owner_ = named;
+  }
+  /// Where exceptions of callbacks run by the finishing thread go; set at submit.
+  void set_sink(ErrorSink* sink) noexcept { sink_ = sink; }
 
  private:
   bool transition(std::uint32_t from, std::uint32_t to, bool publish = false,
@@ -146,7 +156,9 @@ class FutureStateBase {
       try {
         cb();
       } catch (...) {
-        // Callback errors are the callback's business; they must not escape a worker.
+        // Never escapes into a worker (or a cancelling thread); counted and handed to
+        // the executor's error handler instead of vanishing.
+        if (sink_ != nullptr) sink_->callback_failed(std::current_exception());
       }
     }
   }
@@ -154,6 +166,8 @@ class FutureStateBase {
   std::atomic<std::uint32_t> refs_{1};
   mutable std::atomic<std::uint32_t> status_{pending};
   ExecutorMetrics* owner_ = nullptr;
+  ExecutorMetrics* named_owner_ = nullptr;
+  ErrorSink* sink_ = nullptr;
   std::exception_ptr error_;
   mutable std::mutex mutex_;
   mutable std::condition_variable cv_;

@@ -16,6 +16,7 @@ class Family;
 class Counter;
 class Gauge;
 class Histogram;
+class Summary;
 class Collectable;
 }  // namespace prometheus
 
@@ -54,6 +55,22 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
   prometheus::Family<prometheus::Histogram>* wait;
   prometheus::Family<prometheus::Histogram>* run;
   prometheus::Family<prometheus::Counter>* busy;
+  prometheus::Family<prometheus::Gauge>* queue_capacity;
+  prometheus::Family<prometheus::Counter>* scale_events;
+  prometheus::Family<prometheus::Counter>* expired;
+  prometheus::Family<prometheus::Counter>* callback_errors;
+  prometheus::Family<prometheus::Counter>* unhandled_errors;
+  prometheus::Family<prometheus::Counter>* initializer_errors;
+  prometheus::Family<prometheus::Counter>* names_overflow;
+  prometheus::Family<prometheus::Counter>* worker_restarts;  // process pool
+  prometheus::Family<prometheus::Gauge>* worker_resident;     // process pool
+
+  /// executor_task_trace_seconds as a histogram or as a summary. One name can have only
+  /// one type in a registry, so the family is registered on first use with the type the
+  /// first traced executor asks for; asking for the other type later throws
+  /// std::invalid_argument. Thread-safe.
+  prometheus::Family<prometheus::Histogram>& trace_histogram_family();
+  prometheus::Family<prometheus::Summary>& trace_summary_family();
 
   /// Holds a collectable handed to an Exposer (which keeps only a weak_ptr) for as
   /// long as the registry lives.
@@ -67,6 +84,8 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
   std::vector<std::shared_ptr<prometheus::Collectable>> exposed_;
   std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, std::weak_ptr<ExecutorMetrics>> metrics_;
+  prometheus::Family<prometheus::Histogram>* trace_histogram_ = nullptr;  // guarded by mutex_
+  prometheus::Family<prometheus::Summary>* trace_summary_ = nullptr;      // guarded by mutex_
 };
 
 }  // namespace executor_exporter::detail

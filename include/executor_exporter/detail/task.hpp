@@ -3,10 +3,12 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <type_traits>
 #include <utility>
 
+#include "error_sink.hpp"
 #include "executor_metrics.hpp"
 #include "future_state.hpp"
 
@@ -31,9 +33,19 @@ class Task {
   virtual void drop() noexcept = 0;
   /// Cancels the task if it has not started, counting it; true on success.
   virtual bool cancel() noexcept = 0;
+  /// For a claimed task that will not run (its deadline passed, the pool broke): fails
+  /// it with `error` and releases the executor's hold. A posted task, which has no
+  /// future, hands `error` to the executor's error handler when `report` is set.
+  virtual void fail_claimed(std::exception_ptr error, bool report) noexcept = 0;
 
-  Task* next = nullptr;         // intrusive queue link
-  std::uint64_t submit_ns = 0;  // when submit accepted it
+  Task* next = nullptr;           // intrusive queue link
+  std::uint64_t submit_ns = 0;    // when submit accepted it
+  std::uint64_t deadline_ns = 0;  // now_ns() past which it must not start; 0: none
+  ExecutorMetrics* named = nullptr;  // the series of its name (submit_named), if any
+  std::int32_t priority = 0;         // higher runs first; FIFO within one priority
+  // Runs instead of the task when its deadline passed; a pointer so tasks without one
+  // pay 8 bytes, not a std::function.
+  std::unique_ptr<std::function<void()>> on_expired;
 
  protected:
   ~Task() = default;
@@ -71,9 +83,59 @@ class FutureTask final : public FutureState<std::invoke_result_t<F&>>, public Ta
   }
   void drop() noexcept override { this->release(); }
   bool cancel() noexcept override { return FutureStateBase::cancel(); }
+  void fail_claimed(std::exception_ptr error, bool /*report: the future reports*/) noexcept override {
+    fn_.reset();
+    this->fail(std::move(error));
+    this->release();
+  }
 
  private:
   std::optional<F> fn_;
+};
+
+/// A fire-and-forget task (post): no future and no shared state, one allocation for
+/// the callable and the queue link, deleted by the worker that ran it. Its exception
+/// has nobody to go to, so it goes to the executor's ErrorSink (counted, handled).
+/// Kept a plain Task subclass so a small-buffer variant can replace the allocation.
+template <class F>
+class PostTask final : public Task {
+ public:
+  PostTask(F&& fn, ExecutorMetrics& owner, ErrorSink& sink)
+      : fn_(std::move(fn)), owner_(&owner), sink_(&sink) {}
+
+  bool claim() noexcept override { return true; }  // only shutdown cancels, off-queue
+  bool invoke() noexcept override {
+    try {
+      fn_();
+      return true;
+    } catch (...) {
+      error_ = std::current_exception();
+      return false;
+    }
+  }
+  void finish() noexcept override {
+    // After the worker counted the failure, so the handler runs with metrics current.
+    if (error_) sink_->task_failed(std::move(error_));
+    delete this;
+  }
+  void drop() noexcept override { delete this; }
+  bool cancel() noexcept override {
+    owner_->local_shard().task_cancelled();
+    if (named != nullptr) named->local_shard().task_cancelled();
+    return true;
+  }
+  void fail_claimed(std::exception_ptr error, bool report) noexcept override {
+    if (report) sink_->task_failed(std::move(error));
+    delete this;
+  }
+
+ private:
+  ~PostTask() = default;
+
+  F fn_;
+  ExecutorMetrics* owner_;
+  ErrorSink* sink_;
+  std::exception_ptr error_;
 };
 
 /// Wraps a callable and its arguments (decayed copies) into a nullary callable.

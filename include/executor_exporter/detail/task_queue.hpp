@@ -1,54 +1,143 @@
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
+#include <cstdint>
 #include <mutex>
+#include <optional>
+#include <vector>
 
 #include "task.hpp"
 
 namespace executor_exporter::detail {
 
-/// The FIFO between submitters and workers: an intrusive list under one mutex. A
-/// submit wakes a worker only when one is asleep, which skips the futex system call
-/// whenever the workers are busy.
+/// The queue between submitters and workers: one intrusive FIFO list per priority
+/// (highest first) under one mutex. Besides handing out tasks it is the one place that
+/// knows how many tasks are queued or running, so it also implements the bounded
+/// capacity (back-pressure), the pool's idle wait (wait()), worker retirement for live
+/// resizing, and the broken state. Every condition variable is notified only when
+/// somebody sleeps on it, which keeps the futex system call off the common path.
 class TaskQueue {
  public:
-  /// Appends `task` unless the queue is closed; `on_accept` runs under the lock before
-  /// the task becomes visible to workers (the submit is counted there, so a worker can
-  /// never count a start before its submit).
+  /// What push() did with the task.
+  enum class PushResult { accepted, closed, broken, full };
+
+  /// `capacity`: the most queued tasks (0 = unbounded).
+  explicit TaskQueue(std::size_t capacity = 0) : capacity_(capacity) { levels_.push_back({0}); }
+
+  /// Appends `task` (after the tasks of its priority) unless the queue is closed,
+  /// broken or full. When full and `block`, waits for room until `deadline`
+  /// (time_point::max(): no limit). `on_accept` runs under the lock before the task becomes visible to
+  /// workers (the submit is counted there, so a worker can never count a start before
+  /// its submit).
   template <class OnAccept>
-  bool push(Task* task, OnAccept&& on_accept) {
+  PushResult push(Task* task, OnAccept&& on_accept, bool block,
+                  std::chrono::steady_clock::time_point deadline = no_deadline()) {
     bool wake = false;
     {
-      std::lock_guard lock(mutex_);
-      if (closed_) return false;
+      std::unique_lock lock(mutex_);
+      for (;;) {
+        if (broken_) return PushResult::broken;
+        if (closed_) return PushResult::closed;
+        if (capacity_ == 0 || size_ < capacity_) break;
+        if (!block) return PushResult::full;
+        ++full_waiters_;
+        if (deadline != no_deadline()) {
+          const bool timed_out = not_full_.wait_until(lock, deadline) == std::cv_status::timeout;
+          --full_waiters_;
+          // Room may have opened just at the deadline; only give up when still full.
+          if (timed_out && !closed_ && !broken_ && size_ >= capacity_) return PushResult::full;
+        } else {
+          not_full_.wait(lock);
+          --full_waiters_;
+        }
+      }
       on_accept();
       task->next = nullptr;
-      (tail_ ? tail_->next : head_) = task;
-      tail_ = task;
+      Level& level = level_of(task->priority);
+      (level.tail ? level.tail->next : level.head) = task;
+      level.tail = task;
       ++size_;
       wake = sleepers_ > 0;
     }
     if (wake) cv_.notify_one();
-    return true;
+    return PushResult::accepted;
   }
 
-  /// The next task, blocking while the queue is empty and open; null once closed and
-  /// drained. `waited` tells whether this call slept.
-  Task* pop(bool& waited) {
-    std::unique_lock lock(mutex_);
-    while (head_ == nullptr && !closed_) {
-      waited = true;
-      ++sleepers_;
-      cv_.wait(lock);
-      --sleepers_;
+  /// Called by a worker for its next task. `finished_previous` tells that the task
+  /// this worker got from its last pop() is finished (its future published), which is
+  /// what wait_idle() waits for. Blocks while the queue is empty and open. Returns null
+  /// when the worker must exit: the queue is closed and drained, or the pool shrank
+  /// (retire()). `waited` is set when this call slept.
+  Task* pop(bool finished_previous, bool& waited) {
+    bool room = false;
+    Task* task = nullptr;
+    {
+      std::unique_lock lock(mutex_);
+      if (finished_previous) {
+        --active_;
+        notify_idle_locked();
+      }
+      for (;;) {
+        // Surplus workers leave before taking more work; the others drain the queue.
+        if (retire_ > 0) {
+          --retire_;
+          return nullptr;
+        }
+        if (size_ > 0 || closed_) break;
+        waited = true;
+        ++sleepers_;
+        cv_.wait(lock);
+        --sleepers_;
+      }
+      if (size_ == 0) return nullptr;  // closed and drained
+      for (auto& level : levels_) {
+        if (level.head == nullptr) continue;
+        task = level.head;
+        level.head = task->next;
+        if (level.head == nullptr) level.tail = nullptr;
+        break;
+      }
+      --size_;
+      ++active_;
+      room = full_waiters_ > 0;
     }
-    if (head_ == nullptr) return nullptr;
-    Task* task = head_;
-    head_ = task->next;
-    if (head_ == nullptr) tail_ = nullptr;
-    --size_;
+    if (room) not_full_.notify_one();
     return task;
+  }
+
+  /// Asks `n` workers to exit at their next pop() (after their current task).
+  void retire(std::size_t n) {
+    {
+      std::lock_guard lock(mutex_);
+      retire_ += n;
+    }
+    cv_.notify_all();
+  }
+  /// Withdraws up to `n` retirements not yet taken by a worker; returns how many, so
+  /// a scale-up right after a scale-down keeps threads instead of replacing them.
+  std::size_t unretire(std::size_t n) {
+    std::lock_guard lock(mutex_);
+    const std::size_t k = n < retire_ ? n : retire_;
+    retire_ -= k;
+    return k;
+  }
+
+  /// Waits until no task is queued or running (every future published), or until
+  /// `deadline` (no_deadline(): no limit); true when idle.
+  bool wait_idle(std::chrono::steady_clock::time_point deadline) {
+    std::unique_lock lock(mutex_);
+    ++idle_waiters_;
+    auto idle = [&] { return size_ == 0 && active_ == 0; };
+    bool ok = true;
+    if (deadline != no_deadline()) {
+      ok = idle_cv_.wait_until(lock, deadline, idle);
+    } else {
+      idle_cv_.wait(lock, idle);
+    }
+    --idle_waiters_;
+    return ok;
   }
 
   /// Refuses further pushes; workers drain what is queued, then pop() returns null.
@@ -58,34 +147,92 @@ class TaskQueue {
       closed_ = true;
     }
     cv_.notify_all();
+    not_full_.notify_all();
   }
   bool closed() const {
     std::lock_guard lock(mutex_);
     return closed_;
   }
 
-  /// Removes every queued task and returns them as a list linked through `next`.
+  /// Closes the queue for good as broken (pushes then report `broken`) and returns the
+  /// queued tasks, for the caller to fail.
+  Task* break_and_take_all() {
+    {
+      std::lock_guard lock(mutex_);
+      broken_ = true;
+      closed_ = true;
+    }
+    cv_.notify_all();
+    not_full_.notify_all();
+    return take_all();
+  }
+
+  /// Removes every queued task and returns them as a list linked through `next`, in
+  /// the order they would have run.
   Task* take_all() {
-    std::lock_guard lock(mutex_);
-    Task* all = head_;
-    head_ = tail_ = nullptr;
-    size_ = 0;
+    Task* all = nullptr;
+    {
+      std::lock_guard lock(mutex_);
+      Task** tail = &all;
+      for (auto& level : levels_) {
+        if (level.head == nullptr) continue;
+        *tail = level.head;
+        tail = &level.tail->next;
+        level.head = level.tail = nullptr;
+      }
+      size_ = 0;
+      notify_idle_locked();
+    }
+    not_full_.notify_all();
     return all;
   }
 
+  /// The "no limit" deadline.
+  static constexpr std::chrono::steady_clock::time_point no_deadline() {
+    return std::chrono::steady_clock::time_point::max();
+  }
+
+  /// Tasks queued now (cancelled ones included until a worker skips them).
   std::size_t size() const {
     std::lock_guard lock(mutex_);
     return size_;
   }
+  std::size_t capacity() const noexcept { return capacity_; }
 
  private:
+  struct Level {
+    std::int32_t priority;
+    Task* head = nullptr;
+    Task* tail = nullptr;
+  };
+
+  // Levels are kept sorted, highest priority first, and never removed: programs use a
+  // handful of priorities, so the lookup is a short scan and allocates only once.
+  Level& level_of(std::int32_t priority) {
+    auto it = levels_.begin();
+    while (it != levels_.end() && it->priority > priority) ++it;
+    if (it != levels_.end() && it->priority == priority) return *it;
+    return *levels_.insert(it, Level{priority});
+  }
+
+  void notify_idle_locked() {
+    if (idle_waiters_ > 0 && size_ == 0 && active_ == 0) idle_cv_.notify_all();
+  }
+
   mutable std::mutex mutex_;
-  std::condition_variable cv_;
-  Task* head_ = nullptr;
-  Task* tail_ = nullptr;
+  std::condition_variable cv_;        // workers wait for tasks
+  std::condition_variable not_full_;  // blocked submitters wait for room
+  std::condition_variable idle_cv_;   // wait() waits for idleness
+  std::vector<Level> levels_;
+  const std::size_t capacity_;
   std::size_t size_ = 0;
+  std::size_t active_ = 0;  // popped by a worker and not yet reported finished
   std::size_t sleepers_ = 0;
+  std::size_t full_waiters_ = 0;
+  std::size_t idle_waiters_ = 0;
+  std::size_t retire_ = 0;
   bool closed_ = false;
+  bool broken_ = false;
 };
 
 }  // namespace executor_exporter::detail
