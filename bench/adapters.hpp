@@ -1,0 +1,184 @@
+// One interface over every pool the suite compares:
+//   A a(workers, producers);   // producers: how many threads will submit at once
+//   a.post(f);                 // fire-and-forget
+//   auto fut = a.submit(f);    // something with get()
+//   a.drain();                 // runs everything queued, then stops (joins)
+#pragma once
+
+#include <cstddef>
+#include <future>
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include <prometheus/registry.h>
+
+#include <executor_exporter/thread_pool_executor.hpp>
+
+#include "reference_pool.hpp"
+#include "uninstrumented_pool.hpp"
+
+#ifdef BENCH_HAVE_ASIO
+#include <boost/asio/post.hpp>
+#include <boost/asio/thread_pool.hpp>
+#endif
+#ifdef BENCH_HAVE_TBB
+#include <oneapi/tbb/global_control.h>
+#include <oneapi/tbb/task_arena.h>
+#include <oneapi/tbb/task_group.h>
+#endif
+
+namespace bench {
+
+/// post() where the pool has it (issue 3 adds ThreadPoolExecutor::post), otherwise
+/// submit() with the future dropped.
+template <class P, class F>
+void post_or_submit(P& pool, F&& f) {
+  if constexpr (requires { pool.post(f); }) {
+    pool.post(std::forward<F>(f));
+  } else {
+    (void)pool.submit(std::forward<F>(f));
+  }
+}
+
+/// shutdown(wait = true) where the pool takes it, shutdown() otherwise.
+template <class P>
+void shutdown_and_join(P& pool) {
+  if constexpr (requires { pool.shutdown(true); }) {
+    pool.shutdown(true);
+  } else {
+    pool.shutdown();
+  }
+}
+
+template <class P>
+constexpr bool has_post = requires(P& p) { p.post([] {}); };
+
+/// ThreadPoolExecutor as shipped: wait and run histograms always on.
+struct Ours {
+  static constexpr const char* name = "ours";
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::optional<executor_exporter::ThreadPoolExecutor> pool;
+  explicit Ours(std::size_t workers, std::size_t = 1) {
+    executor_exporter::ThreadPoolOptions o;
+    o.id = "bench";
+    o.registry = registry;
+    pool.emplace(workers, std::move(o));
+  }
+  template <class F>
+  void post(F&& f) {
+    post_or_submit(*pool, std::forward<F>(f));
+  }
+  template <class F>
+  auto submit(F&& f) {
+    return pool->submit(std::forward<F>(f));
+  }
+  void drain() { pool->shutdown(true); }
+};
+
+/// ThreadPoolExecutor without metrics. When the library offers the compile-time
+/// policy proposed for issue 4 (it then defines EXECUTOR_EXPORTER_HAS_NULL_METRICS and
+/// BasicThreadPoolExecutor<NoMetrics>), that is what runs; until then the bench
+/// replica (uninstrumented_pool.hpp) stands in.
+#ifdef EXECUTOR_EXPORTER_HAS_NULL_METRICS
+using UninstrumentedImpl = executor_exporter::BasicThreadPoolExecutor<executor_exporter::NoMetrics>;
+inline constexpr const char* uninstrumented_kind = "BasicThreadPoolExecutor<NoMetrics> (the library's own)";
+#else
+using UninstrumentedImpl = UninstrumentedPool;
+inline constexpr const char* uninstrumented_kind =
+    "bench replica of ThreadPoolExecutor without metrics (bench/uninstrumented_pool.hpp)";
+#endif
+
+struct OursUninstrumented {
+  static constexpr const char* name = "ours_nometrics";
+  UninstrumentedImpl pool;
+  explicit OursUninstrumented(std::size_t workers, std::size_t = 1) : pool(workers) {}
+  template <class F>
+  void post(F&& f) {
+    post_or_submit(pool, std::forward<F>(f));
+  }
+  template <class F>
+  auto submit(F&& f) {
+    return pool.submit(std::forward<F>(f));
+  }
+  void drain() { shutdown_and_join(pool); }
+};
+
+template <class Hooks>
+struct Reference {
+  ReferencePool<Hooks> pool;
+  explicit Reference(std::size_t workers, std::size_t = 1) : pool(workers) {}
+  template <class F>
+  void post(F&& f) {
+    pool.post(std::forward<F>(f));
+  }
+  template <class F>
+  auto submit(F&& f) {
+    return pool.submit(std::forward<F>(f));
+  }
+  void drain() { pool.shutdown(); }
+};
+
+#ifdef BENCH_HAVE_ASIO
+/// boost::asio::thread_pool: post(); futures through std::packaged_task.
+struct Asio {
+  boost::asio::thread_pool pool;
+  explicit Asio(std::size_t workers, std::size_t = 1) : pool(workers) {}
+  template <class F>
+  void post(F&& f) {
+    boost::asio::post(pool, std::forward<F>(f));
+  }
+  template <class F>
+  auto submit(F f) {
+    using R = std::invoke_result_t<F&>;
+    std::packaged_task<R()> task(std::move(f));
+    auto future = task.get_future();
+    boost::asio::post(pool, std::move(task));
+    return future;
+  }
+  void drain() { pool.join(); }
+};
+#endif
+
+#ifdef BENCH_HAVE_TBB
+/// oneTBB: a task_arena with `workers` worker slots plus one slot per submitting thread
+/// (global_control raises the process's worker limit to match), one task_group.
+/// Submitting threads enter the arena for each run(); the thread that waits joins in
+/// and runs tasks too (TBB's model: callers help).
+struct Tbb {
+  oneapi::tbb::global_control limit;
+  oneapi::tbb::task_arena arena;
+  oneapi::tbb::task_group group;
+  Tbb(std::size_t workers, std::size_t producers = 1)
+      : limit(oneapi::tbb::global_control::max_allowed_parallelism, workers + 1),
+        arena(static_cast<int>(workers + producers), static_cast<unsigned>(producers)) {
+    arena.initialize();
+  }
+  ~Tbb() { drain(); }
+  template <class F>
+  void post(F&& f) {
+    arena.execute([&] { group.run(std::forward<F>(f)); });
+  }
+  template <class F>
+  auto submit(F f) {
+    using R = std::invoke_result_t<F&>;
+    auto promise = std::make_shared<std::promise<R>>();
+    auto future = promise->get_future();
+    post([promise, f = std::move(f)] {
+      if constexpr (std::is_void_v<R>) {
+        f();
+        promise->set_value();
+      } else {
+        promise->set_value(f());
+      }
+    });
+    return future;
+  }
+  void drain() {
+    arena.execute([&] { group.wait(); });
+  }
+};
+#endif
+
+}  // namespace bench
