@@ -265,21 +265,54 @@ void ExecutorMetrics::fold() {
   for (std::size_t s = 0; s < shards_.size(); ++s) {
     retired[s] = shards_[s]->retired.load(std::memory_order_acquire);
   }
-  // Read later lifecycle stages before earlier ones, each across all shards: a task
-  // seen as ended is then surely seen as started and submitted, so the gauges derived
+  // Read later lifecycle stages before earlier ones: a task seen as ended is then surely
+  // seen as started, and one seen as started surely as submitted, so the gauges derived
   // below never go negative and every scrape reconciles.
+  //
+  // A task starts and ends on one thread, so the ended and started stages are read per
+  // shard as one snapshot: the run-histogram counts are read before and after the
+  // started counts, and the read is repeated while a task ended in between. Each shard's
+  // started - ended is then its true number of running tasks at one instant (at most one
+  // for a pool worker), and executor_tasks_running never exceeds the worker count.
   const std::size_t run_begin = layout_.run_hist(true), run_end = layout_.wait_hist();
   const std::size_t wait_begin = layout_.wait_hist(), wait_end = n;
-  const std::pair<std::size_t, std::size_t> stages[] = {
+  const std::pair<std::size_t, std::size_t> per_shard[] = {
       {SlotLayout::completed, SlotLayout::started},
       {run_begin, run_end},
       {SlotLayout::started, SlotLayout::cancelled},
       {wait_begin, wait_end},
+  };
+  auto ended_count = [&](auto&& value_of) {
+    std::uint64_t ended = 0;
+    for (bool ok : {true, false}) {
+      for (std::size_t i = 0; i <= layout_.run_buckets; ++i) ended += value_of(layout_.run_hist(ok) + i);
+    }
+    return ended;
+  };
+  std::vector<std::uint64_t> snapshot(n, 0);
+  for (auto& shard : shards_) {
+    for (int attempt = 0;; ++attempt) {
+      for (auto [begin, end] : per_shard) {
+        for (std::size_t i = begin; i < end; ++i) snapshot[i] = shard->read(i);
+      }
+      const std::uint64_t before = ended_count([&](std::size_t i) { return snapshot[i]; });
+      const std::uint64_t after = ended_count([&](std::size_t i) { return shard->read(i); });
+      if (before == after || attempt == 7) break;  // under constant churn: a close bound
+    }
+    auto& folded = shard->folded();
+    for (auto [begin, end] : per_shard) {
+      for (std::size_t i = begin; i < end; ++i) {
+        delta[i] += snapshot[i] - folded[i];
+        folded[i] = snapshot[i];
+      }
+    }
+  }
+  const std::pair<std::size_t, std::size_t> across_shards[] = {
       {SlotLayout::cancelled, SlotLayout::submitted},
       {SlotLayout::submitted, SlotLayout::fixed_count},
   };
   std::uint64_t expired = expired_folded_;
-  for (auto [begin, end] : stages) {
+  for (auto [begin, end] : across_shards) {
     // Expired tasks leave the queue without starting: the same stage as cancelled, so
     // the counter is read after the starts and before the submits.
     if (begin == SlotLayout::submitted) expired = expired_.load(std::memory_order_acquire);
@@ -317,14 +350,10 @@ void ExecutorMetrics::fold() {
   g_queued_->Set(diff(totals_[SlotLayout::submitted], totals_[SlotLayout::started] +
                                                          totals_[SlotLayout::cancelled] +
                                                          expired_folded_));
-  // Ended tasks as the exported run histograms count them (read after the completed and
-  // failed slots, so possibly a few more): running is derived from what is exported,
-  // so submitted = completed + failed + cancelled + expired + queued + running holds
-  // exactly on every scrape, not just eventually.
-  std::uint64_t ended = 0;
-  for (std::size_t i = 0; i <= layout_.run_buckets; ++i) {
-    ended += totals_[layout_.run_hist(true) + i] + totals_[layout_.run_hist(false) + i];
-  }
+  // Ended tasks as the exported run histograms count them: running is derived from what
+  // is exported, so submitted = completed + failed + cancelled + expired + queued +
+  // running holds exactly on every scrape, not just eventually.
+  const std::uint64_t ended = ended_count([&](std::size_t i) { return totals_[i]; });
   g_running_->Set(diff(totals_[SlotLayout::started], ended));
   if (g_max_workers_ != nullptr) {
     g_max_workers_->Set(static_cast<double>(max_workers_.load(std::memory_order_relaxed)));
