@@ -53,9 +53,13 @@ TEST_CASE("a scripted workload produces exact counts, histogram counts and sums"
     REQUIRE(ok == 10);
     REQUIRE(failed == 3);
 
-    // Counted before get() returns: no sleep or retry is needed.
-    auto page = ee_test::scrape(registry);
     const auto id = of("scripted");
+    // Worker threads come up on their own; only that gauge may need a moment.
+    REQUIRE(ee_test::wait_until(
+        [&] { return value(ee_test::scrape(registry), "executor_workers", id) == 2; },
+        std::chrono::seconds(10)));
+    // Tasks are counted before get() returns: no sleep or retry is needed for them.
+    auto page = ee_test::scrape(registry);
     CHECK(value(page, "executor_tasks_submitted_total", id) == 13);
     CHECK(value(page, "executor_task_wait_seconds_count", id) == 13);
     CHECK(value(page, "executor_task_run_seconds_count", with(id, "result", "completed")) == 10);
@@ -142,6 +146,9 @@ TEST_CASE("executors with the same id add up and different ids stay apart", "[me
     for (int i = 0; i < 6; ++i) b.submit([] {}).get();
     c.submit([] {}).get();
 
+    REQUIRE(ee_test::wait_until(
+        [&] { return value(ee_test::scrape(registry), "executor_workers", of("shared")) == 5; },
+        std::chrono::seconds(10)));
     auto page = ee_test::scrape(registry);
     CHECK(value(page, "executor_max_workers", of("shared")) == 5);
     CHECK(value(page, "executor_workers", of("shared")) == 5);
