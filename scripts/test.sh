@@ -80,10 +80,13 @@ failed=0
 
 run_config() {
   local cfg=$1 build_type sanitize
+  local -a extra=()
   case "$cfg" in
-    release) build_type=Release sanitize="" ;;
-    tsan) build_type=RelWithDebInfo sanitize=thread ;;
-    asan) build_type=RelWithDebInfo sanitize=address ;;
+    # The release configuration also builds the benchmark suite, whose smoke run is a
+    # ctest, so the benchmarks cannot rot.
+    release) build_type=Release sanitize="" extra=(-DEXECUTOR_EXPORTER_BUILD_BENCH=ON) ;;
+    tsan) build_type=RelWithDebInfo sanitize=thread extra=() ;;
+    asan) build_type=RelWithDebInfo sanitize=address extra=() ;;
     *)
       echo "test.sh: unknown configuration '$cfg' (expected release, tsan or asan)" >&2
       summary[$cfg]="FAIL (unknown configuration)"
@@ -112,7 +115,7 @@ run_config() {
       -DEXECUTOR_EXPORTER_WERROR=ON \
       -DEXECUTOR_EXPORTER_BUILD_TESTS=ON \
       -DEXECUTOR_EXPORTER_BUILD_EXAMPLES=ON \
-      "${cmake_extra[@]}"; then
+      "${extra[@]}" "${cmake_extra[@]}"; then
       exit 10
     fi
 
@@ -153,6 +156,21 @@ for cfg in "${configs[@]}"; do
   if run_config "$cfg"; then :; else failed=1; fi
   summary[$cfg]+=" in $((SECONDS - start))s"
 done
+
+# The process pool's frame decoder is fuzzed for a bounded time with every full run
+# (libFuzzer needs clang; scripts/fuzz.sh builds its own tree). EE_FUZZ_SECONDS=0 skips it.
+if [[ " ${configs[*]} " == *" release "* && "${EE_FUZZ_SECONDS:-20}" != 0 ]]; then
+  configs+=(fuzz)
+  start=$SECONDS
+  log "[fuzz] frame decoder, ${EE_FUZZ_SECONDS:-20}s"
+  if FUZZ_SECONDS="${EE_FUZZ_SECONDS:-20}" FUZZ_BUILD_DIR="$build_root/fuzz" scripts/fuzz.sh; then
+    summary[fuzz]="PASS"
+  else
+    summary[fuzz]="FAIL"
+    failed=1
+  fi
+  summary[fuzz]+=" in $((SECONDS - start))s"
+fi
 
 echo
 echo "=== summary"

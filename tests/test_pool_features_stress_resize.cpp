@@ -1,5 +1,7 @@
 // Stress: resizing up and down while producers submit, callbacks run and a scrape loop
 // collects; every task runs exactly once and the counters reconcile (issue 3).
+#include <executor_exporter/metrics_server.hpp>
+
 #include <catch2/catch.hpp>
 
 #include <atomic>
@@ -8,7 +10,9 @@
 #include <thread>
 #include <vector>
 
+#include "http_client.hpp"
 #include "pool_features_metrics.hpp"
+#include "prom_text.hpp"
 
 namespace ee = executor_exporter;
 using pool_test::value;
@@ -26,14 +30,24 @@ TEST_CASE("resize under load loses nothing and reconciles", "[pool_features][str
   std::atomic<bool> stop{false};
   std::atomic<bool> reconcile_failed{false};
 
+  // The scrape loop reads /metrics over real HTTP, as Prometheus would.
+  ee::MetricsServer server("127.0.0.1:0", reg);
+  std::atomic<int> http_scrapes{0};
   std::thread scraper([&] {
+    namespace prom = ee_test::prom;
     while (!stop.load()) {
-      auto fams = ee::collect(reg);
-      if (!pool_test::reconciles(fams)) reconcile_failed = true;
-      if (value(fams, "executor_tasks_queued") < 0 || value(fams, "executor_tasks_running") < 0) {
+      auto page = prom::parse(ee_test::http_get("127.0.0.1", server.port(), "/metrics").body);
+      const prom::Labels id{{"executor", o.id}};
+      const double in_flight = prom::value(page, "executor_tasks_queued", id) +
+                               prom::value(page, "executor_tasks_running", id);
+      const double finished = prom::sum(page, "executor_task_run_seconds_count", id) +
+                              prom::value(page, "executor_tasks_cancelled_total", id) +
+                              prom::value(page, "executor_tasks_expired_total", id);
+      if (prom::value(page, "executor_tasks_submitted_total", id) != finished + in_flight ||
+          in_flight < 0) {
         reconcile_failed = true;
       }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+      ++http_scrapes;
     }
   });
   std::thread resizer([&] {
@@ -68,6 +82,7 @@ TEST_CASE("resize under load loses nothing and reconciles", "[pool_features][str
 
   for (int i = 0; i < total; ++i) REQUIRE(runs[i].load() == 1);
   CHECK(callbacks.load() == producers * (per_producer - per_producer / 3));
+  CHECK(http_scrapes.load() > 0);
   CHECK_FALSE(reconcile_failed.load());
   auto fams = ee::collect(reg);
   CHECK(value(fams, "executor_tasks_submitted_total") == total);
