@@ -116,7 +116,7 @@ TEST_CASE("throwing callbacks are counted and handed to the error handler",
                             std::chrono::seconds(5)));
 }
 
-TEST_CASE("post runs tasks without futures; their exceptions reach the handler",
+TEST_CASE("post runs tasks without futures and their exceptions reach the handler",
           "[pool_features][callbacks][post]") {
   auto reg = std::make_shared<prometheus::Registry>();
   ee::ThreadPoolExecutor pool(2, pool_test::options(reg));

@@ -82,7 +82,7 @@ TEST_CASE("a task queued past its deadline expires", "[pool_features][deadlines]
   CHECK(pool_test::reconciles(fams));
 }
 
-TEST_CASE("expired posted and named tasks are counted; a throwing expire callback too",
+TEST_CASE("expired posted and named tasks are counted, and so is a throwing expire callback",
           "[pool_features][deadlines]") {
   auto reg = std::make_shared<prometheus::Registry>();
   ee::ThreadPoolExecutor pool(1, pool_test::options(reg));

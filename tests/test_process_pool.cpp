@@ -395,7 +395,7 @@ TEST_CASE("process pool: break_on_first_crash restores Python's behaviour",
   CHECK_THROWS_AS(pool.submit(add, 1, 2), BrokenExecutorError);
 }
 
-TEST_CASE("process pool: the initializer runs in each worker; its failure breaks the pool",
+TEST_CASE("process pool: the initializer runs in each worker and its failure breaks the pool",
           "[process_pool][fork]") {
   LeakCheck leaks;
   {
