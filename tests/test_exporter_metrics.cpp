@@ -5,6 +5,7 @@
 #include <catch2/catch.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <memory>
 #include <stdexcept>
@@ -53,9 +54,14 @@ TEST_CASE("a scripted workload produces exact counts, histogram counts and sums"
     REQUIRE(ok == 10);
     REQUIRE(failed == 3);
 
-    // Counted before get() returns: no sleep or retry is needed.
-    auto page = ee_test::scrape(registry);
+    // Counted before get() returns: no sleep or retry is needed for the task counts.
+    // The worker gauges follow thread start-up, which is asynchronous: on a loaded
+    // machine one worker can run all 13 tasks before the other has started.
     const auto id = of("scripted");
+    REQUIRE(ee_test::wait_until(
+        [&] { return value(ee_test::scrape(registry), "executor_workers", id) == 2; },
+        std::chrono::milliseconds(5000)));
+    auto page = ee_test::scrape(registry);
     CHECK(value(page, "executor_tasks_submitted_total", id) == 13);
     CHECK(value(page, "executor_task_wait_seconds_count", id) == 13);
     CHECK(value(page, "executor_task_run_seconds_count", with(id, "result", "completed")) == 10);
@@ -142,6 +148,10 @@ TEST_CASE("executors with the same id add up and different ids stay apart", "[me
     for (int i = 0; i < 6; ++i) b.submit([] {}).get();
     c.submit([] {}).get();
 
+    // Worker threads report in asynchronously (see the scripted workload above).
+    REQUIRE(ee_test::wait_until(
+        [&] { return value(ee_test::scrape(registry), "executor_workers", of("shared")) == 5; },
+        std::chrono::milliseconds(5000)));
     auto page = ee_test::scrape(registry);
     CHECK(value(page, "executor_max_workers", of("shared")) == 5);
     CHECK(value(page, "executor_workers", of("shared")) == 5);
