@@ -83,7 +83,7 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
     {"executor_unhandled_errors_total", MetricKind::counter,
      "Exceptions of posted (fire-and-forget) tasks, handed to the error handler.", ""},
     {"executor_initializer_errors_total", MetricKind::counter,
-     "Worker initializers that threw; each one breaks the pool.", ""},
+     "Worker initializers that failed (threw, or the worker died in one); each breaks the pool.", ""},
     {"executor_task_names_overflow_total", MetricKind::counter,
      "Named submits counted under task=other because the distinct-name limit was reached.", ""},
     {"executor_task_trace_seconds", MetricKind::histogram,
