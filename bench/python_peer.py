@@ -8,6 +8,10 @@ with the same keys and units as the C++ rows:
   producers  `producers` threads submitting n tasks in all      {"mtps": ...}
   rtt        one task at a time, submit + result()              {"p50_us": ..., "p99_us": ...}
   busy       n tasks of 10 µs busy work                          {"efficiency_pct": % of n*10µs/workers}
+and one workload on concurrent.futures.ProcessPoolExecutor (issue 5), with
+--start-method fork or forkserver:
+  pp_submit  n no-op tasks submitted one by one, then every result read   {"ktps": k tasks/s}
+  pp_map     map(noop, range(n), chunksize=--chunksize), every result read {"ktps": k items/s}
 The clock starts after the pool is built (and, for rtt, warmed up) and stops when the
 last task finished (shutdown(wait=True) or the last result()).
 
@@ -18,7 +22,8 @@ import argparse
 import json
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 
 def noop():
@@ -106,6 +111,42 @@ def busy(n, workers, _producers, task_ns=10_000):
     return {"efficiency_pct": 100.0 * ideal / elapsed}
 
 
+def process_pool(workers, start_method):
+    pool = ProcessPoolExecutor(max_workers=workers,
+                               mp_context=multiprocessing.get_context(start_method))
+    # Start every worker before the clock starts (Python spawns them on demand).
+    list(pool.map(ident, range(4 * workers)))
+    return pool
+
+
+def pp_submit(n, workers, _producers, start_method="fork", _chunksize=1):
+    pool = process_pool(workers, start_method)
+    t0 = time.perf_counter()
+    futures = [pool.submit(ident, i) for i in range(n)]
+    total = sum(f.result() for f in futures)
+    elapsed = time.perf_counter() - t0
+    pool.shutdown(wait=True)
+    if total != n * (n - 1) // 2:
+        raise SystemExit("pp_submit: wrong results")
+    return {"ktps": n / elapsed / 1e3}
+
+
+def pp_map(n, workers, _producers, start_method="fork", chunksize=100):
+    pool = process_pool(workers, start_method)
+    t0 = time.perf_counter()
+    total = sum(pool.map(ident, range(n), chunksize=chunksize))
+    elapsed = time.perf_counter() - t0
+    pool.shutdown(wait=True)
+    if total != n * (n - 1) // 2:
+        raise SystemExit("pp_map: wrong results")
+    return {"ktps": n / elapsed / 1e3}
+
+
+PROCESS_WORKLOADS = {
+    "pp_submit": pp_submit,
+    "pp_map": pp_map,
+}
+
 WORKLOADS = {
     "ff": fire_and_forget,
     "futures": with_futures,
@@ -117,12 +158,19 @@ WORKLOADS = {
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--workload", choices=sorted(WORKLOADS), required=True)
+    ap.add_argument("--workload", choices=sorted(WORKLOADS) + sorted(PROCESS_WORKLOADS),
+                    required=True)
     ap.add_argument("--n", type=int, default=5000)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--producers", type=int, default=4)
+    ap.add_argument("--start-method", choices=["fork", "forkserver"], default="fork")
+    ap.add_argument("--chunksize", type=int, default=100)
     args = ap.parse_args()
-    result = WORKLOADS[args.workload](args.n, args.workers, max(1, args.producers))
+    if args.workload in PROCESS_WORKLOADS:
+        result = PROCESS_WORKLOADS[args.workload](args.n, args.workers, 1, args.start_method,
+                                                  args.chunksize)
+    else:
+        result = WORKLOADS[args.workload](args.n, args.workers, max(1, args.producers))
     print(json.dumps(result))
 
 

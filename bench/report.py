@@ -4,6 +4,9 @@
     report.py --results R/results.json [--scaling S/scaling.json] \
               --md docs/benchmarks.md --png docs/benchmarks.png
     report.py --scaling S/scaling.json --md S/scaling.md --png S/scaling.png
+    report.py --process-pool R/process_pool.json --md docs/benchmarks.md
+              (only the process-pool section of the page changes; with --results it
+              becomes part of the full page)
 
 Every comparison is a set of pairs (subject, other) measured in the same rounds. For
 each round that has both, the ratio is taken (subject/other when higher is better,
@@ -521,7 +524,96 @@ def scaling_md(sdata, heading="##"):
     return out
 
 
-def main_md(data, sdata, png_name):
+PP_BEGIN = "<!-- process-pool:begin -->"
+PP_END = "<!-- process-pool:end -->"
+# (row, C++ benchmark name prefix, Python workload, issue 5's target ratio vs Python)
+PP_ROWS = [
+    ("submit one by one, then wait", "BM_SubmitThenWait", "pp_submit", 15.0),
+    ("map, chunksize=100", "BM_MapChunked", "pp_map", 5.0),
+]
+
+
+def process_pool_md(pp):
+    """The process-pool section: ProcessPoolExecutor vs Python's, per-round ratios.
+
+    `pp` is what scripts/bench.sh assembles: {"n", "workers", "rounds": [{"cpp": {name:
+    items/s}, "python": {method: {workload: k items/s}}}], "machine": {...}}."""
+    rounds = pp["rounds"]
+    out = [PP_BEGIN, "## ProcessPoolExecutor vs Python's ProcessPoolExecutor", "",
+           "%d workers, %d no-op tasks (`int noop(int)` / `def ident(i)`), results read back; %d "
+           "interleaved rounds (each round runs every row once); median, with the range over rounds "
+           "in brackets. Ratios are paired: C++ over Python within each round, then the median. "
+           "Python workers are started before its clock starts; issue 5's targets apply to the lower "
+           "of the two ratios. Rows: `bench/process_pool_bench.cpp` "
+           "(`executor_exporter_process_pool_bench`) and `bench/python_peer.py --workload pp_submit|pp_map "
+           "--start-method fork|forkserver`. Reproduce: `scripts/bench.sh --process-pool`."
+           % (pp["workers"], pp["n"], len(rounds)), ""]
+    m = pp.get("machine", {})
+    if m:
+        out += ["Machine: %s; %s; Python %s." % (m.get("cpu", "?"), m.get("load", "?"),
+                                                  m.get("python", "?")), ""]
+    if pp.get("note"):
+        out += ["> " + pp["note"], ""]
+    out += ["| workload | C++ (k items/s) | Python fork (k/s) | Python forkserver (k/s) | C++ / fork | C++ / forkserver | target (lower ratio) |",
+            "|---|---|---|---|---|---|---|"]
+
+    def med(values):
+        v = sorted(values)
+        n = len(v)
+        return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+    def cell(values, unit=""):
+        if not values:
+            return "n/a"
+        text = num(med(values), unit)
+        if len(values) > 1:
+            text += " [%s-%s]" % (num(min(values)), num(max(values)))
+        return text
+
+    for label, cpp_name, workload, target in PP_ROWS:
+        cpp = [r["cpp"][cpp_name] / 1e3 for r in rounds if cpp_name in r.get("cpp", {})]
+        py = {meth: [r["python"][meth][workload] for r in rounds
+                     if workload in r.get("python", {}).get(meth, {})]
+              for meth in ("fork", "forkserver")}
+        ratios = {}
+        for meth in ("fork", "forkserver"):
+            ratios[meth] = [r["cpp"][cpp_name] / 1e3 / r["python"][meth][workload] for r in rounds
+                            if cpp_name in r.get("cpp", {}) and
+                            workload in r.get("python", {}).get(meth, {})]
+        worst = min((med(v) for v in ratios.values() if v), default=float("nan"))
+        out.append("| %s | %s | %s | %s | %s | %s | >= %gx: %s |" % (
+            label, cell(cpp), cell(py["fork"]), cell(py["forkserver"]),
+            cell(ratios["fork"], "x"), cell(ratios["forkserver"], "x"), target,
+            verdict(worst, target) or "n/a"))
+    extra = [(name, key) for name, key in (("round trip (one task, submit + get)", "BM_RoundTrip"),
+                                           ("worker respawn (crash + next task)", "BM_Respawn"))]
+    rows = []
+    for label, key in extra:
+        v = [r["cpp_time_us"][key] for r in rounds if key in r.get("cpp_time_us", {})]
+        if v:
+            rows.append("| %s | %s |" % (label, cell(v, "us")))
+    if rows:
+        out += ["", "| C++ only | time |", "|---|---|"] + rows
+    out += ["", PP_END, ""]
+    return out
+
+
+def splice_process_pool(text, section):
+    """Replaces the process-pool section of an existing page (or inserts it before the
+    scaling section, or at the end)."""
+    block = "\n".join(section)
+    if PP_BEGIN in text and PP_END in text:
+        head, rest = text.split(PP_BEGIN, 1)
+        tail = rest.split(PP_END, 1)[1].lstrip("\n")
+        return head + block + tail
+    marker = "## Scaling past 2 cores"
+    if marker in text:
+        head, tail = text.split(marker, 1)
+        return head + block + marker + tail
+    return text.rstrip("\n") + "\n\n" + block
+
+
+def main_md(data, sdata, png_name, pp=None):
     m = data.meta
     out = ["# Benchmarks", "",
            "<!-- Generated by scripts/bench.sh (bench/report.py); edit those, not this file. -->", "",
@@ -547,6 +639,8 @@ def main_md(data, sdata, png_name):
         for r, errs in sorted(data.errors.items()):
             out.append("- `%s`: %s" % (r, errs[0]))
         out.append("")
+    if pp is not None:
+        out += process_pool_md(pp)
     if sdata is not None:
         out += scaling_md(sdata)
     else:
@@ -575,17 +669,27 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--results")
     ap.add_argument("--scaling")
+    ap.add_argument("--process-pool", help="process-pool rounds assembled by scripts/bench.sh")
     ap.add_argument("--md", required=True)
-    ap.add_argument("--png", required=True)
+    ap.add_argument("--png")
     args = ap.parse_args()
     data = Data(load(args.results)) if args.results else None
     sdata = Data(load(args.scaling)) if args.scaling else None
+    pp = load(args.process_pool) if args.process_pool else None
     if data is None and sdata is None:
-        ap.error("give --results and/or --scaling")
+        if pp is None:
+            ap.error("give --results, --scaling and/or --process-pool")
+        # Only the process-pool section of an existing page changes.
+        text = open(args.md).read() if os.path.exists(args.md) else "# Benchmarks\n"
+        write(args.md, splice_process_pool(text, process_pool_md(pp)))
+        print("wrote the process-pool section of %s" % args.md)
+        return
+    if not args.png:
+        ap.error("--png is required with --results or --scaling")
     with tempfile.TemporaryDirectory() as tmp:
         if data is not None:
             panels = chart_panels(data, tmp, sdata)
-            text = main_md(data, sdata, os.path.basename(args.png))
+            text = main_md(data, sdata, os.path.basename(args.png), pp)
         else:
             panels = scaling_panels(sdata, tmp)
             text = "\n".join(["# Scaling run", "", "![scaling](%s)" % os.path.basename(args.png), ""] +

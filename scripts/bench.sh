@@ -10,8 +10,13 @@
 #   scripts/bench.sh --report-only [--scaling-json FILE]
 #                                         rewrites the docs from the last full run (adding
 #                                         a scaling run's table and curves when given)
+#   scripts/bench.sh --process-pool       ProcessPoolExecutor vs Python's (fork and
+#                                         forkserver; ~1-2 min): rewrites only that section
+#                                         of docs/benchmarks.md (the full suite runs it too)
 # Options: --rounds N, --threads 1,2,4,8,16, --no-install, --jobs N (build parallelism,
-# default 2), and anything after `--` goes to the bench binary (e.g. --filter 'ff_').
+# default 2), --pp-rounds N (process-pool rounds, default 3), --no-build (run the
+# binaries already in BENCH_BUILD_DIR), and anything after `--` goes to the bench binary
+# (e.g. --filter 'ff_').
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -22,6 +27,8 @@ SCALING_JSON=""
 INSTALL=1
 JOBS="${BENCH_JOBS:-2}"
 EXTRA=()
+PP_ROUNDS=3
+BUILD_IT=1
 
 while [[ $# -gt 0 ]]; do
   case "$1" in
@@ -34,7 +41,10 @@ while [[ $# -gt 0 ]]; do
     --no-install) INSTALL=0 ;;
     --jobs) JOBS="${2:?}"; shift ;;
     --) shift; EXTRA+=("$@"); break ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    --process-pool) MODE=process_pool ;;
+    --pp-rounds) PP_ROUNDS="${2:?}"; shift ;;
+    --no-build) BUILD_IT=0 ;;
+    -h|--help) sed -n '2,19p' "$0"; exit 0 ;;
     *) echo "bench.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -68,7 +78,9 @@ fi
 # on its own (it pulls in the library from the repository root).
 # ---------------------------------------------------------------------------
 build() {
-  local src="$ROOT/bench" opts=()
+  [[ $BUILD_IT -eq 1 ]] || return 0
+  local src="$ROOT/bench" opts=() targets=("$@")
+  [[ ${#targets[@]} -gt 0 ]] || targets=(executor_exporter_bench executor_exporter_process_pool_bench)
   if grep -q 'EXECUTOR_EXPORTER_BUILD_BENCH' "$ROOT/CMakeLists.txt"; then
     src="$ROOT"
     opts=(-DEXECUTOR_EXPORTER_BUILD_BENCH=ON -DEXECUTOR_EXPORTER_BUILD_TESTS=OFF
@@ -80,25 +92,88 @@ build() {
     rm -rf "$BUILD"
   fi
   cmake -S "$src" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Release "${opts[@]}" >/dev/null
-  cmake --build "$BUILD" --target executor_exporter_bench -j "$JOBS"
+  cmake --build "$BUILD" --target "${targets[@]}" -j "$JOBS"
 }
 
 bench_bin() {
-  local b
-  b="$(find "$BUILD" -name executor_exporter_bench -type f -perm -u+x | head -n1)"
-  [[ -n "$b" ]] || { echo "bench.sh: executor_exporter_bench not built" >&2; exit 1; }
+  local name="${1:-executor_exporter_bench}" b
+  b="$(find "$BUILD" -name "$name" -type f -perm -u+x | head -n1)"
+  [[ -n "$b" ]] || { echo "bench.sh: $name not built" >&2; exit 1; }
   echo "$b"
+}
+
+# ProcessPoolExecutor vs Python's ProcessPoolExecutor (issue 5): 2 workers, 20 k no-op
+# tasks, submit-then-wait and map(chunksize=100), Python with fork and with forkserver.
+# Rounds interleave every row, so a load change hits all of them; the report takes
+# per-round ratios. Writes OUT/process_pool.json for report.py --process-pool.
+process_pool_rounds() {
+  local out="$1" rounds="$2" n=20000 bin r m w
+  bin="$(bench_bin executor_exporter_process_pool_bench)"
+  mkdir -p "$out/pp"
+  for ((r = 0; r < rounds; r++)); do
+    echo "bench.sh: process pool round $((r + 1))/$rounds" >&2
+    "$bin" --benchmark_filter='SubmitThenWait|MapChunked|RoundTrip|Respawn' \
+      --benchmark_out="$out/pp/cpp_$r.json" --benchmark_out_format=json >/dev/null
+    for m in fork forkserver; do
+      for w in pp_submit pp_map; do
+        python3 "$ROOT/bench/python_peer.py" --workload "$w" --n "$n" --workers 2 \
+          --start-method "$m" --chunksize 100 >"$out/pp/py_${r}_${m}_${w}.json"
+      done
+    done
+  done
+  python3 - "$out" "$rounds" "$n" <<'PY'
+import json, os, platform, sys
+out, rounds, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+to_us = {"ns": 1e-3, "us": 1.0, "ms": 1e3, "s": 1e6}
+result = {"n": n, "workers": 2, "rounds": []}
+for r in range(rounds):
+    with open(os.path.join(out, "pp", "cpp_%d.json" % r)) as f:
+        cpp = json.load(f)
+    rnd = {"cpp": {}, "cpp_time_us": {}, "python": {}}
+    for b in cpp["benchmarks"]:
+        key = b["name"].split("/")[0]
+        if "items_per_second" in b:
+            rnd["cpp"][key] = b["items_per_second"]
+        rnd["cpp_time_us"][key] = b["real_time"] * to_us[b.get("time_unit", "ns")]
+    for m in ("fork", "forkserver"):
+        rnd["python"][m] = {}
+        for w in ("pp_submit", "pp_map"):
+            with open(os.path.join(out, "pp", "py_%d_%s_%s.json" % (r, m, w))) as f:
+                rnd["python"][m][w] = json.load(f)["ktps"]
+    result["rounds"].append(rnd)
+cpu = "?"
+with open("/proc/cpuinfo") as f:
+    for line in f:
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+with open("/proc/loadavg") as f:
+    load = "load average %s at the end" % " ".join(f.read().split()[:3])
+result["machine"] = {"cpu": "%s, %d CPUs" % (cpu, os.cpu_count()), "load": load,
+                     "python": platform.python_version()}
+# Free text about this run (how the binary was built, what else ran), from the caller.
+if os.environ.get("PP_NOTE"):
+    result["note"] = os.environ["PP_NOTE"]
+with open(os.path.join(out, "process_pool.json"), "w") as f:
+    json.dump(result, f, indent=1)
+PY
 }
 
 case "$MODE" in
   smoke)
     build
     "$(bench_bin)" --smoke --out "$BUILD/smoke" "${EXTRA[@]}"
+    "$(bench_bin executor_exporter_process_pool_bench)" --benchmark_filter='Codec|RoundTrip' \
+      --benchmark_min_time=0.01
+    for m in fork forkserver; do
+      python3 "$ROOT/bench/python_peer.py" --workload pp_map --n 200 --start-method "$m"
+    done
     ;;
   full)
     build
     "$(bench_bin)" --out "$BUILD/results" "${EXTRA[@]}"
-    args=(--results "$BUILD/results/results.json")
+    process_pool_rounds "$BUILD/results" "$PP_ROUNDS"
+    args=(--results "$BUILD/results/results.json" --process-pool "$BUILD/results/process_pool.json")
     [[ -n "$SCALING_JSON" ]] && args+=(--scaling "$SCALING_JSON")
     python3 "$ROOT/bench/report.py" "${args[@]}" --md "$ROOT/docs/benchmarks.md" \
       --png "$ROOT/docs/benchmarks.png"
@@ -112,9 +187,17 @@ case "$MODE" in
       --png "$OUTDIR/scaling.png"
     echo "bench.sh: scaling results in $OUTDIR (scaling.json, scaling.md, scaling.png)"
     ;;
+  process_pool)
+    build executor_exporter_process_pool_bench
+    process_pool_rounds "$BUILD/pp_results" "$PP_ROUNDS"
+    python3 "$ROOT/bench/report.py" --process-pool "$BUILD/pp_results/process_pool.json" \
+      --md "$ROOT/docs/benchmarks.md"
+    ;;
   report)
     [[ -f "$BUILD/results/results.json" ]] || { echo "bench.sh: no full run in $BUILD/results" >&2; exit 1; }
     args=(--results "$BUILD/results/results.json")
+    [[ -f "$BUILD/results/process_pool.json" ]] &&
+      args+=(--process-pool "$BUILD/results/process_pool.json")
     [[ -n "$SCALING_JSON" ]] && args+=(--scaling "$SCALING_JSON")
     python3 "$ROOT/bench/report.py" "${args[@]}" --md "$ROOT/docs/benchmarks.md" \
       --png "$ROOT/docs/benchmarks.png"

@@ -1185,6 +1185,7 @@ struct ProcessEngine::Impl {
         if (w.state != Worker::starting) throw FrameError("frame: unexpected Hello from a worker");
         const HelloMessage hello = decode_hello(frame);
         if (!hello.initializer_ok) {
+          metrics.initializer_error();  // as ThreadPoolExecutor: counted per failing worker
           break_pool("the initializer failed in worker " + std::to_string(w.index) + ": " +
                      hello.message);
           return;
@@ -1333,6 +1334,9 @@ struct ProcessEngine::Impl {
 
     if (tearing_down || broken) return;
     if (!was_ready && w.kill == Worker::no_kill) {
+      // With an initializer, a worker that dies before its Hello died in it (abort(),
+      // a signal, exit()): a failing initializer as much as one that throws.
+      if (opts.initializer != nullptr) metrics.initializer_error();
       break_pool(who + " " + describe_status(status) + " before it was ready (in the initializer?)");
       return;
     }

@@ -1,9 +1,13 @@
-// Named tasks: the task label and its cardinality guard (issue 3).
+// Named tasks: the task label and its cardinality guard (issue 3). A named task is counted
+// only in its task-labelled series, so summing over `task` gives the executor's totals
+// (as celery-exporter's `name` label), never twice.
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <future>
 #include <latch>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "pool_features_metrics.hpp"
@@ -11,7 +15,55 @@
 namespace ee = executor_exporter;
 using pool_test::value;
 
-TEST_CASE("named tasks get their own series besides the totals", "[pool_features][named_tasks]") {
+namespace {
+
+// What `sum by (executor) (metric{...})` returns: every series of `name` whose labels
+// include `labels`, whatever their task label. Histograms sum their sample counts.
+double sum_over_tasks(const std::vector<prometheus::MetricFamily>& fams, const std::string& name,
+                      const pool_test::Labels& labels = {}) {
+  double total = 0;
+  for (const auto& f : fams) {
+    if (f.name != name) continue;
+    for (const auto& m : f.metric) {
+      bool ok = true;
+      for (const auto& [k, v] : labels) {
+        bool found = false;
+        for (const auto& l : m.label) found = found || (l.name == k && l.value == v);
+        ok = ok && found;
+      }
+      if (!ok) continue;
+      switch (f.type) {
+        case prometheus::MetricType::Counter:
+          total += m.counter.value;
+          break;
+        case prometheus::MetricType::Gauge:
+          total += m.gauge.value;
+          break;
+        case prometheus::MetricType::Histogram:
+          total += static_cast<double>(m.histogram.sample_count);
+          break;
+        default:
+          break;
+      }
+    }
+  }
+  return total;
+}
+
+// submitted = completed + failed + cancelled + expired + queued + running, summed over
+// every task label.
+bool reconciles_summed(const std::vector<prometheus::MetricFamily>& fams) {
+  return sum_over_tasks(fams, "executor_tasks_submitted_total") ==
+         sum_over_tasks(fams, "executor_task_run_seconds") +
+             sum_over_tasks(fams, "executor_tasks_cancelled_total") +
+             sum_over_tasks(fams, "executor_tasks_expired_total") +
+             sum_over_tasks(fams, "executor_tasks_queued") +
+             sum_over_tasks(fams, "executor_tasks_running");
+}
+
+}  // namespace
+
+TEST_CASE("a named task is counted only in its own series", "[pool_features][named_tasks]") {
   auto reg = std::make_shared<prometheus::Registry>();
   ee::ThreadPoolExecutor pool(2, pool_test::options(reg));
   std::vector<ee::Future<int>> fs;
@@ -25,13 +77,73 @@ TEST_CASE("named tasks get their own series besides the totals", "[pool_features
   CHECK(value(fams, "executor_task_run_seconds", {{"task", "resize"}, {"result", "completed"}}) == 3);
   CHECK(value(fams, "executor_task_run_seconds", {{"task", "resize"}, {"result", "failed"}}) == 1);
   CHECK(value(fams, "executor_task_wait_seconds", {{"task", "resize"}}) == 4);
-  // The unlabelled series still count every task.
-  CHECK(value(fams, "executor_tasks_submitted_total") == 5);
-  CHECK(value(fams, "executor_task_run_seconds", {{"result", "completed"}}) == 4);
+  // The unlabelled series count the unnamed task only...
+  CHECK(value(fams, "executor_tasks_submitted_total") == 1);
+  CHECK(value(fams, "executor_task_run_seconds", {{"result", "completed"}}) == 1);
+  CHECK(value(fams, "executor_task_run_seconds", {{"result", "failed"}}) == 0);
+  CHECK(value(fams, "executor_task_wait_seconds") == 1);
+  // ...so summing over `task` gives the executor's totals, each task once.
+  CHECK(sum_over_tasks(fams, "executor_tasks_submitted_total") == 5);
+  CHECK(sum_over_tasks(fams, "executor_task_run_seconds", {{"result", "completed"}}) == 4);
+  CHECK(sum_over_tasks(fams, "executor_task_run_seconds", {{"result", "failed"}}) == 1);
+  CHECK(sum_over_tasks(fams, "executor_task_wait_seconds") == 5);
   CHECK(pool_test::reconciles(fams));
   CHECK(pool_test::reconciles(fams, {{"task", "resize"}}));
+  CHECK(reconciles_summed(fams));
   // Per-task series only: no worker gauges with a task label.
   CHECK(pool_test::find(fams, "executor_workers", {{"task", "resize"}}) == nullptr);
+  CHECK(pool_test::find(fams, "executor_worker_busy_seconds_total", {{"task", "resize"}}) ==
+        nullptr);
+}
+
+TEST_CASE("the executor's busy seconds still include named tasks",
+          "[pool_features][named_tasks]") {
+  auto reg = std::make_shared<prometheus::Registry>();
+  ee::ThreadPoolExecutor pool(1, pool_test::options(reg));
+  pool.submit_named("slow", [] { std::this_thread::sleep_for(std::chrono::milliseconds(60)); })
+      .get();
+  pool.wait();
+  auto fams = ee::collect(reg);
+  CHECK(value(fams, "executor_worker_busy_seconds_total") >= 0.06);
+  CHECK(value(fams, "executor_tasks_submitted_total") == 0);
+  CHECK(value(fams, "executor_tasks_submitted_total", {{"task", "slow"}}) == 1);
+  CHECK(reconciles_summed(fams));
+}
+
+TEST_CASE("summing over task reconciles while named and unnamed tasks are in flight",
+          "[pool_features][named_tasks]") {
+  auto reg = std::make_shared<prometheus::Registry>();
+  ee::ThreadPoolExecutor pool(2, pool_test::options(reg));
+  std::promise<void> gate;
+  auto opened = gate.get_future().share();
+  std::latch started(2);
+  // Two running (one named, one not), then queued ones of each kind, one cancelled.
+  auto r1 = pool.submit_named("a", [&, opened] { started.count_down(); opened.wait(); });
+  auto r2 = pool.submit([&, opened] { started.count_down(); opened.wait(); });
+  started.wait();
+  std::vector<ee::Future<void>> queued;
+  for (int i = 0; i < 3; ++i) queued.push_back(pool.submit_named(i % 2 ? "a" : "b", [] {}));
+  for (int i = 0; i < 2; ++i) queued.push_back(pool.submit([] {}));
+  CHECK(queued[0].cancel());  // a "b"
+  auto fams = ee::collect(reg);
+  CHECK(value(fams, "executor_tasks_running", {{"task", "a"}}) == 1);
+  CHECK(value(fams, "executor_tasks_running") == 1);
+  CHECK(sum_over_tasks(fams, "executor_tasks_running") == 2);
+  CHECK(sum_over_tasks(fams, "executor_tasks_queued") == 4);
+  CHECK(sum_over_tasks(fams, "executor_tasks_cancelled_total") == 1);
+  CHECK(value(fams, "executor_tasks_cancelled_total", {{"task", "b"}}) == 1);
+  CHECK(sum_over_tasks(fams, "executor_tasks_submitted_total") == 7);
+  CHECK(pool_test::reconciles(fams));
+  CHECK(pool_test::reconciles(fams, {{"task", "a"}}));
+  CHECK(pool_test::reconciles(fams, {{"task", "b"}}));
+  CHECK(reconciles_summed(fams));
+  gate.set_value();
+  pool.wait();
+  fams = ee::collect(reg);
+  CHECK(sum_over_tasks(fams, "executor_task_run_seconds") == 6);
+  CHECK(sum_over_tasks(fams, "executor_tasks_running") == 0);
+  CHECK(sum_over_tasks(fams, "executor_tasks_queued") == 0);
+  CHECK(reconciles_summed(fams));
 }
 
 TEST_CASE("names past the limit fold into task=other", "[pool_features][named_tasks]") {
@@ -48,10 +160,12 @@ TEST_CASE("names past the limit fold into task=other", "[pool_features][named_ta
   CHECK(pool_test::find(fams, "executor_tasks_submitted_total", {{"task", "n2"}}) == nullptr);
   CHECK(value(fams, "executor_tasks_submitted_total", {{"task", "other"}}) == 3);
   CHECK(value(fams, "executor_task_names_overflow_total") == 3);
-  CHECK(value(fams, "executor_tasks_submitted_total") == 6);
+  CHECK(value(fams, "executor_tasks_submitted_total") == 0);
+  CHECK(sum_over_tasks(fams, "executor_tasks_submitted_total") == 6);
+  CHECK(reconciles_summed(fams));
 }
 
-TEST_CASE("cancelling a named task counts under its name", "[pool_features][named_tasks]") {
+TEST_CASE("cancelling a named task counts under its name only", "[pool_features][named_tasks]") {
   auto reg = std::make_shared<prometheus::Registry>();
   ee::ThreadPoolExecutor pool(1, pool_test::options(reg));
   std::promise<void> gate;
@@ -68,6 +182,21 @@ TEST_CASE("cancelling a named task counts under its name", "[pool_features][name
   pool.wait();
   auto fams = ee::collect(reg);
   CHECK(value(fams, "executor_tasks_cancelled_total", {{"task", "job"}}) == 1);
-  CHECK(value(fams, "executor_tasks_cancelled_total") == 1);
+  CHECK(value(fams, "executor_tasks_cancelled_total") == 0);
+  CHECK(sum_over_tasks(fams, "executor_tasks_cancelled_total") == 1);
   CHECK(pool_test::reconciles(fams, {{"task", "job"}}));
+  CHECK(pool_test::reconciles(fams));
+}
+
+TEST_CASE("a named submit refused counts under its name only", "[pool_features][named_tasks]") {
+  auto reg = std::make_shared<prometheus::Registry>();
+  ee::ThreadPoolExecutor pool(1, pool_test::options(reg));
+  pool.shutdown();
+  CHECK_THROWS_AS(pool.submit_named("late", [] {}), ee::ExecutorShutdownError);
+  CHECK_THROWS_AS(pool.submit([] {}), ee::ExecutorShutdownError);
+  auto fams = ee::collect(reg);
+  CHECK(value(fams, "executor_tasks_rejected_total", {{"task", "late"}, {"reason", "shutdown"}}) ==
+        1);
+  CHECK(value(fams, "executor_tasks_rejected_total", {{"reason", "shutdown"}}) == 1);
+  CHECK(sum_over_tasks(fams, "executor_tasks_rejected_total", {{"reason", "shutdown"}}) == 2);
 }

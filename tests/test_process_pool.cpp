@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <future>
 #include <map>
 #include <numeric>
 #include <set>
@@ -665,4 +666,104 @@ TEST_CASE("process pool: the thread check", "[process_pool][fork]") {
   }
   stop = true;
   other.join();
+}
+
+// ---- error handling parity with ThreadPoolExecutor ---------------------------------
+
+namespace {
+void init_exits() { std::_Exit(3); }
+}  // namespace
+
+TEST_CASE("process pool: a throwing done-callback is counted and handed to the error handler",
+          "[process_pool][fork][callbacks]") {
+  LeakCheck leaks;
+  auto reg = fresh();
+  {
+    ProcessPoolExecutor pool(opts(1, reg));
+    std::promise<std::string> handled;
+    pool.set_error_handler([&](std::exception_ptr e) {
+      try {
+        std::rethrow_exception(e);
+      } catch (const std::exception& ex) {
+        handled.set_value(ex.what());
+      }
+    });
+    // Long enough that the callback is registered first: it runs on the completion thread.
+    auto f = pool.submit(sleep_ms, 300);
+    f.add_done_callback([](const SharedFuture<int>& sf) {
+      throw std::runtime_error("callback saw " + std::to_string(sf.get()));
+    });
+    auto got = handled.get_future();
+    REQUIRE(got.wait_for(10s) == std::future_status::ready);
+    CHECK(got.get() == "callback saw 300");
+    CHECK(f.get() == 300);
+    CHECK(value(reg, "executor_callback_errors_total") == 1);
+    CHECK(value(reg, "executor_unhandled_errors_total") == 0);
+    // The completion thread survived: later results still arrive.
+    CHECK(pool.submit(add, 2, 3).get() == 5);
+  }
+}
+
+TEST_CASE("process pool: callbacks of chunked map futures report to the handler too",
+          "[process_pool][fork][callbacks]") {
+  LeakCheck leaks;
+  auto reg = fresh();
+  {
+    ProcessPoolExecutor pool(opts(1, reg));
+    std::atomic<int> handled{0};
+    pool.set_error_handler([&](std::exception_ptr) { handled.fetch_add(1); });
+    auto blocker = pool.submit(sleep_ms, 300);  // holds the only worker
+    std::vector<int> items{1, 2, 3, 4};
+    auto results = pool.map(+[](int x) { return x * 10; }, items, 2);
+    auto& futures = results.futures();
+    for (auto& f : futures) {
+      f.add_done_callback([](const SharedFuture<int>&) { throw std::logic_error("cb"); });
+    }
+    for (auto& f : futures) f.wait();
+    CHECK(blocker.get() == 300);
+    CHECK(eventually([&] { return handled.load() == 4; }));
+    CHECK(value(reg, "executor_callback_errors_total") == 4);
+  }
+}
+
+TEST_CASE("process pool: a failing initializer is counted", "[process_pool][fork]") {
+  LeakCheck leaks;
+  SECTION("one that throws") {
+    auto reg = fresh();
+    auto o = opts(1, reg);
+    o.initializer = init_throws;
+    ProcessPoolExecutor pool(o);
+    auto f = pool.submit(add, 1, 2);
+    CHECK_THROWS_AS(f.get(), BrokenExecutorError);
+    CHECK(value(reg, "executor_initializer_errors_total") == 1);
+    CHECK(pool.broken());
+  }
+  SECTION("one that exits the worker") {
+    auto reg = fresh();
+    auto o = opts(1, reg);
+    o.initializer = init_exits;
+    ProcessPoolExecutor pool(o);
+    auto f = pool.submit(add, 1, 2);
+    const auto msg = error_of<BrokenExecutorError>([&] { f.get(); });
+    CHECK_THAT(msg, Catch::Contains("before it was ready"));
+    CHECK(value(reg, "executor_initializer_errors_total") == 1);
+  }
+  SECTION("each failing worker of a larger pool counts, at least once") {
+    auto reg = fresh();
+    auto o = opts(2, reg);
+    o.initializer = init_throws;
+    ProcessPoolExecutor pool(o);
+    CHECK_THROWS_AS(pool.submit(add, 1, 2).get(), BrokenExecutorError);
+    CHECK(value(reg, "executor_initializer_errors_total") >= 1);
+    CHECK(value(reg, "executor_initializer_errors_total") <= 2);
+  }
+  SECTION("a crash after the initializer succeeded is not an initializer error") {
+    auto reg = fresh();
+    auto o = opts(1, reg);
+    o.initializer = init_ok;
+    ProcessPoolExecutor pool(o);
+    CHECK_THROWS_AS(pool.submit(die_by, SIGKILL).get(), WorkerCrashedError);
+    CHECK(pool.submit(add, 1, 1).get() == 2);
+    CHECK(value(reg, "executor_initializer_errors_total") == 0);
+  }
 }

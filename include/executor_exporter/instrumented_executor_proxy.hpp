@@ -3,12 +3,15 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <ranges>
 #include <string>
 #include <utility>
 
+#include "detail/error_sink.hpp"
 #include "detail/task.hpp"
 #include "detail/type_name.hpp"
 #include "errors.hpp"
@@ -16,6 +19,8 @@
 #include "exporter.hpp"
 #include "future.hpp"
 #include "map_results.hpp"
+#include "trace.hpp"
+#include "trace_options.hpp"
 
 namespace executor_exporter {
 
@@ -24,21 +29,31 @@ namespace executor_exporter {
 /// wrapped executor drops without running them (counted as cancelled), all fed to an
 /// ExecutorExporter. The proxy owns the executor. submit() returns this library's
 /// Future whatever future type the executor returns, so cancel() and done-callbacks work
-/// over any executor. Use it for executors you cannot replace; ThreadPoolExecutor is
-/// the faster choice when you can.
+/// over any executor. Like ThreadPoolExecutor it offers fire-and-forget post(), traced
+/// tasks (submit_traced) and an error handler (set_error_handler) that receives, counted,
+/// the exceptions of posted tasks and of done-callbacks run on the executor's threads.
+/// Use it for executors you cannot replace; ThreadPoolExecutor is the faster choice when
+/// you can.
 template <Executor E>
 class InstrumentedExecutorProxy {
  public:
-  /// Takes over `executor`; `max_workers` is what executor_max_workers reports.
-  InstrumentedExecutorProxy(E executor, ExecutorExporter exporter, std::size_t max_workers)
-      : exporter_(std::move(exporter)), executor_(std::move(executor)) {
+  /// Takes over `executor`; `max_workers` is what executor_max_workers reports; `trace`
+  /// says how traced tasks record executor_task_trace_seconds.
+  InstrumentedExecutorProxy(E executor, ExecutorExporter exporter, std::size_t max_workers,
+                            TraceOptions trace = {})
+      : exporter_(std::move(exporter)),
+        sink_(exporter_.metrics(), exporter_.id()),
+        trace_(std::move(trace)),
+        executor_(std::move(executor)) {
     exporter_.set_max_workers(static_cast<std::int64_t>(max_workers));
   }
   /// Builds the executor in place from `args` (for executors that cannot move).
   template <class... Args>
   InstrumentedExecutorProxy(std::in_place_t, ExecutorExporter exporter, std::size_t max_workers,
                             Args&&... args)
-      : exporter_(std::move(exporter)), executor_(std::forward<Args>(args)...) {
+      : exporter_(std::move(exporter)),
+        sink_(exporter_.metrics(), exporter_.id()),
+        executor_(std::forward<Args>(args)...) {
     exporter_.set_max_workers(static_cast<std::int64_t>(max_workers));
   }
   InstrumentedExecutorProxy(const InstrumentedExecutorProxy&) = delete;
@@ -54,27 +69,50 @@ class InstrumentedExecutorProxy {
     auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
     using Node = detail::FutureTask<decltype(bound)>;
     using R = typename Node::result_type;
-    if (closed_.load(std::memory_order_acquire)) {
-      exporter_.task_rejected(RejectReason::shutdown);
-      throw ExecutorShutdownError(exporter_.id());
-    }
+    check_open();
     auto* node = new Node(std::move(bound));
     node->set_owner(&exporter_.metrics());
+    // A done-callback that throws on the executor's thread is counted and handed to the
+    // error handler instead of escaping into the wrapped executor.
+    node->set_sink(&sink_);
     node->add_ref();
     detail::StateRef<detail::FutureState<R>> future_ref(node);
-    node->submit_ns = detail::now_ns();
-    auto ticket = std::make_shared<Ticket>(node, this);
-    try {
-      executor_.submit(std::function<void()>([ticket] { (*ticket)(); }));
-    } catch (...) {
-      ticket->refused();
-      exporter_.task_rejected(RejectReason::shutdown);
-      throw;
-    }
-    // Counted once accepted: a task the executor starts at once may be seen as started
-    // a moment before it is seen as submitted; the queued gauge is clamped at zero.
-    exporter_.metrics().local_shard().task_submitted();
+    hand_over(node);
     return Future<R>(std::move(future_ref));
+  }
+
+  /// Fire-and-forget: runs f(args...) on the wrapped executor with no future. Its
+  /// exception goes to the error handler (set_error_handler; stderr by default) and is
+  /// counted in executor_unhandled_errors_total, besides the failed run. Refusals throw
+  /// as for submit(); a posted task the executor drops unrun counts as cancelled.
+  template <class F, class... Args>
+  void post(F&& f, Args&&... args) {
+    auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
+    check_open();
+    hand_over(new detail::PostTask<decltype(bound)>(std::move(bound), exporter_.metrics(), sink_));
+  }
+
+  /// submit() for a traced task (worker.go's RunTraced), as ThreadPoolExecutor's:
+  /// f(trace, args...) receives a Trace&, and each trace.mark("action") records the time
+  /// since the previous mark (or the task's start) in
+  /// executor_task_trace_seconds{scope, action}.
+  template <class F, class... Args>
+  auto submit_traced(std::string scope, F&& f, Args&&... args) {
+    return submit(
+        [this, scope = std::move(scope), fn = std::forward<F>(f)](auto&&... a) mutable {
+          Trace trace(exporter_.metrics(), scope, trace_);
+          return std::invoke(fn, trace, std::forward<decltype(a)>(a)...);
+        },
+        std::forward<Args>(args)...);
+  }
+
+  /// Receives the exceptions that have no future to go to: those of posted tasks and of
+  /// done-callbacks run on the wrapped executor's threads (each also counted in
+  /// executor_unhandled_errors_total / executor_callback_errors_total). Called on the
+  /// thread where it happened. An exception it throws is logged to stderr. An empty
+  /// handler restores the default, which logs to stderr.
+  void set_error_handler(std::function<void(std::exception_ptr)> handler) {
+    sink_.set_handler(std::move(handler));
   }
 
   /// Submits f(item) for every item; results in input order, retrieved lazily.
@@ -105,6 +143,30 @@ class InstrumentedExecutorProxy {
   ExecutorExporter& exporter() { return exporter_; }
 
  private:
+  void check_open() {
+    if (closed_.load(std::memory_order_acquire)) {
+      exporter_.task_rejected(RejectReason::shutdown);
+      throw ExecutorShutdownError(exporter_.id());
+    }
+  }
+
+  // Passes `node` (holding the executor's reference) to the wrapped executor; on a
+  // refusal the node is released, the rejection counted and the exception rethrown.
+  void hand_over(detail::Task* node) {
+    node->submit_ns = detail::now_ns();
+    auto ticket = std::make_shared<Ticket>(node, this);
+    try {
+      executor_.submit(std::function<void()>([ticket] { (*ticket)(); }));
+    } catch (...) {
+      ticket->refused();
+      exporter_.task_rejected(RejectReason::shutdown);
+      throw;
+    }
+    // Counted once accepted: a task the executor starts at once may be seen as started
+    // a moment before it is seen as submitted; the queued gauge is clamped at zero.
+    exporter_.metrics().local_shard().task_submitted();
+  }
+
   // Runs the task once; if the last copy of the callable is destroyed without running
   // (the executor dropped it), the task counts as cancelled and its future says so.
   class Ticket {
@@ -121,7 +183,11 @@ class InstrumentedExecutorProxy {
     void operator()() {
       detail::Task* node = std::exchange(node_, nullptr);
       if (node == nullptr) return;
-      if (proxy_->cancelling_.load(std::memory_order_acquire)) node->cancel();
+      // cancel() counts the task; a posted task (no future) is then simply dropped.
+      if (proxy_->cancelling_.load(std::memory_order_acquire) && node->cancel()) {
+        node->drop();
+        return;
+      }
       if (!node->claim()) {
         node->drop();
         return;
@@ -134,7 +200,7 @@ class InstrumentedExecutorProxy {
     }
     void refused() {
       detail::Task* node = std::exchange(node_, nullptr);
-      node->drop();  // the caller's future reference goes with the exception
+      node->drop();  // a future's reference goes with the exception; a posted task is freed
     }
 
    private:
@@ -143,6 +209,8 @@ class InstrumentedExecutorProxy {
   };
 
   ExecutorExporter exporter_;  // declared first: outlives the executor's tasks
+  detail::ErrorSink sink_;     // used by the executor's tasks and callbacks: before it too
+  TraceOptions trace_;
   E executor_;
   std::atomic<bool> closed_{false};
   std::atomic<bool> cancelling_{false};

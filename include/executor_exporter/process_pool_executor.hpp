@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstddef>
 #include <cstdint>
+#include <exception>
+#include <functional>
 #include <iterator>
 #include <memory>
 #include <ranges>
@@ -14,6 +16,7 @@
 #include <vector>
 
 #include "codec.hpp"
+#include "detail/error_sink.hpp"
 #include "detail/frame.hpp"
 #include "detail/process_engine.hpp"
 #include "detail/process_options.hpp"
@@ -54,6 +57,7 @@ class ProcessPoolExecutor {
   explicit ProcessPoolExecutor(ProcessPoolOptions options = {})
       : options_(std::move(options)),
         exporter_(options_.id, "process_pool", options_.registry, options_.exporter),
+        sink_(exporter_.metrics(), exporter_.id()),
         engine_(std::make_unique<detail::ProcessEngine>(options_, exporter_)) {}
   explicit ProcessPoolExecutor(std::size_t max_workers, ProcessPoolOptions options = {})
       : ProcessPoolExecutor(with_workers(std::move(options), max_workers)) {}
@@ -111,6 +115,7 @@ class ProcessPoolExecutor {
       (encode(e, static_cast<const std::decay_t<Args>&>(args)), ...);
       auto* state = new detail::FutureState<R>;
       state->set_owner(&exporter_.metrics());
+      state->set_sink(&sink_);
       state->add_ref();  // one for the future, one for the task
       detail::StateRef<detail::FutureState<R>> future_ref(state);
       auto* task = new detail::ProcessTask;
@@ -158,6 +163,7 @@ class ProcessPoolExecutor {
       for (std::size_t i = 0; i < items.size(); ++i) {
         auto* state = new detail::FutureState<R>;
         state->set_owner(&exporter_.metrics());
+        state->set_sink(&sink_);
         state->add_ref();
         task->chunk.push_back(state);
         futures.emplace_back(detail::StateRef<detail::FutureState<R>>(state));
@@ -188,6 +194,17 @@ class ProcessPoolExecutor {
   /// fail with BrokenExecutorError and the pool accepts nothing more.
   void kill_workers() { engine_->kill_workers(); }
 
+  /// Receives the exceptions of done-callbacks run by the pool's completion thread (the
+  /// thread that publishes results), each also counted in executor_callback_errors_total,
+  /// as ThreadPoolExecutor's. Called on that thread; it should not block long. An
+  /// exception it throws is logged to stderr. An empty handler restores the default,
+  /// which logs to stderr. (A failing worker initializer is not handed to it: it breaks
+  /// the pool, whose futures carry the error, and counts in
+  /// executor_initializer_errors_total.)
+  void set_error_handler(std::function<void(std::exception_ptr)> handler) {
+    sink_.set_handler(std::move(handler));
+  }
+
   /// The exporter feeding this pool's metrics.
   ExecutorExporter& exporter() { return exporter_; }
   std::size_t max_workers() const { return engine_->max_workers(); }
@@ -206,6 +223,7 @@ class ProcessPoolExecutor {
 
   ProcessPoolOptions options_;
   ExecutorExporter exporter_;
+  detail::ErrorSink sink_;  // used by the engine's completion thread: declared before it
   std::unique_ptr<detail::ProcessEngine> engine_;
 };
 

@@ -69,7 +69,8 @@ struct ThreadPoolOptions {
 
 /// Per-submit settings (submit_with, post_with); the defaults are what submit() does.
 struct SubmitOptions {
-  /// Adds the label task=`name` to this task's series (see submit_named); empty: none.
+  /// Counts this task in the series labelled task=`name` instead of the executor's
+  /// unlabelled ones (see submit_named); empty: unnamed.
   std::string name;
   /// Higher runs first; tasks of one priority run in submission order.
   std::int32_t priority = 0;
@@ -151,9 +152,10 @@ class ThreadPoolExecutor {
                        detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
   }
 
-  /// submit() for a named task: its series get the label task=`name` (celery-exporter's
-  /// `name`), in addition to the executor's totals. Past ThreadPoolOptions::
-  /// max_task_names distinct names, new names count as task="other".
+  /// submit() for a named task: it is counted in the series with the label task=`name`
+  /// (celery-exporter's `name`) instead of the executor's unlabelled ones, so summing
+  /// over `task` gives the executor's totals. Past ThreadPoolOptions::max_task_names
+  /// distinct names, new names count as task="other".
   template <class F, class... Args>
   auto submit_named(std::string name, F&& f, Args&&... args) {
     SubmitOptions options;
@@ -378,10 +380,9 @@ class ThreadPoolExecutor {
     // Looked up before the queue lock: a first lookup registers a shard under a lock.
     detail::MetricShard* named_shard = named != nullptr ? &named->local_shard() : nullptr;
     node->submit_ns = detail::now_ns();
-    auto on_accept = [&] {
-      shard.task_submitted();
-      if (named_shard != nullptr) named_shard->task_submitted();
-    };
+    // A named task lives only in its name's series (no double counting across `task`).
+    detail::MetricShard& series = named_shard != nullptr ? *named_shard : shard;
+    auto on_accept = [&] { series.task_submitted(); };
     using Result = detail::TaskQueue::PushResult;
     Result r;
     if (mode == Mode::try_only || queue_.capacity() == 0 ||
@@ -397,8 +398,7 @@ class ThreadPoolExecutor {
     const RejectReason reason = r == Result::full     ? RejectReason::queue_full
                                 : r == Result::broken ? RejectReason::broken
                                                       : RejectReason::shutdown;
-    shard.task_rejected(reason);
-    if (named_shard != nullptr) named_shard->task_rejected(reason);
+    series.task_rejected(reason);
     node->drop();
     if (r == Result::full) {
       if (mode == Mode::try_only) return false;
@@ -504,14 +504,16 @@ class ThreadPoolExecutor {
         continue;
       }
       const std::uint64_t wait_ns = start > task->submit_ns ? start - task->submit_ns : 0;
-      shard.task_started(wait_ns);
+      // A named task's outcome goes to its name's series only; the executor-level busy
+      // seconds still count its run time (workers are busy whatever the task's name).
       detail::ExecutorMetrics* named = task->named;
-      if (named != nullptr) named->local_shard().task_started(wait_ns);
+      detail::MetricShard& series = named != nullptr ? named->local_shard() : shard;
+      series.task_started(wait_ns);
       task->on_expired.reset();  // not needed any more; free its captures now
       const bool ok = task->invoke();
       last_end = detail::now_ns();
-      shard.task_finished(last_end - start, ok);
-      if (named != nullptr) named->local_shard().task_finished(last_end - start, ok);
+      series.task_finished(last_end - start, ok);
+      if (named != nullptr) shard.add_busy(last_end - start);
       task->finish();
     }
     exporter_.worker_stopped();
@@ -521,8 +523,7 @@ class ThreadPoolExecutor {
   // A claimed task whose deadline passed: counted, its expire callback run, its
   // future failed; all before the future is published, so its waiter sees them done.
   void expire(detail::Task& task) {
-    exporter_.metrics().task_expired();
-    if (task.named != nullptr) task.named->task_expired();
+    (task.named != nullptr ? *task.named : exporter_.metrics()).task_expired();
     if (task.on_expired) {
       try {
         (*task.on_expired)();
@@ -558,8 +559,7 @@ class ThreadPoolExecutor {
     for (detail::Task* t = queue_.break_and_take_all(); t != nullptr;) {
       detail::Task* next = t->next;
       if (t->claim()) {
-        shard.task_cancelled();
-        if (t->named != nullptr) t->named->local_shard().task_cancelled();
+        (t->named != nullptr ? t->named->local_shard() : shard).task_cancelled();
         t->fail_claimed(failure, true);
       } else {
         t->drop();

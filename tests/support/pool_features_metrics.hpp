@@ -16,8 +16,8 @@ namespace pool_test {
 using Labels = std::map<std::string, std::string>;
 
 // The series of `name` whose labels include `labels`; a series carrying a `task` label
-// matches only when `labels` names the task (so the executor totals are picked by
-// default). Null when none.
+// matches only when `labels` names the task (so by default the unlabelled series, those
+// of the unnamed tasks, are picked). Null when none.
 inline const prometheus::ClientMetric* find(const std::vector<prometheus::MetricFamily>& fams,
                                             const std::string& name, const Labels& labels) {
   for (const auto& f : fams) {

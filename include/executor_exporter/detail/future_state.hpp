@@ -58,8 +58,10 @@ class FutureStateBase {
     std::uint32_t before = 0;
     if (!transition(pending, cancelled, /*publish=*/false, &before)) return false;
     // Counted before anyone is woken, so a scrape after get() threw sees it.
-    if (owner_ != nullptr) owner_->local_shard().task_cancelled();
-    if (named_owner_ != nullptr) named_owner_->local_shard().task_cancelled();
+    // A named task counts only in its name's series.
+    if (ExecutorMetrics* m = named_owner_ != nullptr ? named_owner_ : owner_) {
+      m->local_shard().task_cancelled();
+    }
     if (before & (has_waiters | has_callbacks)) notify(before);
     return true;
   }
@@ -123,8 +125,8 @@ class FutureStateBase {
     return error_;
   }
 
-  /// The executor whose cancelled counter a cancel() feeds (and, for a named task, the
-  /// name's series); set at submit.
+  /// The executor whose cancelled counter a cancel() feeds (for a named task, the
+  /// name's series instead); set at submit.
   void set_owner(ExecutorMetrics* owner, ExecutorMetrics* named = nullptr) noexcept {
     owner_ = owner;
     named_owner_ = named;

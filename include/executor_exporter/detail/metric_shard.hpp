@@ -80,6 +80,10 @@ class MetricShard {
     bump(ok ? SlotLayout::completed : SlotLayout::failed, 1);
   }
 
+  /// Busy time of a task counted in another series (a named task: its own series holds
+  /// its outcome, while the executor-level busy seconds count every task's run time).
+  void add_busy(std::uint64_t run_ns) noexcept { bump(SlotLayout::busy_ns, run_ns); }
+
   /// Collector side: current value of a slot.
   std::uint64_t read(std::size_t slot) const noexcept {
     return slots_[slot].load(std::memory_order_acquire);

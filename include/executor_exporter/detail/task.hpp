@@ -120,8 +120,7 @@ class PostTask final : public Task {
   }
   void drop() noexcept override { delete this; }
   bool cancel() noexcept override {
-    owner_->local_shard().task_cancelled();
-    if (named != nullptr) named->local_shard().task_cancelled();
+    (named != nullptr ? named : owner_)->local_shard().task_cancelled();
     return true;
   }
   void fail_claimed(std::exception_ptr error, bool report) noexcept override {
