@@ -270,11 +270,38 @@ void ExecutorMetrics::fold() {
   // below never go negative and every scrape reconciles.
   const std::size_t run_begin = layout_.run_hist(true), run_end = layout_.wait_hist();
   const std::size_t wait_begin = layout_.wait_hist(), wait_end = n;
-  const std::pair<std::size_t, std::size_t> stages[] = {
+  //
+  // A task starts and ends on the same thread, so the ended and started stages are read
+  // shard by shard, each as a consistent snapshot: if the shard's completed/failed
+  // counts moved while it was read, it is read again. Otherwise a worker that ends one
+  // task and starts the next between the two reads would show two tasks running on one
+  // thread (running > workers), which a fast hand-off between tasks makes frequent.
+  const std::pair<std::size_t, std::size_t> per_shard_stages[] = {
       {SlotLayout::completed, SlotLayout::started},
       {run_begin, run_end},
       {SlotLayout::started, SlotLayout::cancelled},
       {wait_begin, wait_end},
+  };
+  std::vector<std::uint64_t> snap(n, 0);
+  for (auto& shard : shards_) {
+    for (int attempt = 0;; ++attempt) {
+      for (auto [begin, end] : per_shard_stages) {
+        for (std::size_t i = begin; i < end; ++i) snap[i] = shard->read(i);
+      }
+      if (attempt >= 16 || (shard->read(SlotLayout::completed) == snap[SlotLayout::completed] &&
+                            shard->read(SlotLayout::failed) == snap[SlotLayout::failed])) {
+        break;
+      }
+    }
+    auto& folded = shard->folded();
+    for (auto [begin, end] : per_shard_stages) {
+      for (std::size_t i = begin; i < end; ++i) {
+        delta[i] += snap[i] - folded[i];
+        folded[i] = snap[i];
+      }
+    }
+  }
+  const std::pair<std::size_t, std::size_t> stages[] = {
       {SlotLayout::cancelled, SlotLayout::submitted},
       {SlotLayout::submitted, SlotLayout::fixed_count},
   };
