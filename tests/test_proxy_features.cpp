@@ -142,7 +142,7 @@ TEST_CASE("proxy post() runs fire-and-forget tasks and reports their exceptions"
   CHECK(pool_test::reconciles(fams));
 }
 
-TEST_CASE("proxy post() after shutdown throws and counts; a refused post is freed",
+TEST_CASE("proxy post() after shutdown throws and counts, and a refused post is freed",
           "[proxy][proxy_features][post]") {
   auto reg = std::make_shared<prometheus::Registry>();
   Proxy proxy(AsioThreadPool(1), ee::ExecutorExporter("px", "asio", reg), 1);
