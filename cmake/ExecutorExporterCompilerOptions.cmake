@@ -57,5 +57,10 @@ function(executor_exporter_target_warnings target)
   else()
     target_compile_options(${target} PRIVATE -Wall -Wextra -Wpedantic
                                              $<$<BOOL:${EXECUTOR_EXPORTER_WERROR}>:-Werror>)
+    # GCC 12 at -O3 reports std::string copies in libstdc++ as overlapping memcpy
+    # (-Wrestrict, GCC bug 105329): a false positive that -Werror would make fatal.
+    if(CMAKE_CXX_COMPILER_ID STREQUAL "GNU" AND CMAKE_CXX_COMPILER_VERSION VERSION_LESS 13)
+      target_compile_options(${target} PRIVATE -Wno-restrict)
+    endif()
   endif()
 endfunction()
