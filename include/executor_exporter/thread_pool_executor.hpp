@@ -106,9 +106,21 @@ class ThreadPoolExecutor {
       options_.thread_name_prefix = options_.id.empty() ? "worker" : options_.id;
     }
     exporter_.metrics().add_queue_capacity(static_cast<std::int64_t>(options_.queue_capacity));
-    std::lock_guard lock(workers_mutex_);
-    set_target_locked(max_workers);
-    for (std::size_t i = 0; i < max_workers; ++i) spawn_locked();
+    {
+      std::lock_guard lock(workers_mutex_);
+      set_target_locked(max_workers);
+      for (std::size_t i = 0; i < max_workers; ++i) spawn_locked();
+    }
+    // Gives the workers up to 200 ms to get through their initializers (counted in
+    // executor_workers, or the pool broken), so the worker metrics are exact from the
+    // start on a loaded machine instead of depending on thread scheduling. Bounded, and
+    // outside workers_mutex_: an initializer may block on something the caller does
+    // after construction, or use the pool's resizing.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    while (ready_.load(std::memory_order_acquire) < max_workers &&
+           std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
   }
 
   /// The Python-like signature: ThreadPoolExecutor(max_workers, thread_name_prefix,
@@ -479,11 +491,13 @@ class ThreadPoolExecutor {
         options_.initializer();
       } catch (...) {
         break_pool(std::current_exception());
+        mark_ready();
         self.exited.store(true, std::memory_order_release);
         return;
       }
     }
     exporter_.worker_started();
+    mark_ready();
     auto& metrics = exporter_.metrics();
     auto& shard = metrics.local_shard();
     std::uint64_t last_end = 0;
@@ -519,6 +533,8 @@ class ThreadPoolExecutor {
     exporter_.worker_stopped();
     self.exited.store(true, std::memory_order_release);
   }
+
+  void mark_ready() { ready_.fetch_add(1, std::memory_order_release); }
 
   // A claimed task whose deadline passed: counted, its expire callback run, its
   // future failed; all before the future is published, so its waiter sees them done.
@@ -603,6 +619,7 @@ class ThreadPoolExecutor {
   std::size_t target_ = 0;
   std::size_t next_index_ = 0;
   std::atomic<std::size_t> target_atomic_{0};
+  std::atomic<std::size_t> ready_{0};  // workers through their initializer (ever)
 };
 
 }  // namespace executor_exporter

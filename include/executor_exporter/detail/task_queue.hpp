@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstddef>
@@ -10,7 +11,21 @@
 
 #include "task.hpp"
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace executor_exporter::detail {
+
+/// A spin-wait hint to the CPU (PAUSE on x86): lets the sibling hyperthread run and
+/// keeps the spinning core from flooding the memory bus.
+inline void cpu_relax() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield" ::: "memory");
+#endif
+}
 
 /// The queue between submitters and workers: one intrusive FIFO list per priority
 /// (highest first) under one mutex. Besides handing out tasks it is the one place that
@@ -59,7 +74,9 @@ class TaskQueue {
       (level.tail ? level.tail->next : level.head) = task;
       level.tail = task;
       ++size_;
-      wake = sleepers_ > 0;
+      hint_.store(size_, std::memory_order_relaxed);
+      wake = sleepers_ > pending_wakes_;
+      if (wake) ++pending_wakes_;
     }
     if (wake) cv_.notify_one();
     return PushResult::accepted;
@@ -79,6 +96,7 @@ class TaskQueue {
         --active_;
         notify_idle_locked();
       }
+      bool spun = false;
       for (;;) {
         // Surplus workers leave before taking more work; the others drain the queue.
         if (retire_ > 0) {
@@ -87,9 +105,22 @@ class TaskQueue {
         }
         if (size_ > 0 || closed_) break;
         waited = true;
+        if (!spun) {
+          // Spin outside the lock for a push that is about to come (bursts, round
+          // trips), then re-check under the lock before sleeping.
+          spun = true;
+          lock.unlock();
+          for (int i = 0; i < kSpin && hint_.load(std::memory_order_relaxed) == 0; ++i) cpu_relax();
+          lock.lock();
+          continue;
+        }
         ++sleepers_;
         cv_.wait(lock);
         --sleepers_;
+        // Consumes the wake a push sent (or is a spurious/broadcast wake: then nothing
+        // is pending and the count stays at 0).
+        if (pending_wakes_ > 0) --pending_wakes_;
+        spun = false;
       }
       if (size_ == 0) return nullptr;  // closed and drained
       for (auto& level : levels_) {
@@ -100,6 +131,7 @@ class TaskQueue {
         break;
       }
       --size_;
+      hint_.store(size_, std::memory_order_relaxed);
       ++active_;
       room = full_waiters_ > 0;
     }
@@ -181,6 +213,7 @@ class TaskQueue {
         level.head = level.tail = nullptr;
       }
       size_ = 0;
+      hint_.store(0, std::memory_order_relaxed);
       notify_idle_locked();
     }
     not_full_.notify_all();
@@ -219,6 +252,10 @@ class TaskQueue {
     if (idle_waiters_ > 0 && size_ == 0 && active_ == 0) idle_cv_.notify_all();
   }
 
+  // Pause iterations a worker spins before sleeping: a few microseconds, short enough not
+  // to steal much CPU from producers on a machine with fewer cores than threads.
+  static constexpr int kSpin = 256;
+
   mutable std::mutex mutex_;
   std::condition_variable cv_;        // workers wait for tasks
   std::condition_variable not_full_;  // blocked submitters wait for room
@@ -228,6 +265,8 @@ class TaskQueue {
   std::size_t size_ = 0;
   std::size_t active_ = 0;  // popped by a worker and not yet reported finished
   std::size_t sleepers_ = 0;
+  std::size_t pending_wakes_ = 0;  // notify_one sent to sleepers, not yet consumed
+  std::atomic<std::size_t> hint_{0};  // size_, readable without the lock (spinning)
   std::size_t full_waiters_ = 0;
   std::size_t idle_waiters_ = 0;
   std::size_t retire_ = 0;
