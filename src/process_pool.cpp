@@ -521,6 +521,10 @@ PreinitServer& preinit_server() {
 }  // namespace
 
 void process_preinit() {
+  // Calibrate the TSC clock before any fork, so children inherit a finished calibration
+  // (a fork while another thread is inside the one-time initialisation would leave the
+  // child blocked on it). Task times themselves use CLOCK_MONOTONIC on both sides.
+  (void)now_ns();
   auto& s = preinit_server();
   std::lock_guard lock(s.mutex);
   if (s.fd >= 0) return;
@@ -793,7 +797,9 @@ struct ProcessEngine::Impl {
 
   void enqueue(ProcessTask* task) {
     auto& shard = metrics.local_shard();
-    task->submit_ns = now_ns();
+    // CLOCK_MONOTONIC, the clock the child stamps start/end with (not now_ns(), whose
+    // TSC calibration is a different, drifting time base).
+    task->submit_ns = monotonic_ns();
     const std::size_t items = task->items();
     bool was_empty;
     {
@@ -1303,7 +1309,7 @@ struct ProcessEngine::Impl {
       redo.push_front(w.inflight.back());
       w.inflight.pop_back();
     }
-    const std::uint64_t now = now_ns();
+    const std::uint64_t now = monotonic_ns();
     const std::uint64_t start = running != nullptr && slot_task == running_id ? slot_start : now;
     const std::string who = "worker " + std::to_string(w.index) + " (pid " + std::to_string(w.pid) + ")";
 
@@ -1389,7 +1395,7 @@ struct ProcessEngine::Impl {
 
   void check_timeouts() {
     if (opts.task_timeout.count() <= 0 || broken || tearing_down) return;
-    const std::uint64_t now = now_ns();
+    const std::uint64_t now = monotonic_ns();
     const auto limit = static_cast<std::uint64_t>(opts.task_timeout.count());
     for (auto& w : workers) {
       if (w.state != Worker::ready || w.kill != Worker::no_kill || w.inflight.empty()) continue;
@@ -1413,7 +1419,7 @@ struct ProcessEngine::Impl {
       std::uint64_t id = 0;
       std::uint64_t start = running_start(w, &id);
       if (id == 0) {  // about to start: look again one timeout from now
-        if (now == 0) now = now_ns();
+        if (now == 0) now = monotonic_ns();
         start = now;
       }
       const std::uint64_t dl = start + limit;
@@ -1441,7 +1447,7 @@ struct ProcessEngine::Impl {
     }
     io_closed = true;
     const auto error = std::make_exception_ptr(BrokenExecutorError(broken_message(reason)));
-    const std::uint64_t now = now_ns();
+    const std::uint64_t now = monotonic_ns();
     for (auto& w : workers) {
       std::uint64_t id = 0;
       const std::uint64_t start = running_start(w, &id);

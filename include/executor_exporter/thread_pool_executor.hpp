@@ -101,6 +101,7 @@ class ThreadPoolExecutor {
         exporter_(options_.id, "thread_pool", options_.registry, options_.exporter),
         sink_(exporter_.metrics(), exporter_.id()),
         queue_(options_.queue_capacity) {
+    (void)detail::now_ns();  // calibrates the clock now rather than in the first submit
     if (max_workers == 0) max_workers = std::max(1U, std::thread::hardware_concurrency());
     if (options_.thread_name_prefix.empty()) {
       options_.thread_name_prefix = options_.id.empty() ? "worker" : options_.id;
@@ -513,7 +514,8 @@ class ThreadPoolExecutor {
       }
       // Back to back on one worker, the end of one task is the start of the next.
       const std::uint64_t start = waited || last_end == 0 ? detail::now_ns() : last_end;
-      if (task->deadline_ns != 0 && start > task->deadline_ns) {
+      // Deadlines are steady_clock time_points, so they are checked against steady_clock.
+      if (task->deadline_ns != 0 && detail::steady_ns() > task->deadline_ns) {
         expire(*task);
         continue;
       }

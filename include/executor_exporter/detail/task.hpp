@@ -40,7 +40,7 @@ class Task {
 
   Task* next = nullptr;           // intrusive queue link
   std::uint64_t submit_ns = 0;    // when submit accepted it
-  std::uint64_t deadline_ns = 0;  // now_ns() past which it must not start; 0: none
+  std::uint64_t deadline_ns = 0;  // steady_ns() past which it must not start; 0: none
   ExecutorMetrics* named = nullptr;  // the series of its name (submit_named), if any
   std::int32_t priority = 0;         // higher runs first; FIFO within one priority
   // Runs instead of the task when its deadline passed; a pointer so tasks without one
