@@ -13,6 +13,7 @@
 #include "metric_catalog.hpp"               // IWYU pragma: export
 #include "metrics_server.hpp"               // IWYU pragma: export
 #include "registry.hpp"                     // IWYU pragma: export
+#include "text_format.hpp"                  // IWYU pragma: export
 #include "thread_pool_executor.hpp"         // IWYU pragma: export
 #include "trace.hpp"                        // IWYU pragma: export
 #include "trace_options.hpp"                // IWYU pragma: export
