@@ -55,15 +55,20 @@ void shutdown_and_join(P& pool) {
 template <class P>
 constexpr bool has_post = requires(P& p) { p.post([] {}); };
 
-/// ThreadPoolExecutor as shipped: wait and run histograms always on.
-struct Ours {
-  static constexpr const char* name = "ours";
+/// ThreadPoolExecutor as shipped: wait and run histograms always on (SampleRate 1), or
+/// with ExporterOptions::timing_sample_rate = SampleRate.
+template <unsigned SampleRate>
+struct OursAt {
+  static constexpr const char* name = SampleRate == 1 ? "ours" : "ours_sampled";
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   std::optional<executor_exporter::ThreadPoolExecutor> pool;
-  explicit Ours(std::size_t workers, std::size_t = 1) {
+  explicit OursAt(std::size_t workers, std::size_t = 1) {
     executor_exporter::ThreadPoolOptions o;
     o.id = "bench";
     o.registry = registry;
+    if constexpr (requires { o.exporter.timing_sample_rate; }) {
+      o.exporter.timing_sample_rate = SampleRate;
+    }
     pool.emplace(workers, std::move(o));
   }
   template <class F>
@@ -76,6 +81,10 @@ struct Ours {
   }
   void drain() { pool->shutdown(true); }
 };
+using Ours = OursAt<1>;
+/// The timing sample rate of the "sampled" rows.
+inline constexpr unsigned kSampleRate = 64;
+using OursSampled = OursAt<kSampleRate>;
 
 /// ThreadPoolExecutor without metrics. When the library offers the compile-time
 /// policy proposed for issue 4 (it then defines EXECUTOR_EXPORTER_HAS_NULL_METRICS and

@@ -41,6 +41,7 @@
 
 #include <executor_exporter/exporter.hpp>
 #include <executor_exporter/registry.hpp>
+#include <executor_exporter/text_format.hpp>
 #include <executor_exporter/thread_pool_executor.hpp>
 
 #include "adapters.hpp"
@@ -392,6 +393,21 @@ void scrape_serialize(benchmark::State& st, int k) {
   st.counters["bytes"] = static_cast<double>(page.size());
 }
 
+// The library's own writer (text_format.hpp) on the same families.
+void scrape_write_text(benchmark::State& st, int k) {
+  auto& f = scrape_fixture(k);
+  f.touch();
+  const auto collected = ee::collect(f.registry);
+  std::string page;
+  for (auto _ : st) {
+    page.clear();
+    ee::write_text(page, collected);
+    benchmark::DoNotOptimize(page);
+  }
+  st.counters["lines"] = static_cast<double>(count_lines(page));
+  st.counters["bytes"] = static_cast<double>(page.size());
+}
+
 void scrape_http(benchmark::State& st, int k) {
   auto& f = scrape_fixture(k);
   const int port = ScrapeFixture::port();
@@ -591,6 +607,7 @@ std::vector<OneShotTable> memory_tables() {
 // ---------------------------------------------------------------------------
 const char* kOurs = "ThreadPoolExecutor (instrumented)";
 const char* kNoMetrics = "ThreadPoolExecutor, metrics compiled out";
+const char* kSampled = "ThreadPoolExecutor, timing 1 in 64 tasks";
 const char* kRef = "mutex+condvar+deque reference";
 const char* kRefShards = "reference + our shards (3 clock reads)";
 const char* kRefObvious = "reference + prometheus-cpp per task (3 clock reads)";
@@ -611,6 +628,7 @@ void add_pool_rows(Suite& s, const std::string& block, const std::string& prefix
   add("nometrics", kNoMetrics, [body] { return body.template operator()<OursUninstrumented>(); });
   add("ref", kRef, [body] { return body.template operator()<Reference<NoHooks>>(); });
   if (with_hooks) {
+    add("sampled", kSampled, [body] { return body.template operator()<OursSampled>(); });
     add("ref_shards", kRefShards, [body] { return body.template operator()<Reference<ShardHooks>>(); });
     add("ref_obvious", kRefObvious,
         [body] { return body.template operator()<Reference<ObviousHooks>>(); });
@@ -699,15 +717,25 @@ void build_main_suite(Suite& s, bool py) {
                     [k](benchmark::State& st) { scrape_collect(st, k); }, 1, 0, it);
     s.add_micro_row("scrape", "scrape_serialize_" + ks, ks + " executor(s): TextSerializer",
                     [k](benchmark::State& st) { scrape_serialize(st, k); }, 1, 0, it);
+    s.add_micro_row("scrape", "scrape_write_text_" + ks, ks + " executor(s): write_text (fmt)",
+                    [k](benchmark::State& st) { scrape_write_text(st, k); }, 1, 0, it);
     s.add_micro_row("scrape", "scrape_http_" + ks, ks + " executor(s): HTTP GET through Exposer",
                     [k](benchmark::State& st) { scrape_http(st, k); }, 1, 0, it);
   }
-  s.add_comparison({"scrape", "Scrape cost (ms per scrape)", "ms", "ms", false, {},
-                    {{"scrape_collect_1", "", NAN}, {"scrape_serialize_1", "", NAN},
-                     {"scrape_http_1", "", NAN}, {"scrape_collect_10", "", NAN},
-                     {"scrape_serialize_10", "", NAN}, {"scrape_http_10", "", NAN},
-                     {"scrape_collect_100", "", NAN}, {"scrape_serialize_100", "", NAN},
-                     {"scrape_http_100", "", NAN}},
+  std::vector<AbsRow> scrape_rows;
+  for (int k : {1, 10, 100}) {
+    for (const char* what : {"collect", "serialize", "write_text", "http"}) {
+      scrape_rows.push_back({std::string("scrape_") + what + "_" + std::to_string(k), "", NAN});
+    }
+  }
+  s.add_comparison({"scrape", "Scrape cost (ms per scrape)", "ms", "ms", false,
+                    {{"scrape_write_text_1", "scrape_serialize_1", NAN,
+                      "1 executor: write_text vs TextSerializer"},
+                     {"scrape_write_text_10", "scrape_serialize_10", NAN,
+                      "10 executors: write_text vs TextSerializer"},
+                     {"scrape_write_text_100", "scrape_serialize_100", NAN,
+                      "100 executors: write_text vs TextSerializer"}},
+                    scrape_rows,
                     "Target: collect + serialize of 100 executors < 10 ms. Each executor is a "
                     "ThreadPoolExecutor with 2 workers that ran a task since the last scrape."});
 
@@ -722,6 +750,10 @@ void build_main_suite(Suite& s, bool py) {
                     "mtps", "M/s", true,
                     [&] {
                       auto p = ours_vs_all("ff", names, {{"nometrics", 0.85}, {"tbb", 0.9}, {"asio", 1.0}});
+                      p.push_back({"ff_sampled", "ff_ours", NAN,
+                                   "what timing_sample_rate = 64 saves"});
+                      p.push_back({"ff_sampled", "ff_nometrics", NAN,
+                                   "timing 1 in 64 vs metrics compiled out"});
                       p.push_back({"ff_ref_shards", "ff_ref_obvious", NAN,
                                    "same pool: our shards vs prometheus-cpp per task"});
                       p.push_back({"ff_ref_shards", "ff_ref", NAN, "same pool: our shards vs none"});
@@ -748,6 +780,8 @@ void build_main_suite(Suite& s, bool py) {
                     [&] {
                       auto p = ours_vs_all("prod", names,
                                            {{"nometrics", 0.85}, {"ref", 1.0}, {"asio", 1.0}, {"tbb", 1.0}});
+                      p.push_back({"prod_sampled", "prod_ours", NAN,
+                                   "what timing_sample_rate = 64 saves"});
                       p.push_back({"prod_ref_shards", "prod_ref_obvious", NAN,
                                    "same pool: our shards vs prometheus-cpp per task"});
                       return p;

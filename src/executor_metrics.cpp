@@ -80,6 +80,10 @@ ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
       unique_id_(next_unique_id.fetch_add(1, std::memory_order_relaxed)),
       run_bounds_ns_(to_ns(options.run_buckets, "run")),
       wait_bounds_ns_(to_ns(options.wait_buckets, "wait")) {
+  if (options.timing_sample_rate == 0) {
+    throw std::invalid_argument(
+        "executor_exporter: timing_sample_rate must be at least 1 (1 times every task)");
+  }
   layout_.run_buckets = run_bounds_ns_.size();
   layout_.wait_buckets = wait_bounds_ns_.size();
   totals_.assign(layout_.size(), 0);
@@ -105,6 +109,8 @@ ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
   c_rejected_[static_cast<std::size_t>(RejectReason::broken)] =
       &s.rejected->Add(with("reason", "broken"));
   c_cancelled_ = &s.cancelled->Add(labels);
+  c_completed_ = &s.completed->Add(labels);
+  c_failed_ = &s.failed->Add(labels);
   g_queued_ = &s.queued->Add(labels);
   g_running_ = &s.running->Add(labels);
   h_wait_ = histogram(*s.wait, labels, options_.wait_buckets);
@@ -221,7 +227,8 @@ MetricShard& ExecutorMetrics::register_shard() {
   std::erase_if(cache.entries, [](const ShardCache::Entry& e) {
     return e.shard->orphaned.load(std::memory_order_acquire);
   });
-  auto shard = std::make_shared<MetricShard>(layout_, run_bounds_ns_, wait_bounds_ns_);
+  auto shard = std::make_shared<MetricShard>(layout_, run_bounds_ns_, wait_bounds_ns_,
+                                             options_.timing_sample_rate);
   {
     std::lock_guard lock(mutex_);
     shards_.push_back(shard);
@@ -270,7 +277,7 @@ void ExecutorMetrics::fold() {
   // below never go negative and every scrape reconciles.
   //
   // A task starts and ends on one thread, so the ended and started stages are read per
-  // shard as one snapshot: the run-histogram counts are read before and after the
+  // shard as one snapshot: the outcome counts are read before and after the
   // started counts, and the read is repeated while a task ended in between. Each shard's
   // started - ended is then its true number of running tasks at one instant (at most one
   // for a pool worker), and executor_tasks_running never exceeds the worker count.
@@ -282,12 +289,9 @@ void ExecutorMetrics::fold() {
       {SlotLayout::started, SlotLayout::cancelled},
       {wait_begin, wait_end},
   };
+  // The exact outcome counts (with sampled timing the run histograms hold fewer).
   auto ended_count = [&](auto&& value_of) {
-    std::uint64_t ended = 0;
-    for (bool ok : {true, false}) {
-      for (std::size_t i = 0; i <= layout_.run_buckets; ++i) ended += value_of(layout_.run_hist(ok) + i);
-    }
-    return ended;
+    return value_of(SlotLayout::completed) + value_of(SlotLayout::failed);
   };
   std::vector<std::uint64_t> snapshot(n, 0);
   for (auto& shard : shards_) {
@@ -335,6 +339,8 @@ void ExecutorMetrics::fold() {
     inc(c_rejected_[r], delta[SlotLayout::rejected + r]);
   }
   inc(c_cancelled_, delta[SlotLayout::cancelled]);
+  inc(c_completed_, delta[SlotLayout::completed]);
+  inc(c_failed_, delta[SlotLayout::failed]);
   inc(c_expired_, expired - expired_folded_);
   expired_folded_ = expired;
   if (c_busy_ != nullptr && delta[SlotLayout::busy_ns]) {
@@ -350,7 +356,7 @@ void ExecutorMetrics::fold() {
   g_queued_->Set(diff(totals_[SlotLayout::submitted], totals_[SlotLayout::started] +
                                                          totals_[SlotLayout::cancelled] +
                                                          expired_folded_));
-  // Ended tasks as the exported run histograms count them: running is derived from what
+  // Ended tasks as the exported outcome counters count them: running is derived from what
   // is exported, so submitted = completed + failed + cancelled + expired + queued +
   // running holds exactly on every scrape, not just eventually.
   const std::uint64_t ended = ended_count([&](std::size_t i) { return totals_[i]; });

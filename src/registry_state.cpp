@@ -46,6 +46,8 @@ RegistryState::RegistryState(prometheus::Registry& registry) : registry_(registr
   submitted = family(BuildCounter(), Metric::tasks_submitted, registry);
   rejected = family(BuildCounter(), Metric::tasks_rejected, registry);
   cancelled = family(BuildCounter(), Metric::tasks_cancelled, registry);
+  completed = family(BuildCounter(), Metric::tasks_completed, registry);
+  failed = family(BuildCounter(), Metric::tasks_failed, registry);
   queued = family(BuildGauge(), Metric::tasks_queued, registry);
   running = family(BuildGauge(), Metric::tasks_running, registry);
   wait = family(BuildHistogram(), Metric::task_wait, registry);
@@ -111,6 +113,10 @@ std::shared_ptr<ExecutorMetrics> RegistryState::metrics_for(
     if (o.wait_buckets != options.wait_buckets || o.run_buckets != options.run_buckets) {
       throw std::invalid_argument("executor_exporter: executor '" + id +
                                   "' already exports histograms with other bucket bounds");
+    }
+    if (o.timing_sample_rate != options.timing_sample_rate) {
+      throw std::invalid_argument("executor_exporter: executor '" + id +
+                                  "' already times tasks at another timing_sample_rate");
     }
     return existing;
   }

@@ -51,26 +51,41 @@ class ExecutorExporter {
   }
   std::int64_t max_workers() const noexcept { return max_workers_; }
 
-  /// A task was accepted; returns its submit time.
+  /// A task was accepted; returns its submit time, or 0 when timing is sampled
+  /// (ExporterOptions::timing_sample_rate) and this task is not to be timed. Pass the
+  /// result on to task_started, which then counts the task without timing it.
   std::uint64_t task_submitted() {
-    const std::uint64_t now = detail::now_ns();
-    metrics_->local_shard().task_submitted();
+    auto& shard = metrics_->local_shard();
+    const std::uint64_t now = shard.sample() ? detail::now_ns() : 0;
+    shard.task_submitted();
     return now;
   }
   /// A submit was refused.
   void task_rejected(RejectReason reason) { metrics_->local_shard().task_rejected(reason); }
   /// Queued tasks were cancelled before they started.
   void task_cancelled(std::uint64_t n = 1) { metrics_->local_shard().task_cancelled(n); }
-  /// A task submitted at `submitted_ns` starts now; returns the start time.
+  /// A task submitted at `submitted_ns` starts now; returns the start time (0, and no
+  /// clock read, for an untimed task: `submitted_ns` 0).
   std::uint64_t task_started(std::uint64_t submitted_ns) {
+    auto& shard = metrics_->local_shard();
+    if (submitted_ns == 0) {
+      shard.task_started_untimed();
+      return 0;
+    }
     const std::uint64_t now = detail::now_ns();
-    metrics_->local_shard().task_started(now > submitted_ns ? now - submitted_ns : 0);
+    shard.task_started(now > submitted_ns ? now - submitted_ns : 0);
     return now;
   }
-  /// A task started at `started_ns` ends now, successfully or with an exception.
+  /// A task started at `started_ns` (task_started's result) ends now, successfully or
+  /// with an exception.
   void task_finished(std::uint64_t started_ns, bool ok) {
+    auto& shard = metrics_->local_shard();
+    if (started_ns == 0) {
+      shard.task_finished_untimed(ok);
+      return;
+    }
     const std::uint64_t now = detail::now_ns();
-    metrics_->local_shard().task_finished(now > started_ns ? now - started_ns : 0, ok);
+    shard.task_finished(now > started_ns ? now - started_ns : 0, ok, shard.sample_rate());
   }
   /// A worker came up (after its initializer) or went away.
   void worker_started() noexcept { metrics_->worker_started(); }

@@ -153,7 +153,8 @@ class InstrumentedExecutorProxy {
   // Passes `node` (holding the executor's reference) to the wrapped executor; on a
   // refusal the node is released, the rejection counted and the exception rethrown.
   void hand_over(detail::Task* node) {
-    node->submit_ns = detail::now_ns();
+    // Whether to time it is decided here, at submit (0: counted, not timed).
+    node->submit_ns = exporter_.metrics().local_shard().sample() ? detail::now_ns() : 0;
     auto ticket = std::make_shared<Ticket>(node, this);
     try {
       executor_.submit(std::function<void()>([ticket] { (*ticket)(); }));

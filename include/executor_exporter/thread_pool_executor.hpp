@@ -392,9 +392,10 @@ class ThreadPoolExecutor {
     detail::ExecutorMetrics* named = node->named;
     // Looked up before the queue lock: a first lookup registers a shard under a lock.
     detail::MetricShard* named_shard = named != nullptr ? &named->local_shard() : nullptr;
-    node->submit_ns = detail::now_ns();
     // A named task lives only in its name's series (no double counting across `task`).
     detail::MetricShard& series = named_shard != nullptr ? *named_shard : shard;
+    // Timed or not is decided here (timing_sample_rate); 0 tells the worker "not timed".
+    node->submit_ns = series.sample() ? detail::now_ns() : 0;
     auto on_accept = [&] { series.task_submitted(); };
     using Result = detail::TaskQueue::PushResult;
     Result r;
@@ -512,24 +513,33 @@ class ThreadPoolExecutor {
         task->drop();
         continue;
       }
-      // Back to back on one worker, the end of one task is the start of the next.
-      const std::uint64_t start = waited || last_end == 0 ? detail::now_ns() : last_end;
       // Deadlines are steady_clock time_points, so they are checked against steady_clock.
       if (task->deadline_ns != 0 && detail::steady_ns() > task->deadline_ns) {
         expire(*task);
+        last_end = 0;
         continue;
       }
-      const std::uint64_t wait_ns = start > task->submit_ns ? start - task->submit_ns : 0;
       // A named task's outcome goes to its name's series only; the executor-level busy
       // seconds still count its run time (workers are busy whatever the task's name).
       detail::ExecutorMetrics* named = task->named;
       detail::MetricShard& series = named != nullptr ? named->local_shard() : shard;
-      series.task_started(wait_ns);
       task->on_expired.reset();  // not needed any more; free its captures now
+      if (task->submit_ns == 0) {  // not picked for timing: counted, no clock read
+        series.task_started_untimed();
+        const bool ok = task->invoke();
+        series.task_finished_untimed(ok);
+        last_end = 0;  // the next timed task reads the clock for its start
+        task->finish();
+        continue;
+      }
+      // Back to back on one worker, the end of one task is the start of the next.
+      const std::uint64_t start = waited || last_end == 0 ? detail::now_ns() : last_end;
+      series.task_started(start > task->submit_ns ? start - task->submit_ns : 0);
       const bool ok = task->invoke();
       last_end = detail::now_ns();
-      series.task_finished(last_end - start, ok);
-      if (named != nullptr) shard.add_busy(last_end - start);
+      const std::uint64_t weight = series.sample_rate();
+      series.task_finished(last_end - start, ok, weight);
+      if (named != nullptr) shard.add_busy((last_end - start) * weight);
       task->finish();
     }
     exporter_.worker_stopped();

@@ -200,6 +200,8 @@ class ExecutorMetrics {
   prometheus::Counter* c_submitted_;
   prometheus::Counter* c_rejected_[reject_reason_count];
   prometheus::Counter* c_cancelled_;
+  prometheus::Counter* c_completed_;
+  prometheus::Counter* c_failed_;
   prometheus::Gauge* g_queued_;
   prometheus::Gauge* g_running_;
   prometheus::Histogram* h_wait_;

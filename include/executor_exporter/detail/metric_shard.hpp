@@ -50,9 +50,13 @@ struct SlotLayout {
 /// before its later ones, which keeps the derived gauges from going negative.
 class MetricShard {
  public:
+  /// `sample_rate` N > 1: sample() picks about 1 task in N for timing (see
+  /// ExporterOptions::timing_sample_rate).
   MetricShard(const SlotLayout& layout, const std::vector<std::uint64_t>& run_bounds_ns,
-              const std::vector<std::uint64_t>& wait_bounds_ns)
+              const std::vector<std::uint64_t>& wait_bounds_ns, std::uint32_t sample_rate = 1)
       : layout_(layout),
+        sample_rate_(sample_rate == 0 ? 1 : sample_rate),
+        rng_(reinterpret_cast<std::uintptr_t>(this) | 1),
         run_bounds_(run_bounds_ns.data()),
         wait_bounds_(wait_bounds_ns.data()),
         run_n_(run_bounds_ns.size()),
@@ -70,19 +74,43 @@ class MetricShard {
     bump(SlotLayout::rejected + static_cast<std::size_t>(r), 1);
   }
   void task_cancelled(std::uint64_t n = 1) noexcept { bump(SlotLayout::cancelled, n); }
+  /// A timed task started after waiting `wait_ns` in the queue.
   void task_started(std::uint64_t wait_ns) noexcept {
     observe(layout_.wait_hist(), wait_bounds_, wait_n_, wait_ns);
     bump(SlotLayout::started, 1);
   }
-  void task_finished(std::uint64_t run_ns, bool ok) noexcept {
+  /// A timed task ended after running `run_ns`. `weight`: how many tasks it stands for
+  /// in the busy time (the sample rate when timing is sampled, else 1).
+  void task_finished(std::uint64_t run_ns, bool ok, std::uint64_t weight = 1) noexcept {
     observe(layout_.run_hist(ok), run_bounds_, run_n_, run_ns);
-    bump(SlotLayout::busy_ns, run_ns);
+    bump(SlotLayout::busy_ns, run_ns * weight);
+    bump(ok ? SlotLayout::completed : SlotLayout::failed, 1);
+  }
+  /// An untimed task (not picked by sample()) started or ended: counted, not timed.
+  void task_started_untimed() noexcept { bump(SlotLayout::started, 1); }
+  void task_finished_untimed(bool ok) noexcept {
     bump(ok ? SlotLayout::completed : SlotLayout::failed, 1);
   }
 
   /// Busy time of a task counted in another series (a named task: its own series holds
   /// its outcome, while the executor-level busy seconds count every task's run time).
   void add_busy(std::uint64_t run_ns) noexcept { bump(SlotLayout::busy_ns, run_ns); }
+
+  /// Owner thread, at submit: whether this task is to be timed. Always true at rate 1.
+  /// Otherwise the gaps between timed tasks are drawn uniformly from 1 .. 2N-1 (mean N),
+  /// so a workload that repeats with period N is not always sampled at the same task;
+  /// a xorshift step and a multiply, no division and no shared state.
+  bool sample() noexcept {
+    if (sample_rate_ == 1) return true;
+    if (--countdown_ > 0) return false;
+    rng_ ^= rng_ << 13;
+    rng_ ^= rng_ >> 7;
+    rng_ ^= rng_ << 17;
+    const std::uint64_t span = 2 * static_cast<std::uint64_t>(sample_rate_) - 1;
+    countdown_ = static_cast<std::int64_t>(((rng_ & 0xffffffffU) * span) >> 32) + 1;
+    return true;
+  }
+  std::uint32_t sample_rate() const noexcept { return sample_rate_; }
 
   /// Collector side: current value of a slot.
   std::uint64_t read(std::size_t slot) const noexcept {
@@ -113,6 +141,9 @@ class MetricShard {
   }
 
   SlotLayout layout_;
+  std::uint32_t sample_rate_;
+  std::uint64_t rng_;          // owner thread only
+  std::int64_t countdown_ = 1;  // tasks until the next timed one; owner thread only
   const std::uint64_t* run_bounds_;
   const std::uint64_t* wait_bounds_;
   std::size_t run_n_;

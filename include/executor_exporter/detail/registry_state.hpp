@@ -50,6 +50,8 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
   prometheus::Family<prometheus::Counter>* submitted;
   prometheus::Family<prometheus::Counter>* rejected;
   prometheus::Family<prometheus::Counter>* cancelled;
+  prometheus::Family<prometheus::Counter>* completed;
+  prometheus::Family<prometheus::Counter>* failed;
   prometheus::Family<prometheus::Gauge>* queued;
   prometheus::Family<prometheus::Gauge>* running;
   prometheus::Family<prometheus::Histogram>* wait;
