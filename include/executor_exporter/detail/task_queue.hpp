@@ -51,7 +51,8 @@ class TaskQueue {
                   std::chrono::steady_clock::time_point deadline = no_deadline()) {
     bool wake = false;
     {
-      std::unique_lock lock(mutex_);
+      std::unique_lock lock(mutex_, std::defer_lock);
+      lock_briefly_spinning(lock);
       for (;;) {
         if (broken_) return PushResult::broken;
         if (closed_) return PushResult::closed;
@@ -75,7 +76,12 @@ class TaskQueue {
       level.tail = task;
       ++size_;
       hint_.store(size_, std::memory_order_relaxed);
-      wake = sleepers_ > pending_wakes_;
+      // Wake a sleeper only for a task nobody else is about to take: each spinning
+      // worker re-checks the queue under this lock before it sleeps, and each wake
+      // already sent brings one worker, so a futex wake (a system call of ~1 us, paid
+      // by the submitter) is needed only when the queue outnumbers them both. Tasks are
+      // never left waiting behind a long-running one while a worker sleeps.
+      wake = size_ > spinning_ + pending_wakes_ && sleepers_ > pending_wakes_;
       if (wake) ++pending_wakes_;
     }
     if (wake) cv_.notify_one();
@@ -91,7 +97,8 @@ class TaskQueue {
     bool room = false;
     Task* task = nullptr;
     {
-      std::unique_lock lock(mutex_);
+      std::unique_lock lock(mutex_, std::defer_lock);
+      lock_briefly_spinning(lock);
       if (finished_previous) {
         --active_;
         notify_idle_locked();
@@ -105,13 +112,17 @@ class TaskQueue {
         }
         if (size_ > 0 || closed_) break;
         waited = true;
-        if (!spun) {
+        if (!spun && spinning_ == 0) {
           // Spin outside the lock for a push that is about to come (bursts, round
-          // trips), then re-check under the lock before sleeping.
+          // trips), then re-check under the lock before sleeping. One spinner is
+          // enough to catch the next push; more would only take CPU time from the
+          // submitters (push() wakes sleepers when the queue outnumbers spinners).
           spun = true;
+          ++spinning_;
           lock.unlock();
           for (int i = 0; i < kSpin && hint_.load(std::memory_order_relaxed) == 0; ++i) cpu_relax();
-          lock.lock();
+          lock_briefly_spinning(lock);
+          --spinning_;  // under the lock, before the re-check: see push()
           continue;
         }
         ++sleepers_;
@@ -248,6 +259,18 @@ class TaskQueue {
     return *levels_.insert(it, Level{priority});
   }
 
+  // Takes the lock, first retrying try_lock for a moment: the critical sections here
+  // are tens of nanoseconds, so a contended lock is nearly always free again within a
+  // few hundred cycles, and blocking in the kernel (a futex wait, then a wake syscall
+  // by the holder) would cost microseconds on both sides.
+  static void lock_briefly_spinning(std::unique_lock<std::mutex>& lock) {
+    for (int i = 0; i < kLockSpin; ++i) {
+      if (lock.try_lock()) return;
+      cpu_relax();
+    }
+    lock.lock();
+  }
+
   void notify_idle_locked() {
     if (idle_waiters_ > 0 && size_ == 0 && active_ == 0) idle_cv_.notify_all();
   }
@@ -255,6 +278,8 @@ class TaskQueue {
   // Pause iterations a worker spins before sleeping: a few microseconds, short enough not
   // to steal much CPU from producers on a machine with fewer cores than threads.
   static constexpr int kSpin = 256;
+  // try_lock attempts before blocking on the mutex.
+  static constexpr int kLockSpin = 64;
 
   mutable std::mutex mutex_;
   std::condition_variable cv_;        // workers wait for tasks
@@ -265,6 +290,7 @@ class TaskQueue {
   std::size_t size_ = 0;
   std::size_t active_ = 0;  // popped by a worker and not yet reported finished
   std::size_t sleepers_ = 0;
+  std::size_t spinning_ = 0;  // workers between their spin and its re-check
   std::size_t pending_wakes_ = 0;  // notify_one sent to sleepers, not yet consumed
   std::atomic<std::size_t> hint_{0};  // size_, readable without the lock (spinning)
   std::size_t full_waiters_ = 0;
