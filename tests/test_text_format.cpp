@@ -3,8 +3,8 @@
 
 #include <executor_exporter/executor_exporter.hpp>
 
-#include <catch2/catch.hpp>
 #include <prometheus/text_serializer.h>
+#include <catch2/catch.hpp>
 
 #include <cmath>
 #include <cstdint>

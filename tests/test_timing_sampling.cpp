@@ -79,8 +79,7 @@ TEST_CASE("with timing_sample_rate 16 every task is counted and about 1 in 16 is
   CHECK(value(page, "executor_task_wait_seconds_count", labels) == timed);
 }
 
-TEST_CASE("named tasks are sampled in their own series and still counted exactly",
-          "[sampling]") {
+TEST_CASE("named tasks are sampled in their own series and still counted exactly", "[sampling]") {
   auto registry = std::make_shared<prometheus::Registry>();
   ee::ThreadPoolOptions options;
   options.id = "sampled_named";
@@ -104,16 +103,19 @@ TEST_CASE("with the default rate every task is timed and the histograms match th
           "[sampling]") {
   auto registry = std::make_shared<prometheus::Registry>();
   ee::ThreadPoolExecutor pool(2, "t", {}, "every", registry);
-  for (int i = 0; i < 500; ++i) (void)pool.submit([i] {
-    if (i % 5 == 0) throw 1;
-  });
+  for (int i = 0; i < 500; ++i)
+    (void)pool.submit([i] {
+      if (i % 5 == 0) throw 1;
+    });
   pool.wait();
   const auto page = ee_test::scrape(registry);
   const ee_test::prom::Labels labels{{"executor", "every"}};
   CHECK(value(page, "executor_tasks_completed_total", labels) == 400);
   CHECK(value(page, "executor_tasks_failed_total", labels) == 100);
-  CHECK(value(page, "executor_task_run_seconds_count", {{"executor", "every"}, {"result", "completed"}}) == 400);
-  CHECK(value(page, "executor_task_run_seconds_count", {{"executor", "every"}, {"result", "failed"}}) == 100);
+  CHECK(value(page, "executor_task_run_seconds_count",
+              {{"executor", "every"}, {"result", "completed"}}) == 400);
+  CHECK(value(page, "executor_task_run_seconds_count",
+              {{"executor", "every"}, {"result", "failed"}}) == 100);
   CHECK(value(page, "executor_task_wait_seconds_count", labels) == 500);
 }
 
@@ -124,7 +126,8 @@ TEST_CASE("busy seconds are scaled up from the timed tasks when timing is sample
   options.registry = registry;
   options.exporter.timing_sample_rate = 4;
   ee::ThreadPoolExecutor pool(2, options);
-  for (int i = 0; i < 400; ++i) pool.post([] { std::this_thread::sleep_for(std::chrono::milliseconds(1)); });
+  for (int i = 0; i < 400; ++i)
+    pool.post([] { std::this_thread::sleep_for(std::chrono::milliseconds(1)); });
   pool.wait();
   const auto page = ee_test::scrape(registry);
   // 400 tasks of >= 1 ms: at least 0.4 s of work; the estimate from ~100 timed tasks is
@@ -142,7 +145,8 @@ TEST_CASE("InstrumentedExecutorProxy samples timing the same way", "[sampling][p
   exporter_options.timing_sample_rate = 8;
   {
     ee::InstrumentedExecutorProxy<ee::adapters::AsioThreadPool> pool(
-        ee::adapters::AsioThreadPool(2), ee::ExecutorExporter("proxy_sampled", "asio", registry, exporter_options), 2);
+        ee::adapters::AsioThreadPool(2),
+        ee::ExecutorExporter("proxy_sampled", "asio", registry, exporter_options), 2);
     std::vector<ee::Future<void>> futures;
     for (int i = 0; i < 4000; ++i) futures.push_back(pool.submit([] {}));
     for (auto& f : futures) f.get();

@@ -11,13 +11,15 @@
 #include "error_sink.hpp"
 #include "executor_metrics.hpp"
 #include "future_state.hpp"
+#include "node_recycler.hpp"
 
 namespace executor_exporter::detail {
 
 /// A queued unit of work as a worker sees it. The split into claim / invoke / finish
 /// lets the worker read the clock between the user's code and the moment the result
 /// becomes visible, so a caller that sees get() return also sees the task counted.
-class Task {
+/// Nodes come from a NodeRecycler (RecycledNode), not from malloc, when small.
+class Task : public RecycledNode {
  public:
   Task() = default;
   Task(const Task&) = delete;
