@@ -277,7 +277,7 @@ void ExecutorMetrics::fold() {
   // below never go negative and every scrape reconciles.
   //
   // A task starts and ends on one thread, so the ended and started stages are read per
-  // shard as one snapshot: the outcome counts are read before and after the
+  // shard as one snapshot: the ended counts are read before and after the
   // started counts, and the read is repeated while a task ended in between. Each shard's
   // started - ended is then its true number of running tasks at one instant (at most one
   // for a pool worker), and executor_tasks_running never exceeds the worker count.
@@ -289,9 +289,19 @@ void ExecutorMetrics::fold() {
       {SlotLayout::started, SlotLayout::cancelled},
       {wait_begin, wait_end},
   };
-  // The exact outcome counts (with sampled timing the run histograms hold fewer).
+  // Ended tasks by outcome. With every task timed they are the run histograms' counts,
+  // so the exported completed/failed counters equal the histograms' _count on every
+  // scrape, not just once the in-flight tasks are done. With sampled timing the
+  // histograms hold fewer, and the exact per-shard outcome slots count instead.
+  const bool every_task_timed = options_.timing_sample_rate == 1;
+  auto outcome_count = [&](auto&& value_of, bool ok) {
+    if (!every_task_timed) return value_of(ok ? SlotLayout::completed : SlotLayout::failed);
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i <= layout_.run_buckets; ++i) n += value_of(layout_.run_hist(ok) + i);
+    return n;
+  };
   auto ended_count = [&](auto&& value_of) {
-    return value_of(SlotLayout::completed) + value_of(SlotLayout::failed);
+    return outcome_count(value_of, true) + outcome_count(value_of, false);
   };
   std::vector<std::uint64_t> snapshot(n, 0);
   for (auto& shard : shards_) {
@@ -339,8 +349,9 @@ void ExecutorMetrics::fold() {
     inc(c_rejected_[r], delta[SlotLayout::rejected + r]);
   }
   inc(c_cancelled_, delta[SlotLayout::cancelled]);
-  inc(c_completed_, delta[SlotLayout::completed]);
-  inc(c_failed_, delta[SlotLayout::failed]);
+  auto delta_of = [&](std::size_t i) { return delta[i]; };
+  inc(c_completed_, outcome_count(delta_of, true));
+  inc(c_failed_, outcome_count(delta_of, false));
   inc(c_expired_, expired - expired_folded_);
   expired_folded_ = expired;
   if (c_busy_ != nullptr && delta[SlotLayout::busy_ns]) {

@@ -7,8 +7,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "free_port.hpp"
@@ -117,4 +119,51 @@ TEST_CASE("expose() serves executor metrics through the user's own Exposer", "[h
   pool.submit([] {}).get();
   const int port = exposer.GetListeningPorts().front();
   CHECK(value(http_scrape(port), "executor_tasks_submitted_total", {{"executor", "mine"}}) == 1);
+}
+
+TEST_CASE("scrapes over HTTP while a pool shuts down and is destroyed always reconcile",
+          "[http]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::MetricsServer server("127.0.0.1:0", registry);
+  const ee_test::prom::Labels id{{"executor", "closing"}};
+  auto reconciled = [&](const ee_test::prom::Page& page) {
+    return value(page, "executor_tasks_submitted_total", id) ==
+           value(page, "executor_tasks_completed_total", id) +
+               value(page, "executor_tasks_failed_total", id) +
+               value(page, "executor_tasks_cancelled_total", id) +
+               value(page, "executor_tasks_expired_total", id) +
+               value(page, "executor_tasks_queued", id) + value(page, "executor_tasks_running", id);
+  };
+  for (int round = 0; round < 3; ++round) {
+    auto pool = std::make_unique<ee::ThreadPoolExecutor>(2, "t", nullptr, "closing", registry);
+    for (int i = 0; i < 2000; ++i) pool->post([] {});
+    std::atomic<bool> stop{false};
+    int scrapes = 0;
+    std::string problem;  // Catch2 assertions are not thread-safe: the scraper reports here
+    std::thread scraper([&] {
+      while (!stop.load() && problem.empty()) {
+        try {
+          auto response = ee_test::http_get("127.0.0.1", server.port(), "/metrics");
+          if (response.status != 200) problem = "status " + std::to_string(response.status);
+          else if (!reconciled(ee_test::prom::parse(response.body))) problem = "not reconciled";
+        } catch (const std::exception& e) {
+          problem = e.what();
+        }
+        ++scrapes;
+      }
+    });
+    // Half the rounds cancel what is still queued; the series outlive the pool.
+    pool->shutdown(true, round % 2 == 1);
+    pool.reset();
+    stop = true;
+    scraper.join();
+    CHECK(scrapes > 0);
+    INFO(problem);
+    CHECK(problem.empty());
+    const auto page = http_scrape(server.port());
+    CHECK(reconciled(page));
+    CHECK(value(page, "executor_tasks_queued", id) == 0);
+    CHECK(value(page, "executor_tasks_running", id) == 0);
+    CHECK(value(page, "executor_tasks_submitted_total", id) == 2000.0 * (round + 1));
+  }
 }
