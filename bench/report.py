@@ -661,9 +661,14 @@ def main_md(data, sdata, png_name, pp=None):
                 "Not measured yet: run `scripts/bench.sh --scaling OUTDIR` on a machine with many "
                 "cores, then `scripts/bench.sh --report-only --scaling-json OUTDIR/scaling.json` "
                 "to add its table and curves here.", ""]
+    notes = os.path.join(os.path.dirname(os.path.abspath(__file__)), "analysis.md")
+    if os.path.exists(notes):
+        out += [open(notes).read().rstrip(), ""]
     out += ["## Rows", "",
             "- **ThreadPoolExecutor (instrumented)**: the pool as shipped, wait and run histograms on.",
             "- **metrics compiled out**: " + m.get("uninstrumented", "?") + ".",
+            "- **timing 1 in 64 tasks**: ThreadPoolExecutor with `ExporterOptions::timing_sample_rate = 64`: "
+            "every task counted, about 1 in 64 timed into the histograms.",
             "- **mutex+condvar+deque reference**: `bench/reference_pool.hpp`, `std::function` queue, "
             "`notify_one` per submit, futures via `shared_ptr<packaged_task>`.",
             "- **reference + our shards / + prometheus-cpp per task**: the same reference pool with "
