@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <string>
 #include <thread>
@@ -136,9 +137,12 @@ TEST_CASE("scrapes over HTTP while a pool shuts down and is destroyed always rec
   };
   for (int round = 0; round < 3; ++round) {
     auto pool = std::make_unique<ee::ThreadPoolExecutor>(2, "t", nullptr, "closing", registry);
-    for (int i = 0; i < 2000; ++i) pool->post([] {});
+    // Tasks of ~20 us: the queue takes tens of milliseconds to drain, so scrapes overlap it.
+    for (int i = 0; i < 2000; ++i) {
+      pool->post([] { std::this_thread::sleep_for(std::chrono::microseconds(20)); });
+    }
     std::atomic<bool> stop{false};
-    int scrapes = 0;
+    std::atomic<int> scrapes{0};
     std::string problem;  // Catch2 assertions are not thread-safe: the scraper reports here
     std::thread scraper([&] {
       while (!stop.load() && problem.empty()) {
@@ -152,6 +156,10 @@ TEST_CASE("scrapes over HTTP while a pool shuts down and is destroyed always rec
         ++scrapes;
       }
     });
+    // Shut down only once a scrape went through (the scraper reports a failure as well).
+    for (int i = 0; i < 10000 && scrapes.load() == 0; ++i) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
     // Half the rounds cancel what is still queued; the series outlive the pool.
     pool->shutdown(true, round % 2 == 1);
     pool.reset();
