@@ -1,6 +1,7 @@
 #include <executor_exporter/text_format.hpp>
 
 #include <cmath>
+#include <cstdint>
 #include <iterator>
 #include <string_view>
 
@@ -109,15 +110,21 @@ void put_tail(std::string& out, const ClientMetric& metric) {
   out += '\n';
 }
 
+// The _count and _sum lines that open a histogram or a summary.
+void put_count_sum(std::string& out, const std::string& name, const ClientMetric& metric,
+                   const std::string& labels, std::uint64_t count, double sum) {
+  put_head(out, name, "_count", labels);
+  put_int(out, count);
+  put_tail(out, metric);
+  put_head(out, name, "_sum", labels);
+  put_double(out, sum);
+  put_tail(out, metric);
+}
+
 void put_histogram(std::string& out, const std::string& name, const ClientMetric& metric,
                    const std::string& labels) {
   const auto& h = metric.histogram;
-  put_head(out, name, "_count", labels);
-  put_int(out, h.sample_count);
-  put_tail(out, metric);
-  put_head(out, name, "_sum", labels);
-  put_double(out, h.sample_sum);
-  put_tail(out, metric);
+  put_count_sum(out, name, metric, labels, h.sample_count, h.sample_sum);
   bool has_inf = false;
   for (const auto& b : h.bucket) {
     has_inf = std::isinf(b.upper_bound) && b.upper_bound > 0;
@@ -136,12 +143,7 @@ void put_histogram(std::string& out, const std::string& name, const ClientMetric
 void put_summary(std::string& out, const std::string& name, const ClientMetric& metric,
                  const std::string& labels) {
   const auto& s = metric.summary;
-  put_head(out, name, "_count", labels);
-  put_int(out, s.sample_count);
-  put_tail(out, metric);
-  put_head(out, name, "_sum", labels);
-  put_double(out, s.sample_sum);
-  put_tail(out, metric);
+  put_count_sum(out, name, metric, labels, s.sample_count, s.sample_sum);
   for (const auto& q : s.quantile) {
     put_head(out, name, "", labels, "quantile", [&] { put_double(out, q.quantile); });
     put_double(out, q.value);

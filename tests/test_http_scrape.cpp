@@ -17,9 +17,11 @@
 #include "free_port.hpp"
 #include "http_client.hpp"
 #include "prom_text.hpp"
+#include "promtool.hpp"
 #include "subprocess.hpp"
 
 namespace ee = executor_exporter;
+using ee_test::require_promtool_clean;
 using ee_test::prom::value;
 
 namespace {
@@ -31,13 +33,6 @@ ee_test::prom::Page http_scrape(int port) {
   return ee_test::prom::parse(response.body);
 }
 
-void require_promtool_clean(const std::string& page) {
-  const std::string promtool = EE_PROMTOOL;
-  if (promtool.empty()) FAIL("promtool not found at configure time: run scripts/install-deps.sh");
-  auto result = ee_test::run_and_capture({promtool, "check", "metrics"}, page);
-  INFO("promtool stdout: " << result.out << "\npromtool stderr: " << result.err);
-  REQUIRE(result.exit_code == 0);
-}
 
 }  // namespace
 

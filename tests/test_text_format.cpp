@@ -17,9 +17,11 @@
 #include <vector>
 
 #include "prom_text.hpp"
+#include "promtool.hpp"
 #include "subprocess.hpp"
 
 namespace ee = executor_exporter;
+using ee_test::require_promtool_clean;
 
 namespace {
 
@@ -35,13 +37,6 @@ std::string fast(const std::vector<prometheus::MetricFamily>& families) {
   return out;
 }
 
-void require_promtool_clean(const std::string& page) {
-  const std::string promtool = EE_PROMTOOL;
-  if (promtool.empty()) FAIL("promtool not found at configure time: run scripts/install-deps.sh");
-  auto result = ee_test::run_and_capture({promtool, "check", "metrics"}, page);
-  INFO("promtool stdout: " << result.out << "\npromtool stderr: " << result.err);
-  REQUIRE(result.exit_code == 0);
-}
 
 prometheus::MetricFamily gauge_family(const std::vector<double>& values) {
   prometheus::MetricFamily f;
