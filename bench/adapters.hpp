@@ -31,30 +31,6 @@
 
 namespace bench {
 
-/// post() where the pool has it (issue 3 adds ThreadPoolExecutor::post), otherwise
-/// submit() with the future dropped.
-template <class P, class F>
-void post_or_submit(P& pool, F&& f) {
-  if constexpr (requires { pool.post(f); }) {
-    pool.post(std::forward<F>(f));
-  } else {
-    (void)pool.submit(std::forward<F>(f));
-  }
-}
-
-/// shutdown(wait = true) where the pool takes it, shutdown() otherwise.
-template <class P>
-void shutdown_and_join(P& pool) {
-  if constexpr (requires { pool.shutdown(true); }) {
-    pool.shutdown(true);
-  } else {
-    pool.shutdown();
-  }
-}
-
-template <class P>
-constexpr bool has_post = requires(P& p) { p.post([] {}); };
-
 /// ThreadPoolExecutor as shipped: wait and run histograms always on (SampleRate 1), or
 /// with ExporterOptions::timing_sample_rate = SampleRate.
 template <unsigned SampleRate>
@@ -66,14 +42,12 @@ struct OursAt {
     executor_exporter::ThreadPoolOptions o;
     o.id = "bench";
     o.registry = registry;
-    if constexpr (requires { o.exporter.timing_sample_rate; }) {
-      o.exporter.timing_sample_rate = SampleRate;
-    }
+    o.exporter.timing_sample_rate = SampleRate;
     pool.emplace(workers, std::move(o));
   }
   template <class F>
   void post(F&& f) {
-    post_or_submit(*pool, std::forward<F>(f));
+    pool->post(std::forward<F>(f));
   }
   template <class F>
   auto submit(F&& f) {
@@ -105,13 +79,13 @@ struct OursUninstrumented {
   explicit OursUninstrumented(std::size_t workers, std::size_t = 1) : pool(workers) {}
   template <class F>
   void post(F&& f) {
-    post_or_submit(pool, std::forward<F>(f));
+    pool.post(std::forward<F>(f));
   }
   template <class F>
   auto submit(F&& f) {
     return pool.submit(std::forward<F>(f));
   }
-  void drain() { shutdown_and_join(pool); }
+  void drain() { pool.shutdown(true); }
 };
 
 template <class Hooks>

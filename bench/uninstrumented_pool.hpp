@@ -2,7 +2,7 @@
 // uninstrumented build" row of issue 4. Until the pool offers a null-metrics policy
 // (see README in bench/ and docs/benchmarks.md), this is a replica built from the
 // same parts the pool uses (detail::TaskQueue, detail::FutureTask, Future): the
-// same allocation per task, the same queue and lock, the same future protocol,
+// same recycled node per task, the same queue and lock, the same future protocol,
 // minus the three shard updates and the clock reads. When the library defines
 // EXECUTOR_EXPORTER_HAS_NULL_METRICS, the bench uses the real thing instead (see
 // bench_main.cpp, `OursUninstrumented`).
@@ -20,27 +20,6 @@
 #include <executor_exporter/future.hpp>
 
 namespace bench {
-
-namespace detail_compat {
-// The queue's interface is moving (issue 3 added priorities, capacity, resizing); these
-// accept both the original and the current signatures so the bench keeps building.
-template <class Q>
-bool push(Q& q, executor_exporter::detail::Task* t) {
-  if constexpr (requires { q.push(t, [] {}, false); }) {
-    return q.push(t, [] {}, false) == Q::PushResult::accepted;
-  } else {
-    return q.push(t, [] {});
-  }
-}
-template <class Q>
-executor_exporter::detail::Task* pop(Q& q, bool finished_previous, bool& waited) {
-  if constexpr (requires { q.pop(finished_previous, waited); }) {
-    return q.pop(finished_previous, waited);
-  } else {
-    return q.pop(waited);
-  }
-}
-}  // namespace detail_compat
 
 /// ThreadPoolExecutor's post node (detail::PostTask) minus its metrics and error sink:
 /// one allocation, no shared state, deleted by the worker that ran it.
@@ -75,7 +54,7 @@ class UninstrumentedPool {
   }
   UninstrumentedPool(const UninstrumentedPool&) = delete;
   UninstrumentedPool& operator=(const UninstrumentedPool&) = delete;
-  ~UninstrumentedPool() { shutdown(); }
+  ~UninstrumentedPool() { shutdown(true); }
 
   template <class F>
   auto submit(F&& f) {
@@ -85,9 +64,8 @@ class UninstrumentedPool {
     auto* node = new Node(std::move(bound));
     node->add_ref();  // one reference for the queue, one for the future
     executor_exporter::detail::StateRef<executor_exporter::detail::FutureState<R>> ref(node);
-    if (!detail_compat::push(queue_, node)) {
-      node->drop();
-      node->drop();
+    if (queue_.push(node, [] {}, false) != Queue::PushResult::accepted) {
+      node->drop();  // the queue's reference; `ref` releases the future's
       throw executor_exporter::ExecutorShutdownError("bench");
     }
     return executor_exporter::Future<R>(std::move(ref));
@@ -98,13 +76,14 @@ class UninstrumentedPool {
   void post(F&& f) {
     auto bound = executor_exporter::detail::bind_task(std::forward<F>(f));
     auto* node = new UninstrumentedPostTask<decltype(bound)>(std::move(bound));
-    if (!detail_compat::push(queue_, node)) {
+    if (queue_.push(node, [] {}, false) != Queue::PushResult::accepted) {
       node->drop();
       throw executor_exporter::ExecutorShutdownError("bench");
     }
   }
 
-  void shutdown() {
+  /// Runs what is queued, then joins (ThreadPoolExecutor::shutdown's signature).
+  void shutdown(bool /*wait: always*/ = true) {
     queue_.close();
     for (auto& w : workers_) {
       if (w.joinable()) w.join();
@@ -116,7 +95,7 @@ class UninstrumentedPool {
     bool finished_previous = false;
     for (;;) {
       bool waited = false;
-      executor_exporter::detail::Task* task = detail_compat::pop(queue_, finished_previous, waited);
+      executor_exporter::detail::Task* task = queue_.pop(finished_previous, waited);
       if (task == nullptr) return;
       finished_previous = true;
       if (!task->claim()) {
@@ -128,7 +107,8 @@ class UninstrumentedPool {
     }
   }
 
-  executor_exporter::detail::TaskQueue queue_;
+  using Queue = executor_exporter::detail::TaskQueue;
+  Queue queue_;
   std::vector<std::thread> workers_;
 };
 
