@@ -199,7 +199,7 @@ class ThreadPoolExecutor {
     return std::optional<Future<R>>(Future<R>(std::move(future_ref)));
   }
 
-  /// Fire-and-forget: queues f(args...) with no future (one allocation, the task). Its
+  /// Fire-and-forget: queues f(args...) with no future (one recycled node). Its
   /// exception goes to the error handler (set_error_handler; stderr by default) and is
   /// counted in executor_unhandled_errors_total, besides the failed run. Refusals
   /// throw as for submit().

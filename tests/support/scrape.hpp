@@ -2,8 +2,8 @@
 
 // Reads a registry the way Prometheus would: fold, collect, serialize, parse.
 
-#include <executor_exporter/registry.hpp>
 #include <prometheus/text_serializer.h>
+#include <executor_exporter/registry.hpp>
 
 #include <memory>
 #include <string>
@@ -18,6 +18,18 @@ inline std::string exposition(const std::shared_ptr<prometheus::Registry>& regis
 
 inline prom::Page scrape(const std::shared_ptr<prometheus::Registry>& registry) {
   return prom::parse(exposition(registry));
+}
+
+/// submitted - (completed + failed + cancelled + expired + queued + running) for the one
+/// series matching `labels`: 0 on every page of a correct exporter.
+inline double unaccounted(const prom::Page& page, const prom::Labels& labels) {
+  return prom::value(page, "executor_tasks_submitted_total", labels) -
+         (prom::value(page, "executor_tasks_completed_total", labels) +
+          prom::value(page, "executor_tasks_failed_total", labels) +
+          prom::value(page, "executor_tasks_cancelled_total", labels) +
+          prom::value(page, "executor_tasks_expired_total", labels) +
+          prom::value(page, "executor_tasks_queued", labels) +
+          prom::value(page, "executor_tasks_running", labels));
 }
 
 }  // namespace ee_test

@@ -53,8 +53,8 @@ class Task : public RecycledNode {
   ~Task() = default;
 };
 
-/// A task with a future: one allocation holds the callable, the outcome and the
-/// state shared with the Future.
+/// A task with a future: one node (recycled, see RecycledNode) holds the callable, the
+/// outcome and the state shared with the Future.
 template <class F>
 class FutureTask final : public FutureState<std::invoke_result_t<F&>>, public Task {
  public:
@@ -95,10 +95,10 @@ class FutureTask final : public FutureState<std::invoke_result_t<F&>>, public Ta
   std::optional<F> fn_;
 };
 
-/// A fire-and-forget task (post): no future and no shared state, one allocation for
-/// the callable and the queue link, deleted by the worker that ran it. Its exception
-/// has nobody to go to, so it goes to the executor's ErrorSink (counted, handled).
-/// Kept a plain Task subclass so a small-buffer variant can replace the allocation.
+/// A fire-and-forget task (post): no future and no shared state, one node for the
+/// callable and the queue link, deleted (recycled) by the worker that ran it. Its
+/// exception has nobody to go to, so it goes to the executor's ErrorSink (counted,
+/// handled).
 template <class F>
 class PostTask final : public Task {
  public:
