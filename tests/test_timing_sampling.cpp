@@ -7,9 +7,12 @@
 #include <catch2/catch.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <stdexcept>
+#include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "scrape.hpp"
@@ -19,16 +22,13 @@ using ee_test::prom::value;
 
 namespace {
 
-// submitted = completed + failed + cancelled + expired + queued + running, on one page.
-void require_reconciled(const ee_test::prom::Page& page, const ee_test::prom::Labels& labels) {
-  const double submitted = value(page, "executor_tasks_submitted_total", labels);
-  const double accounted = value(page, "executor_tasks_completed_total", labels) +
-                           value(page, "executor_tasks_failed_total", labels) +
-                           value(page, "executor_tasks_cancelled_total", labels) +
-                           value(page, "executor_tasks_expired_total", labels) +
-                           value(page, "executor_tasks_queued", labels) +
-                           value(page, "executor_tasks_running", labels);
-  REQUIRE(submitted == accounted);
+ee::ThreadPoolOptions sampled(std::string id, std::shared_ptr<prometheus::Registry> registry,
+                              std::uint32_t rate) {
+  ee::ThreadPoolOptions options;
+  options.id = std::move(id);
+  options.registry = std::move(registry);
+  options.exporter.timing_sample_rate = rate;
+  return options;
 }
 
 double run_count(const ee_test::prom::Page& page, const ee_test::prom::Labels& labels) {
@@ -45,11 +45,7 @@ double run_count(const ee_test::prom::Page& page, const ee_test::prom::Labels& l
 TEST_CASE("with timing_sample_rate 16 every task is counted and about 1 in 16 is timed",
           "[sampling]") {
   auto registry = std::make_shared<prometheus::Registry>();
-  ee::ThreadPoolOptions options;
-  options.id = "sampled";
-  options.registry = registry;
-  options.exporter.timing_sample_rate = 16;
-  ee::ThreadPoolExecutor pool(2, options);
+  ee::ThreadPoolExecutor pool(2, sampled("sampled", registry, 16));
   constexpr int n = 8000;
   std::vector<ee::Future<int>> futures;
   futures.reserve(n);
@@ -68,7 +64,7 @@ TEST_CASE("with timing_sample_rate 16 every task is counted and about 1 in 16 is
   CHECK(value(page, "executor_tasks_submitted_total", labels) == n + 300);
   CHECK(value(page, "executor_tasks_completed_total", labels) == n - n / 10 + 300);
   CHECK(value(page, "executor_tasks_failed_total", labels) == n / 10);
-  require_reconciled(page, labels);
+  REQUIRE(ee_test::unaccounted(page, labels) == 0);
 
   // Gaps between timed tasks are uniform on 1..31: ~525 of 8300 timed, sd ~ 13.
   const double timed = run_count(page, labels);
@@ -81,18 +77,14 @@ TEST_CASE("with timing_sample_rate 16 every task is counted and about 1 in 16 is
 
 TEST_CASE("named tasks are sampled in their own series and still counted exactly", "[sampling]") {
   auto registry = std::make_shared<prometheus::Registry>();
-  ee::ThreadPoolOptions options;
-  options.id = "sampled_named";
-  options.registry = registry;
-  options.exporter.timing_sample_rate = 16;
-  ee::ThreadPoolExecutor pool(2, options);
+  ee::ThreadPoolExecutor pool(2, sampled("sampled_named", registry, 16));
   for (int i = 0; i < 1600; ++i) (void)pool.submit_named("named", [] {});
   pool.wait();
   const auto page = ee_test::scrape(registry);
   const ee_test::prom::Labels named{{"executor", "sampled_named"}, {"task", "named"}};
   CHECK(value(page, "executor_tasks_submitted_total", named) == 1600);
   CHECK(value(page, "executor_tasks_completed_total", named) == 1600);
-  require_reconciled(page, named);
+  REQUIRE(ee_test::unaccounted(page, named) == 0);
   const double timed = run_count(page, named);
   INFO("timed tasks: " << timed);
   CHECK(timed > 100 * 0.6);
@@ -121,11 +113,7 @@ TEST_CASE("with the default rate every task is timed and the histograms match th
 
 TEST_CASE("busy seconds are scaled up from the timed tasks when timing is sampled", "[sampling]") {
   auto registry = std::make_shared<prometheus::Registry>();
-  ee::ThreadPoolOptions options;
-  options.id = "busy";
-  options.registry = registry;
-  options.exporter.timing_sample_rate = 4;
-  ee::ThreadPoolExecutor pool(2, options);
+  ee::ThreadPoolExecutor pool(2, sampled("busy", registry, 4));
   for (int i = 0; i < 400; ++i)
     pool.post([] { std::this_thread::sleep_for(std::chrono::milliseconds(1)); });
   pool.wait();
@@ -155,7 +143,7 @@ TEST_CASE("InstrumentedExecutorProxy samples timing the same way", "[sampling][p
   const ee_test::prom::Labels labels{{"executor", "proxy_sampled"}};
   CHECK(value(page, "executor_tasks_submitted_total", labels) == 4000);
   CHECK(value(page, "executor_tasks_completed_total", labels) == 4000);
-  require_reconciled(page, labels);
+  REQUIRE(ee_test::unaccounted(page, labels) == 0);
   const double timed = run_count(page, labels);
   INFO("timed tasks: " << timed);
   CHECK(timed > 500 * 0.7);
@@ -196,5 +184,18 @@ TEST_CASE("the ExecutorExporter API returns 0 for an untimed task and counts it 
   CHECK(value(page, "executor_tasks_completed_total", labels) == 1);
   CHECK(value(page, "executor_tasks_failed_total", labels) == 1);
   CHECK(run_count(page, labels) == 1);
-  require_reconciled(page, labels);
+  REQUIRE(ee_test::unaccounted(page, labels) == 0);
+}
+
+TEST_CASE("the largest timing_sample_rate times the first task and still counts every one",
+          "[sampling]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::ThreadPoolExecutor pool(2, sampled("huge", registry, UINT32_MAX));
+  for (int i = 0; i < 1000; ++i) pool.post([] {});
+  pool.wait();
+  const auto page = ee_test::scrape(registry);
+  const ee_test::prom::Labels labels{{"executor", "huge"}};
+  CHECK(value(page, "executor_tasks_completed_total", labels) == 1000);
+  CHECK(run_count(page, labels) == 1);
+  REQUIRE(ee_test::unaccounted(page, labels) == 0);
 }

@@ -98,16 +98,17 @@ class MetricShard {
 
   /// Owner thread, at submit: whether this task is to be timed. Always true at rate 1.
   /// Otherwise the gaps between timed tasks are drawn uniformly from 1 .. 2N-1 (mean N),
-  /// so a workload that repeats with period N is not always sampled at the same task;
-  /// a xorshift step and a multiply, no division and no shared state.
+  /// so a workload that repeats with period N is not always sampled at the same task.
+  /// Untimed tasks cost a decrement; no shared state either way.
   bool sample() noexcept {
     if (sample_rate_ == 1) return true;
     if (--countdown_ > 0) return false;
     rng_ ^= rng_ << 13;
     rng_ ^= rng_ >> 7;
     rng_ ^= rng_ << 17;
+    // The division runs once per timed task only, and stays exact for any rate.
     const std::uint64_t span = 2 * static_cast<std::uint64_t>(sample_rate_) - 1;
-    countdown_ = static_cast<std::int64_t>(((rng_ & 0xffffffffU) * span) >> 32) + 1;
+    countdown_ = static_cast<std::int64_t>(rng_ % span) + 1;
     return true;
   }
   std::uint32_t sample_rate() const noexcept { return sample_rate_; }
