@@ -251,19 +251,25 @@ void ExecutorMetrics::remove_fold_hook(std::uint64_t handle) {
 }
 
 void ExecutorMetrics::fold() {
+  std::lock_guard page(state_->page_mutex());
+  fold_held();
+}
+
+void ExecutorMetrics::fold_held() {
   {
     std::lock_guard hooks_lock(hooks_mutex_);
     for (auto& h : hooks_) h.second();
   }
   {
-    // Named children fold on their own (their own lock); copied so none is held across.
+    // Named children fold under the same page lock; copied so that named_mutex_ is
+    // not held while they do.
     std::vector<std::shared_ptr<ExecutorMetrics>> children;
     {
       std::lock_guard named_lock(named_mutex_);
       for (auto& [name, child] : named_) children.push_back(child);
       if (other_) children.push_back(other_);
     }
-    for (auto& child : children) child->fold();
+    for (auto& child : children) child->fold_held();
   }
   std::lock_guard lock(mutex_);
   const std::size_t n = layout_.size();

@@ -49,8 +49,7 @@ void refresh(const std::shared_ptr<prometheus::Registry>& registry) {
 
 std::vector<prometheus::MetricFamily> collect(
     const std::shared_ptr<prometheus::Registry>& registry) {
-  refresh(registry);
-  return registry->Collect();
+  return detail::RegistryState::of(registry)->collect();
 }
 
 ExecutorExporter::ExecutorExporter(std::string id, std::string executor_type,

@@ -125,22 +125,33 @@ std::shared_ptr<ExecutorMetrics> RegistryState::metrics_for(
   return created;
 }
 
-void RegistryState::fold_all() {
-  std::vector<std::shared_ptr<ExecutorMetrics>> live;
-  {
-    std::lock_guard lock(mutex_);
-    for (auto it = metrics_.begin(); it != metrics_.end();) {
-      if (auto m = it->second.lock()) {
-        live.push_back(std::move(m));
-        ++it;
-      } else {
-        it = metrics_.erase(it);
-      }
+std::vector<std::shared_ptr<ExecutorMetrics>> RegistryState::live() {
+  std::vector<std::shared_ptr<ExecutorMetrics>> all;
+  std::lock_guard lock(mutex_);
+  for (auto it = metrics_.begin(); it != metrics_.end();) {
+    if (auto m = it->second.lock()) {
+      all.push_back(std::move(m));
+      ++it;
+    } else {
+      it = metrics_.erase(it);
     }
   }
-  // A metrics object whose last exporter is going away right now is skipped here: its
-  // destructor folds its remaining counts itself.
-  for (auto& m : live) m->fold();
+  return all;
+}
+
+// A metrics object whose last exporter is going away right now is not in live(): its
+// destructor folds its remaining counts itself, under the same page lock.
+void RegistryState::fold_all() {
+  const auto metrics = live();  // outlives the lock, see live()
+  std::lock_guard page(page_mutex_);
+  for (const auto& m : metrics) m->fold_held();
+}
+
+std::vector<prometheus::MetricFamily> RegistryState::collect() {
+  const auto metrics = live();  // outlives the lock, see live()
+  std::lock_guard page(page_mutex_);
+  for (const auto& m : metrics) m->fold_held();
+  return registry_.Collect();
 }
 
 }  // namespace executor_exporter::detail

@@ -102,3 +102,54 @@ TEST_CASE("submitters, a scrape loop and a racing shutdown reconcile exactly", "
   CHECK(value(page, "executor_tasks_queued") == 0);
   CHECK(value(page, "executor_tasks_running") == 0);
 }
+
+TEST_CASE("concurrent scrapes and executors destroyed during them each see a reconciled page",
+          "[stress]") {
+  // Two scrapers (as Prometheus and a person with curl would be) and executors whose
+  // last fold runs in their destructor: no fold may land half-way through a collect.
+  auto registry = std::make_shared<prometheus::Registry>();
+  const ee_test::prom::Labels steady{{"executor", "steady"}}, brief{{"executor", "brief"}};
+  ee::ThreadPoolExecutor pool(2, "s", {}, "steady", registry);
+  { ee::ThreadPoolExecutor first(1, "b", {}, "brief", registry); }  // both series exist
+
+  std::atomic<bool> stop{false};
+  std::atomic<int> scrapes{0}, unreconciled{0}, errors{0};
+  auto scrape_loop = [&] {
+    while (!stop.load()) {
+      try {
+        const auto page = ee_test::scrape(registry);
+        if (ee_test::unaccounted(page, steady) != 0 || ee_test::unaccounted(page, brief) != 0) {
+          ++unreconciled;
+        }
+      } catch (const std::exception&) {
+        ++errors;
+      }
+      ++scrapes;
+    }
+  };
+  std::thread scraper_a(scrape_loop), scraper_b(scrape_loop);
+  std::thread submitter([&] {
+    while (!stop.load()) {
+      for (int i = 0; i < 64; ++i) pool.post([] {});
+      std::this_thread::yield();
+    }
+  });
+  for (int round = 0; round < 40; ++round) {
+    ee::ThreadPoolExecutor brief_pool(1, "b", {}, "brief", registry);
+    for (int i = 0; i < 200; ++i) brief_pool.post([] {});
+    if (round % 2 == 1) brief_pool.shutdown(true, /*cancel_futures=*/true);
+  }  // each destructor folds the last counts while the scrapers run
+  stop = true;
+  submitter.join();
+  scraper_a.join();
+  scraper_b.join();
+  pool.wait();
+
+  CHECK(scrapes > 0);
+  CHECK(errors == 0);
+  CHECK(unreconciled == 0);
+  const auto page = ee_test::scrape(registry);
+  CHECK(ee_test::unaccounted(page, steady) == 0);
+  CHECK(ee_test::unaccounted(page, brief) == 0);
+  CHECK(value(page, "executor_tasks_submitted_total", brief) == 40 * 200);
+}

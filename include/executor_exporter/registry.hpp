@@ -32,10 +32,14 @@ void expose(prometheus::Exposer& exposer,
 
 /// Folds every executor's shards into `registry` without collecting it; call this
 /// before handing the registry to something that collects it directly (a Pushgateway
-/// client, say).
+/// client, say). Such a collect is not guarded against a fold running on another
+/// thread (another scrape, an executor being destroyed), so its counters can be a few
+/// increments apart; collect() and the views above are.
 void refresh(const std::shared_ptr<prometheus::Registry>& registry = default_registry());
 
-/// refresh() followed by registry->Collect(): the exact state of every executor now.
+/// refresh() followed by registry->Collect() as one step that no fold on another
+/// thread can interleave with: the exact state of every executor at one instant, on
+/// which submitted = completed + failed + cancelled + expired + queued + running.
 std::vector<prometheus::MetricFamily> collect(
     const std::shared_ptr<prometheus::Registry>& registry = default_registry());
 

@@ -3,7 +3,6 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
-#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -124,6 +123,8 @@ class ExecutorMetrics {
 
   /// Moves everything the shards counted since the last fold into the prometheus-cpp
   /// series. Exact: each increment is folded exactly once, however often this runs.
+  /// Holds the registry's page lock (RegistryState::page_mutex) throughout, so a
+  /// collect running on another thread never reads the series half-way through a fold.
   void fold();
 
   /// Scrape-time hooks: each runs at the start of every fold(), so before every collect
@@ -141,6 +142,9 @@ class ExecutorMetrics {
   const std::string& task() const { return task_; }
 
  private:
+  friend class RegistryState;
+  /// fold() for a caller that already holds the page lock.
+  void fold_held();
   MetricShard& register_shard();
 
   std::shared_ptr<RegistryState> state_;

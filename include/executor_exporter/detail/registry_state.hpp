@@ -18,6 +18,7 @@ class Gauge;
 class Histogram;
 class Summary;
 class Collectable;
+struct MetricFamily;
 }  // namespace prometheus
 
 namespace executor_exporter::detail {
@@ -41,6 +42,14 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
                                                const ExporterOptions& options);
   /// Folds every live executor's shards into its series.
   void fold_all();
+  /// Folds every live executor, then collects the registry, with no other fold in
+  /// between: the page is one instant, so counters and the gauges derived from them
+  /// reconcile on it even while other threads scrape, or destroy an executor (whose
+  /// last fold would otherwise land half-way through this collect).
+  std::vector<prometheus::MetricFamily> collect();
+
+  /// Serialises folds with each other and with collect(). Never taken on the hot path.
+  std::mutex& page_mutex() { return page_mutex_; }
 
   prometheus::Registry& registry() { return registry_; }
 
@@ -82,7 +91,12 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
   }
 
  private:
+  /// The live ExecutorMetrics. The caller drops them only after releasing the page
+  /// lock, since dropping the last reference runs a destructor that folds (and locks).
+  std::vector<std::shared_ptr<ExecutorMetrics>> live();
+
   prometheus::Registry& registry_;
+  std::mutex page_mutex_;
   std::vector<std::shared_ptr<prometheus::Collectable>> exposed_;
   std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, std::weak_ptr<ExecutorMetrics>> metrics_;
