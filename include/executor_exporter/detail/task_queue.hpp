@@ -76,12 +76,14 @@ class TaskQueue {
       level.tail = task;
       ++size_;
       hint_.store(size_, std::memory_order_relaxed);
-      // Wake a sleeper only for a task nobody else is about to take: each spinning
-      // worker re-checks the queue under this lock before it sleeps, and each wake
-      // already sent brings one worker, so a futex wake (a system call of ~1 us, paid
-      // by the submitter) is needed only when the queue outnumbers them both. Tasks are
-      // never left waiting behind a long-running one while a worker sleeps.
-      wake = size_ > spinning_ + pending_wakes_ && sleepers_ > pending_wakes_;
+      // A futex wake is a system call of ~1 us; the submitter pays it only when no
+      // worker will take this task otherwise. A spinning worker re-checks the queue
+      // under this lock before it sleeps, and each wake already sent brings one worker.
+      // While a worker spins, the submitter wakes nobody: that worker, once it holds a
+      // task, wakes a sleeper for what is left (see pop()), so a burst costs the
+      // submitter no system call and no task waits behind a long-running one while a
+      // worker sleeps.
+      wake = spinning_ == 0 && size_ > pending_wakes_ && sleepers_ > pending_wakes_;
       if (wake) ++pending_wakes_;
     }
     if (wake) cv_.notify_one();
@@ -95,6 +97,7 @@ class TaskQueue {
   /// (retire()). `waited` is set when this call slept.
   Task* pop(bool finished_previous, bool& waited) {
     bool room = false;
+    bool wake = false;
     Task* task = nullptr;
     {
       std::unique_lock lock(mutex_, std::defer_lock);
@@ -145,8 +148,13 @@ class TaskQueue {
       hint_.store(size_, std::memory_order_relaxed);
       ++active_;
       room = full_waiters_ > 0;
+      // Tasks left that no spinner or pending wake will take: bring a sleeper (the
+      // wake a submitter left to this worker, see push()).
+      wake = size_ > spinning_ + pending_wakes_ && sleepers_ > pending_wakes_;
+      if (wake) ++pending_wakes_;
     }
     if (room) not_full_.notify_one();
+    if (wake) cv_.notify_one();
     return task;
   }
 
