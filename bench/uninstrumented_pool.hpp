@@ -92,12 +92,18 @@ class UninstrumentedPool {
 
  private:
   void work() {
-    bool finished_previous = false;
+    Queue::Reserve reserve;
+    queue_.attach(reserve);
+    std::size_t finished = 0;
     for (;;) {
       bool waited = false;
-      executor_exporter::detail::Task* task = queue_.pop(finished_previous, waited);
-      if (task == nullptr) return;
-      finished_previous = true;
+      executor_exporter::detail::Task* task = reserve.take();
+      if (task == nullptr) {
+        task = queue_.pop(finished, waited, reserve);
+        finished = 0;
+        if (task == nullptr) break;
+      }
+      ++finished;
       if (!task->claim()) {
         task->drop();
         continue;
@@ -105,6 +111,7 @@ class UninstrumentedPool {
       (void)task->invoke();
       task->finish();
     }
+    queue_.detach(reserve);
   }
 
   using Queue = executor_exporter::detail::TaskQueue;

@@ -72,7 +72,9 @@ struct SubmitOptions {
   /// Counts this task in the series labelled task=`name` instead of the executor's
   /// unlabelled ones (see submit_named); empty: unnamed.
   std::string name;
-  /// Higher runs first; tasks of one priority run in submission order.
+  /// Higher runs first; tasks of one priority run in submission order. From a long
+  /// unbounded queue a worker takes up to 16 tasks at once, so a higher-priority task
+  /// submitted then may start after those few (see docs/pool_features.md).
   std::int32_t priority = 0;
   /// A task still queued at this time is not run: its future throws TaskExpiredError,
   /// `on_expired` runs and executor_tasks_expired_total counts it. Checked when a
@@ -304,7 +306,9 @@ class ThreadPoolExecutor {
   ExecutorExporter& exporter() { return exporter_; }
   /// Number of worker threads configured (the target while a resize takes effect).
   std::size_t max_workers() const { return target_atomic_.load(std::memory_order_relaxed); }
-  /// Tasks accepted and not yet started (racy by nature; the metric is exact at scrape).
+  /// Tasks accepted and not yet taken by a worker (racy by nature; a worker may also
+  /// hold up to 15 it took from a long queue and has not started; executor_tasks_queued
+  /// counts those too and is exact at scrape).
   std::size_t queue_size() const { return queue_.size(); }
   /// The bound of the queue; 0 when unbounded.
   std::size_t queue_capacity() const noexcept { return queue_.capacity(); }
@@ -502,13 +506,19 @@ class ThreadPoolExecutor {
     mark_ready();
     auto& metrics = exporter_.metrics();
     auto& shard = metrics.local_shard();
+    detail::TaskQueue::Reserve reserve;
+    queue_.attach(reserve);
     std::uint64_t last_end = 0;
-    bool finished_previous = false;
+    std::size_t finished = 0;  // tasks run since the last pop()
     for (;;) {
       bool waited = false;
-      detail::Task* task = queue_.pop(finished_previous, waited);
-      if (task == nullptr) break;
-      finished_previous = true;
+      detail::Task* task = reserve.take();
+      if (task == nullptr) {
+        task = queue_.pop(finished, waited, reserve);
+        finished = 0;
+        if (task == nullptr) break;
+      }
+      ++finished;            // reported at the next pop(), when it surely is finished
       if (!task->claim()) {  // cancelled while queued; the canceller counted it
         task->drop();
         continue;
@@ -542,6 +552,7 @@ class ThreadPoolExecutor {
       if (named != nullptr) shard.add_busy((last_end - start) * weight);
       task->finish();
     }
+    queue_.detach(reserve);
     exporter_.worker_stopped();
     self.exited.store(true, std::memory_order_release);
   }

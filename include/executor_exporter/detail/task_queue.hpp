@@ -38,6 +38,65 @@ class TaskQueue {
   /// What push() did with the task.
   enum class PushResult { accepted, closed, broken, full };
 
+  /// The tasks a worker took from the queue in one pop() beyond the one it runs first,
+  /// in the order they would have run. Taking several tasks per lock (only from a long,
+  /// unbounded queue) makes a stream of tiny tasks cross the queue lock fewer times. A
+  /// worker that finds the queue empty takes from other workers' reserves before it
+  /// sleeps, and take_all() empties them with the queue, so the reserves change which
+  /// worker runs a task, never whether or when it can be cancelled: no task waits behind
+  /// a long-running one while another worker is idle. Owned by one worker thread,
+  /// attach()ed for its lifetime.
+  class Reserve {
+   public:
+    Reserve() = default;
+    Reserve(const Reserve&) = delete;
+    Reserve& operator=(const Reserve&) = delete;
+
+    /// Owner thread: the next reserved task, or null when none is left. Costs one
+    /// relaxed load when the reserve is empty, an uncontended lock otherwise.
+    Task* take() noexcept {
+      if (count_.load(std::memory_order_relaxed) == 0) return nullptr;
+      std::lock_guard lock(mutex_);
+      return pop_locked();
+    }
+
+   private:
+    friend class TaskQueue;
+    Task* pop_locked() noexcept {
+      Task* t = head_;
+      if (t != nullptr) {
+        head_ = t->next;
+        count_.store(count_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+      }
+      return t;
+    }
+
+    std::mutex mutex_;      // taken after the queue's mutex, never before
+    Task* head_ = nullptr;  // guarded by mutex_, linked through Task::next
+    // Tasks in head_. Written under mutex_; read without it by the owner (only the
+    // owner adds, so it never misses its own tasks) and under the queue's mutex by
+    // thieves (which then see every add, made under the queue's mutex too).
+    std::atomic<std::size_t> count_{0};
+    Reserve* next_ = nullptr;  // the queue's list of reserves, guarded by its mutex
+  };
+
+  /// Registers a worker's reserve; detach() it before it is destroyed (pop() must have
+  /// returned null, so it is empty).
+  void attach(Reserve& r) {
+    std::lock_guard lock(mutex_);
+    r.next_ = reserves_;
+    reserves_ = &r;
+  }
+  void detach(Reserve& r) {
+    std::lock_guard lock(mutex_);
+    for (Reserve** p = &reserves_; *p != nullptr; p = &(*p)->next_) {
+      if (*p == &r) {
+        *p = r.next_;
+        break;
+      }
+    }
+  }
+
   /// `capacity`: the most queued tasks (0 = unbounded).
   explicit TaskQueue(std::size_t capacity = 0) : capacity_(capacity) { levels_.push_back({0}); }
 
@@ -89,19 +148,21 @@ class TaskQueue {
     return PushResult::accepted;
   }
 
-  /// Called by a worker for its next task. `finished_previous` tells that the task
-  /// this worker got from its last pop() is finished (its future published), which is
-  /// what wait_idle() waits for. Blocks while the queue is empty and open. Returns null
-  /// when the worker must exit: the queue is closed and drained, or the pool shrank
+  /// Called by a worker for its next task once its reserve is empty. `finished` is how
+  /// many tasks this worker finished (futures published) since its last pop(), which
+  /// is what wait_idle() waits for. From a long unbounded queue it also moves a few
+  /// more tasks into `reserve` (see Reserve). With nothing queued it takes a task from
+  /// another worker's reserve, else blocks while the queue is open. Returns null when
+  /// the worker must exit: the queue is closed and drained, or the pool shrank
   /// (retire()). `waited` is set when this call slept.
-  Task* pop(bool finished_previous, bool& waited) {
+  Task* pop(std::size_t finished, bool& waited, Reserve& reserve) {
     bool room = false;
     bool wake = false;
     Task* task = nullptr;
     {
       std::unique_lock lock(mutex_);
-      if (finished_previous) {
-        --active_;
+      if (finished != 0) {
+        active_ -= finished;
         notify_idle_locked();
       }
       bool spun = false;
@@ -111,7 +172,11 @@ class TaskQueue {
           --retire_;
           return nullptr;
         }
-        if (size_ > 0 || closed_) break;
+        if (size_ > 0) break;
+        // Nothing queued: help a worker that holds reserved tasks (already counted
+        // in active_) rather than leave them waiting behind its current task.
+        if (Task* stolen = steal_locked(reserve)) return stolen;
+        if (closed_) return nullptr;  // closed and drained
         waited = true;
         if (!spun && spinning_ == 0) {
           // Spin outside the lock for a push that is about to come (bursts, round
@@ -134,17 +199,39 @@ class TaskQueue {
         if (pending_wakes_ > 0) --pending_wakes_;
         spun = false;
       }
-      if (size_ == 0) return nullptr;  // closed and drained
-      for (auto& level : levels_) {
-        if (level.head == nullptr) continue;
-        task = level.head;
-        level.head = task->next;
-        if (level.head == nullptr) level.tail = nullptr;
-        break;
+      // One task from a short queue; from a long unbounded one, up to kMaxBatch with
+      // at least 7/8 of the queue left for the other workers. A bounded queue takes
+      // one at a time, so that its capacity counts every task not yet taken.
+      std::size_t k = capacity_ == 0 ? size_ / kBatchDivisor : 1;
+      k = k < 1 ? 1 : (k > kMaxBatch ? kMaxBatch : k);
+      Task* chain = nullptr;
+      Task** tail = &chain;
+      for (std::size_t taken = 0; taken < k;) {
+        Level* level = nullptr;
+        for (auto& l : levels_) {
+          if (l.head != nullptr) {
+            level = &l;
+            break;
+          }
+        }
+        Task* t = level->head;
+        level->head = t->next;
+        if (level->head == nullptr) level->tail = nullptr;
+        *tail = t;
+        tail = &t->next;
+        ++taken;
       }
-      --size_;
+      *tail = nullptr;
+      task = chain;
+      if (k > 1) {
+        std::lock_guard reserve_lock(reserve.mutex_);
+        reserve.head_ = chain->next;
+        reserve.count_.store(k - 1, std::memory_order_relaxed);
+      }
+      task->next = nullptr;
+      size_ -= k;
       hint_.store(size_, std::memory_order_relaxed);
-      ++active_;
+      active_ += k;
       room = full_waiters_ > 0;
       // Tasks left that no spinner or pending wake will take: bring a sleeper (the
       // wake a submitter left to this worker, see push()).
@@ -216,19 +303,30 @@ class TaskQueue {
     return take_all();
   }
 
-  /// Removes every queued task and returns them as a list linked through `next`, in
-  /// the order they would have run.
+  /// Removes every queued task, reserved ones included, and returns them as a list
+  /// linked through `next`, in the order they would have run.
   Task* take_all() {
     Task* all = nullptr;
     {
       std::lock_guard lock(mutex_);
       Task** tail = &all;
+      // Reserved tasks were taken before the queued ones, so they come first. They
+      // count in active_ until a worker finishes them; removed here, they are done.
+      for (Reserve* r = reserves_; r != nullptr; r = r->next_) {
+        std::lock_guard reserve_lock(r->mutex_);
+        while (Task* t = r->pop_locked()) {
+          *tail = t;
+          tail = &t->next;
+          --active_;
+        }
+      }
       for (auto& level : levels_) {
         if (level.head == nullptr) continue;
         *tail = level.head;
         tail = &level.tail->next;
         level.head = level.tail = nullptr;
       }
+      *tail = nullptr;
       size_ = 0;
       hint_.store(0, std::memory_order_relaxed);
       notify_idle_locked();
@@ -242,7 +340,8 @@ class TaskQueue {
     return std::chrono::steady_clock::time_point::max();
   }
 
-  /// Tasks queued now (cancelled ones included until a worker skips them).
+  /// Tasks queued now (cancelled ones included until a worker skips them), not counting
+  /// those in workers' reserves (fewer than kMaxBatch per worker, see Reserve).
   std::size_t size() const {
     std::lock_guard lock(mutex_);
     return size_;
@@ -265,6 +364,19 @@ class TaskQueue {
     return *levels_.insert(it, Level{priority});
   }
 
+  // The first task of another worker's reserve, or null. Queue lock held.
+  Task* steal_locked(Reserve& self) {
+    for (Reserve* r = reserves_; r != nullptr; r = r->next_) {
+      if (r == &self || r->count_.load(std::memory_order_relaxed) == 0) continue;
+      std::lock_guard reserve_lock(r->mutex_);
+      if (Task* t = r->pop_locked()) {
+        t->next = nullptr;
+        return t;
+      }
+    }
+    return nullptr;
+  }
+
   void notify_idle_locked() {
     if (idle_waiters_ > 0 && size_ == 0 && active_ == 0) idle_cv_.notify_all();
   }
@@ -272,6 +384,9 @@ class TaskQueue {
   // Pause iterations a worker spins before sleeping: a few microseconds, short enough not
   // to steal much CPU from producers on a machine with fewer cores than threads.
   static constexpr int kSpin = 256;
+  // A pop takes size / kBatchDivisor tasks, at most kMaxBatch (see pop()).
+  static constexpr std::size_t kBatchDivisor = 8;
+  static constexpr std::size_t kMaxBatch = 16;
 
   // A plain mutex, taken without spinning first: retrying try_lock in a loop made the
   // instrumented pool about half as fast on a stream of tiny tasks (each failed attempt
@@ -281,6 +396,7 @@ class TaskQueue {
   std::condition_variable not_full_;  // blocked submitters wait for room
   std::condition_variable idle_cv_;   // wait() waits for idleness
   std::vector<Level> levels_;
+  Reserve* reserves_ = nullptr;  // every attached worker's reserve
   const std::size_t capacity_;
   std::size_t size_ = 0;
   std::size_t active_ = 0;  // popped by a worker and not yet reported finished
