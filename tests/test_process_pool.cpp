@@ -428,8 +428,7 @@ TEST_CASE("process pool: the initializer runs in each worker and its failure bre
     CHECK_THAT(msg, Catch::Contains("std::runtime_error: no database"));
     CHECK_THROWS_AS(pool.submit(add, 1, 2), BrokenExecutorError);
     CHECK(value(reg, "executor_tasks_cancelled_total") == (refused ? 0 : 1));
-    CHECK(value(reg, "executor_tasks_rejected_total", {{"reason", "broken"}}) ==
-          (refused ? 2 : 1));
+    CHECK(value(reg, "executor_tasks_rejected_total", {{"reason", "broken"}}) == (refused ? 2 : 1));
     CHECK(value(reg, "executor_tasks_queued") == 0);
   }
 }
