@@ -483,7 +483,7 @@ def draw(panels, png, tmp):
     n = len(panels)
     cols = 3 if n > 4 else 2
     rows_ = (n + cols - 1) // cols
-    script = ['set terminal pngcairo size %d,%d font "Sans,10"' % (600 * cols, 430 * rows_),
+    script = ['set terminal pngcairo noenhanced size %d,%d font "Sans,10"' % (600 * cols, 430 * rows_),
               'set output "%s"' % png,
               "set grid ytics",
               "set multiplot layout %d,%d" % (rows_, cols)]
