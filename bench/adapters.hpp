@@ -17,7 +17,6 @@
 #include <executor_exporter/thread_pool_executor.hpp>
 
 #include "reference_pool.hpp"
-#include "uninstrumented_pool.hpp"
 
 #ifdef BENCH_HAVE_ASIO
 #include <boost/asio/post.hpp>
@@ -60,18 +59,11 @@ using Ours = OursAt<1>;
 inline constexpr unsigned kSampleRate = 64;
 using OursSampled = OursAt<kSampleRate>;
 
-/// ThreadPoolExecutor without metrics. When the library offers the compile-time
-/// policy proposed for issue 4 (it then defines EXECUTOR_EXPORTER_HAS_NULL_METRICS and
-/// BasicThreadPoolExecutor<NoMetrics>), that is what runs; until then the bench
-/// replica (uninstrumented_pool.hpp) stands in.
-#ifdef EXECUTOR_EXPORTER_HAS_NULL_METRICS
+/// ThreadPoolExecutor with its per-task metrics compiled out (BasicThreadPoolExecutor<NoMetrics>):
+/// the same queue, nodes and futures, no clock reads, no shard updates.
 using UninstrumentedImpl = executor_exporter::BasicThreadPoolExecutor<executor_exporter::NoMetrics>;
-inline constexpr const char* uninstrumented_kind = "BasicThreadPoolExecutor<NoMetrics> (the library's own)";
-#else
-using UninstrumentedImpl = UninstrumentedPool;
 inline constexpr const char* uninstrumented_kind =
-    "bench replica of ThreadPoolExecutor without metrics (bench/uninstrumented_pool.hpp)";
-#endif
+    "BasicThreadPoolExecutor<NoMetrics>: the library's pool with per-task metrics compiled out";
 
 struct OursUninstrumented {
   static constexpr const char* name = "ours_nometrics";

@@ -229,3 +229,40 @@ TEST_CASE("the destructor waits for queued tasks", "[thread_pool]") {
   }
   REQUIRE(ran == 100);
 }
+
+TEST_CASE("BasicThreadPoolExecutor<NoMetrics> behaves like the pool and exports nothing",
+          "[thread_pool]") {
+  // The benchmark suite's "metrics compiled out" row: the same pool minus per-task metrics.
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::BasicThreadPoolExecutor<ee::NoMetrics> pool(2, "n", {}, "quiet", registry);
+  CHECK(pool.submit([](int a, int b) { return a + b; }, 2, 3).get() == 5);
+  CHECK_THROWS_AS(pool.submit([] { throw std::runtime_error("boom"); }).get(), std::runtime_error);
+  std::atomic<int> ran{0};
+  for (int i = 0; i < 1000; ++i) pool.post([&] { ++ran; });
+  ee::SubmitOptions urgent;
+  urgent.priority = 5;
+  CHECK(pool.submit_with(urgent, [] { return 7; }).get() == 7);
+  auto results = pool.map([](int x) { return x * x; }, std::vector<int>{1, 2, 3});
+  std::vector<int> squares(results.begin(), results.end());
+  CHECK(squares == std::vector<int>{1, 4, 9});
+  pool.wait();
+  CHECK(ran == 1000);
+
+  ee::BasicThreadPoolExecutor<ee::NoMetrics> single(1, "n", {}, "quiet", registry);
+  Gate gate;
+  std::promise<void> started;
+  single.post([&] {
+    started.set_value();
+    gate.wait();
+  });
+  started.get_future().wait();
+  auto queued = single.submit([] {});
+  single.shutdown(/*wait=*/false, /*cancel_futures=*/true);
+  CHECK(queued.cancelled());
+  CHECK_THROWS_AS(single.submit([] {}), ee::ExecutorShutdownError);
+  gate.open();
+  single.shutdown();
+
+  const auto page = ee_test::scrape(registry);
+  CHECK(ee_test::prom::count(page, "executor_tasks_submitted_total", {{"executor", "quiet"}}) == 0);
+}

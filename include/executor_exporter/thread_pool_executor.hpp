@@ -85,6 +85,14 @@ struct SubmitOptions {
   std::function<void()> on_expired;
 };
 
+/// Metrics policies of BasicThreadPoolExecutor. TaskMetrics, the default, counts and
+/// times every task. NoMetrics compiles the per-task metric updates and clock reads
+/// out, and sends the pool's remaining series (rare events) to a private registry that
+/// nobody scrapes. It exists to measure what the instrumentation costs (the benchmark
+/// suite's "metrics compiled out" row); a service has no reason to turn it off.
+struct TaskMetrics {};
+struct NoMetrics {};
+
 /// A thread pool that is instrumented out of the box: every task's queue wait and run
 /// time, outcomes and worker activity go to an ExecutorExporter with executor_type
 /// "thread_pool". submit() returns a Future with the std::future interface (plus
@@ -94,13 +102,21 @@ struct SubmitOptions {
 /// fire-and-forget post() with an error handler, wait()/wait_for() for idleness, traced
 /// tasks, named tasks, priorities and per-task deadlines. Metric updates on submit,
 /// task start and task end take no lock beyond the queue's and write only the calling
-/// thread's own shard; rarer events use atomics folded at scrape.
-class ThreadPoolExecutor {
+/// thread's own shard; rarer events use atomics folded at scrape. ThreadPoolExecutor is
+/// BasicThreadPoolExecutor<TaskMetrics>.
+template <class Metrics = TaskMetrics>
+class BasicThreadPoolExecutor {
+  static_assert(std::is_same_v<Metrics, TaskMetrics> || std::is_same_v<Metrics, NoMetrics>,
+                "BasicThreadPoolExecutor<TaskMetrics> or BasicThreadPoolExecutor<NoMetrics>");
+  static constexpr bool kMetered = std::is_same_v<Metrics, TaskMetrics>;
+
  public:
   /// Starts `max_workers` threads (the hardware thread count when 0).
-  explicit ThreadPoolExecutor(std::size_t max_workers = 0, ThreadPoolOptions options = {})
+  explicit BasicThreadPoolExecutor(std::size_t max_workers = 0, ThreadPoolOptions options = {})
       : options_(std::move(options)),
-        exporter_(options_.id, "thread_pool", options_.registry, options_.exporter),
+        exporter_(options_.id, "thread_pool",
+                  kMetered ? options_.registry : std::make_shared<prometheus::Registry>(),
+                  options_.exporter),
         sink_(exporter_.metrics(), exporter_.id()),
         queue_(options_.queue_capacity) {
     (void)detail::now_ns();  // calibrates the clock now rather than in the first submit
@@ -128,18 +144,18 @@ class ThreadPoolExecutor {
 
   /// The Python-like signature: ThreadPoolExecutor(max_workers, thread_name_prefix,
   /// initializer, id, registry).
-  ThreadPoolExecutor(std::size_t max_workers, std::string thread_name_prefix,
-                     std::function<void()> initializer = {}, std::string id = {},
-                     std::shared_ptr<prometheus::Registry> registry = nullptr)
-      : ThreadPoolExecutor(max_workers, make_options(std::move(thread_name_prefix),
-                                                     std::move(initializer), std::move(id),
-                                                     std::move(registry))) {}
+  BasicThreadPoolExecutor(std::size_t max_workers, std::string thread_name_prefix,
+                          std::function<void()> initializer = {}, std::string id = {},
+                          std::shared_ptr<prometheus::Registry> registry = nullptr)
+      : BasicThreadPoolExecutor(max_workers,
+                                make_options(std::move(thread_name_prefix), std::move(initializer),
+                                             std::move(id), std::move(registry))) {}
 
-  ThreadPoolExecutor(const ThreadPoolExecutor&) = delete;
-  ThreadPoolExecutor& operator=(const ThreadPoolExecutor&) = delete;
+  BasicThreadPoolExecutor(const BasicThreadPoolExecutor&) = delete;
+  BasicThreadPoolExecutor& operator=(const BasicThreadPoolExecutor&) = delete;
 
   /// Shuts down (waiting for queued tasks) and joins the workers.
-  ~ThreadPoolExecutor() {
+  ~BasicThreadPoolExecutor() {
     shutdown(true, false);
     std::lock_guard lock(workers_mutex_);
     // Only a pool destroyed by one of its own tasks still has a joinable thread: itself.
@@ -399,8 +415,10 @@ class ThreadPoolExecutor {
     // A named task lives only in its name's series (no double counting across `task`).
     detail::MetricShard& series = named_shard != nullptr ? *named_shard : shard;
     // Timed or not is decided here (timing_sample_rate); 0 tells the worker "not timed".
-    node->submit_ns = series.sample() ? detail::now_ns() : 0;
-    auto on_accept = [&] { series.task_submitted(); };
+    if constexpr (kMetered) node->submit_ns = series.sample() ? detail::now_ns() : 0;
+    auto on_accept = [&] {
+      if constexpr (kMetered) series.task_submitted();
+    };
     using Result = detail::TaskQueue::PushResult;
     Result r;
     if (mode == Mode::try_only || queue_.capacity() == 0 ||
@@ -432,8 +450,8 @@ class ThreadPoolExecutor {
                              "() called from a task of the same pool would wait for itself");
     }
   }
-  static const ThreadPoolExecutor*& current_pool() {
-    thread_local const ThreadPoolExecutor* pool = nullptr;
+  static const BasicThreadPoolExecutor*& current_pool() {
+    thread_local const BasicThreadPoolExecutor* pool = nullptr;
     return pool;
   }
 
@@ -529,11 +547,16 @@ class ThreadPoolExecutor {
         last_end = 0;
         continue;
       }
+      task->on_expired.reset();  // not needed any more; free its captures now
+      if constexpr (!kMetered) {
+        (void)task->invoke();
+        task->finish();
+        continue;
+      }
       // A named task's outcome goes to its name's series only; the executor-level busy
       // seconds still count its run time (workers are busy whatever the task's name).
       detail::ExecutorMetrics* named = task->named;
       detail::MetricShard& series = named != nullptr ? named->local_shard() : shard;
-      task->on_expired.reset();  // not needed any more; free its captures now
       if (task->submit_ns == 0) {  // not picked for timing: counted, no clock read
         series.task_started_untimed();
         const bool ok = task->invoke();
@@ -644,5 +667,8 @@ class ThreadPoolExecutor {
   std::atomic<std::size_t> target_atomic_{0};
   std::atomic<std::size_t> ready_{0};  // workers through their initializer (ever)
 };
+
+/// The instrumented pool (see BasicThreadPoolExecutor).
+using ThreadPoolExecutor = BasicThreadPoolExecutor<TaskMetrics>;
 
 }  // namespace executor_exporter
