@@ -204,28 +204,21 @@ class TaskQueue {
       // one at a time, so that its capacity counts every task not yet taken.
       std::size_t k = capacity_ == 0 ? size_ / kBatchDivisor : 1;
       k = k < 1 ? 1 : (k > kMaxBatch ? kMaxBatch : k);
-      Task* chain = nullptr;
-      Task** tail = &chain;
-      for (std::size_t taken = 0; taken < k;) {
-        Level* level = nullptr;
-        for (auto& l : levels_) {
-          if (l.head != nullptr) {
-            level = &l;
-            break;
-          }
+      Task** tail = &task;
+      std::size_t taken = 0;
+      for (auto& level : levels_) {  // highest priority first
+        for (; taken < k && level.head != nullptr; ++taken) {
+          *tail = level.head;
+          tail = &level.head->next;
+          level.head = level.head->next;
         }
-        Task* t = level->head;
-        level->head = t->next;
-        if (level->head == nullptr) level->tail = nullptr;
-        *tail = t;
-        tail = &t->next;
-        ++taken;
+        if (level.head == nullptr) level.tail = nullptr;
+        if (taken == k) break;
       }
       *tail = nullptr;
-      task = chain;
       if (k > 1) {
         std::lock_guard reserve_lock(reserve.mutex_);
-        reserve.head_ = chain->next;
+        reserve.head_ = task->next;
         reserve.count_.store(k - 1, std::memory_order_relaxed);
       }
       task->next = nullptr;
