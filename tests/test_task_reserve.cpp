@@ -12,6 +12,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <stdexcept>
 #include <thread>
 #include <vector>
 
@@ -192,4 +193,44 @@ TEST_CASE("tasks reserved by a worker stuck in a long task are run by an idle wo
   pool.wait();
   CHECK(quick == 199);
   CHECK(ee_test::unaccounted(ee_test::scrape(registry), {}) == 0);
+}
+
+TEST_CASE("a pool that breaks fails the tasks a worker reserved and did not start",
+          "[thread_pool][queue]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  std::atomic<int> inits{0};
+  ee::ThreadPoolOptions options;
+  options.id = "breaking";
+  options.registry = registry;
+  options.initializer = [&] {
+    if (++inits > 1) throw std::runtime_error("no database");  // only the first worker
+  };
+  ee::ThreadPoolExecutor pool(1, std::move(options));
+  Gate first, second;
+  std::promise<void> second_started;
+  pool.post([&] { first.wait(); });
+  pool.post([&] {
+    second_started.set_value();
+    second.wait();
+  });
+  std::atomic<int> ran{0};
+  std::vector<ee::Future<void>> rest;
+  rest.reserve(198);
+  for (int i = 0; i < 198; ++i) rest.push_back(pool.submit([&] { ++ran; }));
+  first.open();
+  second_started.get_future().wait();  // the worker holds `second` and 15 reserved tasks
+  pool.scale_up(1);                    // the new worker's initializer throws
+  // The break fails the reserved tasks first, then the queued ones: once the last
+  // queued one is failed, nothing that was waiting may run any more.
+  REQUIRE(rest.back().wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  CHECK(pool.broken());
+  second.open();
+  for (auto& f : rest) CHECK_THROWS_AS(f.get(), ee::BrokenExecutorError);
+  pool.shutdown();
+  CHECK(ran == 0);
+
+  auto page = ee_test::scrape(registry);
+  CHECK(value(page, "executor_tasks_cancelled_total") == 198);
+  CHECK(value(page, "executor_tasks_completed_total") == 2);
+  CHECK(ee_test::unaccounted(page, {}) == 0);
 }
