@@ -108,6 +108,8 @@ ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
       &s.rejected->Add(with("reason", "queue_full"));
   c_rejected_[static_cast<std::size_t>(RejectReason::broken)] =
       &s.rejected->Add(with("reason", "broken"));
+  c_rejected_[static_cast<std::size_t>(RejectReason::error)] =
+      &s.rejected->Add(with("reason", "error"));
   c_cancelled_ = &s.cancelled->Add(labels);
   c_completed_ = &s.completed->Add(labels);
   c_failed_ = &s.failed->Add(labels);

@@ -8,7 +8,9 @@
 #include <future>
 #include <memory>
 #include <stdexcept>
+#include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "scrape.hpp"
@@ -34,9 +36,16 @@ struct ThreadPerTask {
   }
 };
 
-// An executor whose submit refuses work.
+// An executor whose submit refuses work with an error of its own.
 struct Refusing {
   std::future<void> submit(std::function<void()>) { throw std::runtime_error("full"); }
+  void shutdown(bool) {}
+};
+
+// An executor whose submit refuses work the way this library's executors do.
+template <class Error>
+struct RefusingWith {
+  std::future<void> submit(std::function<void()>) { throw Error("inner"); }
   void shutdown(bool) {}
 };
 
@@ -132,8 +141,36 @@ TEST_CASE("submit after the proxy's shutdown, or refused by the executor, counts
   auto page = ee_test::scrape(registry);
   CHECK(value(page, "executor_tasks_rejected_total",
               {{"executor", "closed"}, {"reason", "shutdown"}}) == 1);
+  // The wrapped executor's own exception says nothing the proxy can trust about why.
   CHECK(value(page, "executor_tasks_rejected_total",
-              {{"executor", "refusing"}, {"reason", "shutdown"}}) == 1);
+              {{"executor", "refusing"}, {"reason", "error"}}) == 1);
+  CHECK(value(page, "executor_tasks_rejected_total",
+              {{"executor", "refusing"}, {"reason", "shutdown"}}) == 0);
   CHECK(value(page, "executor_tasks_submitted_total", {{"executor", "refusing"}}) == 0);
   CHECK(value(page, "executor_tasks_cancelled_total", {{"executor", "refusing"}}) == 0);
+}
+
+TEST_CASE("a wrapped executor's refusal is counted under the reason its error names", "[proxy]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto refuse = [&]<class Error>(const char* id) {
+    ee::InstrumentedExecutorProxy<RefusingWith<Error>> pool(
+        RefusingWith<Error>{}, ee::ExecutorExporter(id, "r", registry), 1);
+    REQUIRE_THROWS_AS(pool.submit([] {}), Error);
+    REQUIRE_THROWS_AS(pool.post([] {}), Error);
+  };
+  refuse.operator()<ee::QueueFullError>("full");
+  refuse.operator()<ee::BrokenExecutorError>("broken");
+  refuse.operator()<ee::ExecutorShutdownError>("closed");
+  auto page = ee_test::scrape(registry);
+  const std::pair<const char*, const char*> expected[] = {
+      {"full", "queue_full"}, {"broken", "broken"}, {"closed", "shutdown"}};
+  for (const auto& [id, reason] : expected) {
+    INFO(id);
+    for (const char* r : {"shutdown", "queue_full", "broken", "error"}) {
+      INFO(r);
+      CHECK(value(page, "executor_tasks_rejected_total", {{"executor", id}, {"reason", r}}) ==
+            (std::string_view(r) == reason ? 2 : 0));
+    }
+    CHECK(value(page, "executor_tasks_submitted_total", {{"executor", id}}) == 0);
+  }
 }

@@ -63,7 +63,9 @@ class InstrumentedExecutorProxy {
   ~InstrumentedExecutorProxy() { shutdown(true, false); }
 
   /// Submits f(args...) to the wrapped executor. Throws ExecutorShutdownError after
-  /// shutdown(); an exception from the wrapped submit propagates; both count as rejected.
+  /// shutdown(); an exception from the wrapped submit propagates; both count as rejected
+  /// (the wrapped executor's refusal by its reason when it is one of this library's
+  /// errors, as reason="error" otherwise).
   template <class F, class... Args>
   auto submit(F&& f, Args&&... args) {
     auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
@@ -160,12 +162,29 @@ class InstrumentedExecutorProxy {
       executor_.submit(std::function<void()>([ticket] { (*ticket)(); }));
     } catch (...) {
       ticket->refused();
-      exporter_.task_rejected(RejectReason::shutdown);
+      exporter_.task_rejected(refusal_reason(std::current_exception()));
       throw;
     }
     // Counted once accepted: a task the executor starts at once may be seen as started
     // a moment before it is seen as submitted; the queued gauge is clamped at zero.
     exporter_.metrics().local_shard().task_submitted();
+  }
+
+  // The `reason` label of a refusal by the wrapped executor. This library's own
+  // executors say why in the exception's type; anything else (an executor's own "full"
+  // error, std::bad_alloc) is counted as "error" rather than guessed.
+  static RejectReason refusal_reason(const std::exception_ptr& e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const QueueFullError&) {
+      return RejectReason::queue_full;
+    } catch (const ExecutorShutdownError&) {
+      return RejectReason::shutdown;
+    } catch (const BrokenExecutorError&) {
+      return RejectReason::broken;
+    } catch (...) {
+      return RejectReason::error;
+    }
   }
 
   // Runs the task once; if the last copy of the callable is destroyed without running
