@@ -1,3 +1,4 @@
+#include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/detail/executor_metrics.hpp>
 #include <executor_exporter/detail/registry_state.hpp>
 
@@ -312,6 +313,10 @@ void ExecutorMetrics::fold_held() {
     return outcome_count(value_of, true) + outcome_count(value_of, false);
   };
   std::vector<std::uint64_t> snapshot(n, 0);
+  // Running tasks' time so far, for the busy seconds. `now` is read before any task's
+  // start, so a task that starts during this fold is simply not counted yet.
+  const std::uint64_t now = c_busy_ != nullptr ? now_ns() : 0;
+  std::uint64_t running_ns = 0;
   for (auto& shard : shards_) {
     for (int attempt = 0;; ++attempt) {
       for (auto [begin, end] : per_shard) {
@@ -321,6 +326,10 @@ void ExecutorMetrics::fold_held() {
       const std::uint64_t after = ended_count([&](std::size_t i) { return shard->read(i); });
       if (before == after || attempt == 7) break;  // under constant churn: a close bound
     }
+    // After the busy slot (see MetricShard::set_running_since): a task whose busy time
+    // was read is never counted as running too.
+    const std::uint64_t since = shard->running_since();
+    if (since != 0 && since < now) running_ns += now - since;
     auto& folded = shard->folded();
     for (auto [begin, end] : per_shard) {
       for (std::size_t i = begin; i < end; ++i) {
@@ -362,8 +371,18 @@ void ExecutorMetrics::fold_held() {
   inc(c_failed_, outcome_count(delta_of, false));
   inc(c_expired_, expired - expired_folded_);
   expired_folded_ = expired;
-  if (c_busy_ != nullptr && delta[SlotLayout::busy_ns]) {
-    c_busy_->Increment(static_cast<double>(delta[SlotLayout::busy_ns]) / 1e9);
+  if (c_busy_ != nullptr) {
+    // Finished tasks' busy time plus running tasks' time so far (weighted like their end
+    // will be). A task that ends during the fold can be missed by both reads (short), or
+    // counted as running up to `now` although it ended a moment before (long by that
+    // moment, nanoseconds). The counter only ever rises to the largest total seen, so it
+    // stays monotonic, and it is exact again once later tasks' time passes that total.
+    const std::uint64_t total =
+        totals_[SlotLayout::busy_ns] + running_ns * options_.timing_sample_rate;
+    if (total > busy_exported_ns_) {
+      c_busy_->Increment(static_cast<double>(total - busy_exported_ns_) / 1e9);
+      busy_exported_ns_ = total;
+    }
   }
   observe_delta(h_run_[0], delta, layout_.run_hist(true), layout_.run_buckets);
   observe_delta(h_run_[1], delta, layout_.run_hist(false), layout_.run_buckets);

@@ -65,7 +65,9 @@ class ExecutorExporter {
   /// Queued tasks were cancelled before they started.
   void task_cancelled(std::uint64_t n = 1) { metrics_->local_shard().task_cancelled(n); }
   /// A task submitted at `submitted_ns` starts now; returns the start time (0, and no
-  /// clock read, for an untimed task: `submitted_ns` 0).
+  /// clock read, for an untimed task: `submitted_ns` 0). Until task_finished, on this
+  /// same thread, the task's time so far counts in the busy seconds at every scrape (one
+  /// running task per thread and executor: a nested start takes over).
   std::uint64_t task_started(std::uint64_t submitted_ns) {
     auto& shard = metrics_->local_shard();
     if (submitted_ns == 0) {
@@ -74,6 +76,7 @@ class ExecutorExporter {
     }
     const std::uint64_t now = detail::now_ns();
     shard.task_started(now > submitted_ns ? now - submitted_ns : 0);
+    shard.set_running_since(now);  // its time so far counts as busy while it runs
     return now;
   }
   /// A task started at `started_ns` (task_started's result) ends now, successfully or
@@ -85,6 +88,7 @@ class ExecutorExporter {
       return;
     }
     const std::uint64_t now = detail::now_ns();
+    shard.set_running_since(0);
     shard.task_finished(now > started_ns ? now - started_ns : 0, ok, shard.sample_rate());
   }
   /// A worker came up (after its initializer) or went away.

@@ -568,8 +568,10 @@ class BasicThreadPoolExecutor {
       // Back to back on one worker, the end of one task is the start of the next.
       const std::uint64_t start = waited || last_end == 0 ? detail::now_ns() : last_end;
       series.task_started(start > task->submit_ns ? start - task->submit_ns : 0);
+      shard.set_running_since(start);
       const bool ok = task->invoke();
       last_end = detail::now_ns();
+      shard.set_running_since(0);  // before the busy time is added (see there)
       const std::uint64_t weight = series.sample_rate();
       series.task_finished(last_end - start, ok, weight);
       if (named != nullptr) shard.add_busy((last_end - start) * weight);

@@ -169,6 +169,7 @@ class ExecutorMetrics {
   std::mutex mutex_;  // guards the members below; never taken on the hot path
   std::vector<std::shared_ptr<MetricShard>> shards_;
   std::vector<std::uint64_t> totals_;  // everything folded so far, per slot
+  std::uint64_t busy_exported_ns_ = 0;  // what c_busy_ was raised to, running tasks included
   std::uint64_t workers_started_folded_ = 0;
 
   // Rare-event atomics and what of them was folded (the latter guarded by mutex_).

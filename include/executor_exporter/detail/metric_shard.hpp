@@ -64,9 +64,11 @@ class MetricShard {
         wait_bounds_(wait_bounds_ns.data()),
         run_n_(run_bounds_ns.size()),
         wait_n_(wait_bounds_ns.size()),
-        slots_(new (std::align_val_t{64}) std::atomic<std::uint64_t>[padded(layout.size())]),
+        slots_(new (std::align_val_t{64}) std::atomic<std::uint64_t>[padded(layout.size() + 1)]),
         folded_(layout.size(), 0) {
-    for (std::size_t i = 0; i < padded(layout.size()); ++i) slots_[i].store(0, std::memory_order_relaxed);
+    for (std::size_t i = 0; i < padded(layout.size() + 1); ++i) {
+      slots_[i].store(0, std::memory_order_relaxed);
+    }
   }
   MetricShard(const MetricShard&) = delete;
   MetricShard& operator=(const MetricShard&) = delete;
@@ -93,6 +95,20 @@ class MetricShard {
   void task_started_untimed() noexcept { bump(SlotLayout::started, 1); }
   void task_finished_untimed(bool ok) noexcept {
     bump(ok ? SlotLayout::completed : SlotLayout::failed, 1);
+  }
+
+  /// Owner thread: the task this thread runs now started at `start_ns` (now_ns()), or,
+  /// with 0, the thread runs none. A collect adds the time since then to the busy
+  /// seconds, so a task running for minutes shows up in them while it runs, not only
+  /// when it ends. Clear it (0) before the task's busy time is added (task_finished,
+  /// add_busy): their release store then keeps a collect that sees the busy time from
+  /// also counting the task as still running.
+  void set_running_since(std::uint64_t start_ns) noexcept {
+    slots_[layout_.size()].store(start_ns, std::memory_order_relaxed);
+  }
+  /// Collector side: set_running_since's value. Read it after the busy slot.
+  std::uint64_t running_since() const noexcept {
+    return slots_[layout_.size()].load(std::memory_order_acquire);
   }
 
   /// Busy time of a task counted in another series (a named task: its own series holds
