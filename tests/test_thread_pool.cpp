@@ -6,6 +6,7 @@
 #include <pthread.h>
 
 #include <atomic>
+#include <chrono>
 #include <future>
 #include <memory>
 #include <stdexcept>
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "scrape.hpp"
+#include "wait_until.hpp"
 
 namespace ee = executor_exporter;
 using ee_test::prom::value;
@@ -265,4 +267,56 @@ TEST_CASE("BasicThreadPoolExecutor<NoMetrics> behaves like the pool and exports 
 
   const auto page = ee_test::scrape(registry);
   CHECK(ee_test::prom::count(page, "executor_tasks_submitted_total", {{"executor", "quiet"}}) == 0);
+}
+
+TEST_CASE("a pool destroyed by one of its own tasks finishes that task and loses nothing",
+          "[thread_pool]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  const std::size_t workers = GENERATE(1, 2);
+  const std::string id = "self" + std::to_string(workers);
+  INFO(workers << " worker(s)");
+  auto pool = std::make_shared<ee::ThreadPoolExecutor>(workers, "self", nullptr, id, registry);
+  std::atomic<int> handled{0};
+  pool->set_error_handler([&](std::exception_ptr) { ++handled; });
+  Gate release;
+  // The task holds the last reference to the pool, so dropping it runs the destructor
+  // on the pool's own worker thread, which cannot wait for itself.
+  auto first = pool->submit([keep = pool, &release]() mutable {
+    release.wait();
+    keep.reset();
+    return 7;
+  });
+  std::vector<ee::Future<int>> later;
+  for (int i = 0; i < 20; ++i) later.push_back(pool->submit([i] { return i; }));
+  pool->post([] { throw std::runtime_error("posted"); });
+  pool.reset();
+  release.open();
+  REQUIRE(first.get() == 7);
+  // Another worker runs what is queued before the destructor returns; with none left,
+  // the queued tasks are cancelled: either way every future resolves.
+  int ran = 0, cancelled = 0;
+  for (int i = 0; i < 20; ++i) {
+    try {
+      const int v = later[i].get();
+      CHECK(v == i);
+      ++ran;
+    } catch (const ee::CancelledError&) {
+      ++cancelled;
+    }
+  }
+  CHECK(ran + cancelled == 20);
+  if (workers == 1) CHECK(cancelled == 20);
+  if (workers == 2) CHECK(ran == 20);
+  const auto labels = ee_test::prom::Labels{{"executor", id}};
+  // The last worker leaves after its task returns, without touching the dead pool.
+  REQUIRE(ee_test::wait_until(
+      [&] { return value(ee_test::scrape(registry), "executor_workers", labels) == 0; },
+      std::chrono::seconds(10)));
+  const auto page = ee_test::scrape(registry);
+  CHECK(value(page, "executor_tasks_submitted_total", labels) == 22);
+  CHECK(value(page, "executor_tasks_completed_total", labels) == 1 + ran);
+  CHECK(value(page, "executor_tasks_cancelled_total", labels) == cancelled + (workers == 1));
+  CHECK(value(page, "executor_tasks_failed_total", labels) == (workers == 2));
+  CHECK(ee_test::unaccounted(page, labels) == 0);
+  CHECK(handled == (workers == 2));
 }

@@ -100,6 +100,9 @@ class ExecutorExporter {
 
   /// The shared metrics object, for executors that cache their worker's shard.
   detail::ExecutorMetrics& metrics() { return *metrics_; }
+  /// The same object as a shared reference, for a worker that must be able to finish
+  /// its bookkeeping after its executor (and so this exporter) is gone.
+  std::shared_ptr<detail::ExecutorMetrics> metrics_handle() const { return metrics_; }
 
  private:
   void release() noexcept {

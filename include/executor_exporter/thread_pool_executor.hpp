@@ -117,7 +117,7 @@ class BasicThreadPoolExecutor {
         exporter_(options_.id, "thread_pool",
                   kMetered ? options_.registry : std::make_shared<prometheus::Registry>(),
                   options_.exporter),
-        sink_(exporter_.metrics(), exporter_.id()),
+        sink_(std::make_shared<detail::ErrorSink>(exporter_.metrics(), exporter_.id())),
         queue_(options_.queue_capacity) {
     (void)detail::now_ns();  // calibrates the clock now rather than in the first submit
     if (max_workers == 0) max_workers = std::max(1U, std::thread::hardware_concurrency());
@@ -154,9 +154,25 @@ class BasicThreadPoolExecutor {
   BasicThreadPoolExecutor(const BasicThreadPoolExecutor&) = delete;
   BasicThreadPoolExecutor& operator=(const BasicThreadPoolExecutor&) = delete;
 
-  /// Shuts down (waiting for queued tasks) and joins the workers.
+  /// Shuts down (waiting for queued tasks) and joins the workers. Run by one of the
+  /// pool's own tasks (or done-callbacks, which drop the last reference to a pool it
+  /// owns), it cannot wait for its own thread: the other workers still run every queued
+  /// task, and when no other worker is left (a pool of one) the queued tasks are
+  /// cancelled, counted and their futures told so. The task that destroyed the pool
+  /// finishes normally, and its thread then leaves without touching the pool.
   ~BasicThreadPoolExecutor() {
+    const bool own_worker = current_pool() == this;
     shutdown(true, false);
+    if (own_worker) {
+      for (detail::Task* t = queue_.take_all(); t != nullptr;) {
+        detail::Task* next = t->next;
+        t->cancel();
+        t->drop();
+        t = next;
+      }
+      *pool_destroyed() = true;
+      current_pool() = nullptr;
+    }
     std::lock_guard lock(workers_mutex_);
     // Only a pool destroyed by one of its own tasks still has a joinable thread: itself.
     for (auto& w : workers_) {
@@ -253,7 +269,7 @@ class BasicThreadPoolExecutor {
   /// where it happened; it should not block long. An exception it throws is logged to
   /// stderr. An empty handler restores the default, which logs to stderr.
   void set_error_handler(std::function<void(std::exception_ptr)> handler) {
-    sink_.set_handler(std::move(handler));
+    sink_->set_handler(std::move(handler));
   }
 
   // ---- Waiting and shutting down --------------------------------------------------
@@ -372,7 +388,7 @@ class BasicThreadPoolExecutor {
   template <class Bound>
   void post_node(const SubmitOptions* options, Bound&& bound) {
     auto* node = new detail::PostTask<std::decay_t<Bound>>(std::forward<Bound>(bound),
-                                                           exporter_.metrics(), sink_);
+                                                           exporter_.metrics(), *sink_);
     apply(node, options);
     enqueue(node, options, Mode::normal);
   }
@@ -382,7 +398,7 @@ class BasicThreadPoolExecutor {
   void prepare_future(Node* node, const SubmitOptions* options) {
     apply(node, options);
     node->set_owner(&exporter_.metrics(), node->named);
-    node->set_sink(&sink_);
+    node->set_sink(sink_.get());
     node->add_ref();  // one reference for the queue, one for the future
   }
 
@@ -454,6 +470,12 @@ class BasicThreadPoolExecutor {
     thread_local const BasicThreadPoolExecutor* pool = nullptr;
     return pool;
   }
+  // Set by the destructor when it runs on one of the pool's own workers: that worker's
+  // flag, which it checks after each task before it touches the pool again.
+  static bool*& pool_destroyed() {
+    thread_local bool* flag = nullptr;
+    return flag;
+  }
 
   // ---- Workers --------------------------------------------------------------------
 
@@ -524,6 +546,12 @@ class BasicThreadPoolExecutor {
     mark_ready();
     auto& metrics = exporter_.metrics();
     auto& shard = metrics.local_shard();
+    // Held by this thread, so that a task that destroys the pool is still counted and
+    // its error still reported; the thread then leaves (see the destructor).
+    const auto metrics_keep = exporter_.metrics_handle();
+    const auto sink_keep = sink_;
+    bool destroyed = false;
+    pool_destroyed() = &destroyed;
     detail::TaskQueue::Reserve reserve;
     queue_.attach(reserve);
     std::uint64_t last_end = 0;
@@ -536,50 +564,62 @@ class BasicThreadPoolExecutor {
         finished = 0;
         if (task == nullptr) break;
       }
-      ++finished;            // reported at the next pop(), when it surely is finished
-      if (!task->claim()) {  // cancelled while queued; the canceller counted it
-        task->drop();
-        continue;
+      ++finished;  // reported at the next pop(), when it surely is finished
+      run(*task, shard, waited, last_end);
+      if (destroyed) {  // by that task or a done-callback: leave without touching the pool
+        metrics_keep->worker_stopped();
+        return;
       }
-      // Deadlines are steady_clock time_points, so they are checked against steady_clock.
-      if (task->deadline_ns != 0 && detail::steady_ns() > task->deadline_ns) {
-        expire(*task);
-        last_end = 0;
-        continue;
-      }
-      task->on_expired.reset();  // not needed any more; free its captures now
-      if constexpr (!kMetered) {
-        (void)task->invoke();
-        task->finish();
-        continue;
-      }
-      // A named task's outcome goes to its name's series only; the executor-level busy
-      // seconds still count its run time (workers are busy whatever the task's name).
-      detail::ExecutorMetrics* named = task->named;
-      detail::MetricShard& series = named != nullptr ? named->local_shard() : shard;
-      if (task->submit_ns == 0) {  // not picked for timing: counted, no clock read
-        series.task_started_untimed();
-        const bool ok = task->invoke();
-        series.task_finished_untimed(ok);
-        last_end = 0;  // the next timed task reads the clock for its start
-        task->finish();
-        continue;
-      }
-      // Back to back on one worker, the end of one task is the start of the next.
-      const std::uint64_t start = waited || last_end == 0 ? detail::now_ns() : last_end;
-      series.task_started(start > task->submit_ns ? start - task->submit_ns : 0);
-      shard.set_running_since(start);
-      const bool ok = task->invoke();
-      last_end = detail::now_ns();
-      shard.set_running_since(0);  // before the busy time is added (see there)
-      const std::uint64_t weight = series.sample_rate();
-      series.task_finished(last_end - start, ok, weight);
-      if (named != nullptr) shard.add_busy((last_end - start) * weight);
-      task->finish();
     }
     queue_.detach(reserve);
     exporter_.worker_stopped();
     self.exited.store(true, std::memory_order_release);
+  }
+
+  // Runs one task taken from the queue: skips it if cancelled, expires it if its
+  // deadline passed, else runs and counts it and publishes its outcome. Once the task's
+  // code ran, only the task and the metric shards (kept alive by the worker) are used,
+  // never the pool: the task may have destroyed it.
+  void run(detail::Task& task, detail::MetricShard& shard, bool waited, std::uint64_t& last_end) {
+    if (!task.claim()) {  // cancelled while queued; the canceller counted it
+      task.drop();
+      return;
+    }
+    // Deadlines are steady_clock time_points, so they are checked against steady_clock.
+    if (task.deadline_ns != 0 && detail::steady_ns() > task.deadline_ns) {
+      expire(task);
+      last_end = 0;
+      return;
+    }
+    task.on_expired.reset();  // not needed any more; free its captures now
+    if constexpr (!kMetered) {
+      (void)task.invoke();
+      task.finish();
+      return;
+    }
+    // A named task's outcome goes to its name's series only; the executor-level busy
+    // seconds still count its run time (workers are busy whatever the task's name).
+    detail::ExecutorMetrics* named = task.named;
+    detail::MetricShard& series = named != nullptr ? named->local_shard() : shard;
+    if (task.submit_ns == 0) {  // not picked for timing: counted, no clock read
+      series.task_started_untimed();
+      const bool ok = task.invoke();
+      series.task_finished_untimed(ok);
+      last_end = 0;  // the next timed task reads the clock for its start
+      task.finish();
+      return;
+    }
+    // Back to back on one worker, the end of one task is the start of the next.
+    const std::uint64_t start = waited || last_end == 0 ? detail::now_ns() : last_end;
+    series.task_started(start > task.submit_ns ? start - task.submit_ns : 0);
+    shard.set_running_since(start);
+    const bool ok = task.invoke();
+    last_end = detail::now_ns();
+    shard.set_running_since(0);  // before the busy time is added (see there)
+    const std::uint64_t weight = series.sample_rate();
+    series.task_finished(last_end - start, ok, weight);
+    if (named != nullptr) shard.add_busy((last_end - start) * weight);
+    task.finish();
   }
 
   void mark_ready() { ready_.fetch_add(1, std::memory_order_release); }
@@ -589,10 +629,11 @@ class BasicThreadPoolExecutor {
   void expire(detail::Task& task) {
     (task.named != nullptr ? *task.named : exporter_.metrics()).task_expired();
     if (task.on_expired) {
+      detail::ErrorSink& sink = *sink_;  // the callback may destroy the pool; not the sink
       try {
         (*task.on_expired)();
       } catch (...) {
-        sink_.callback_failed(std::current_exception());
+        sink.callback_failed(std::current_exception());
       }
       task.on_expired.reset();
     }
@@ -656,7 +697,9 @@ class BasicThreadPoolExecutor {
 
   ThreadPoolOptions options_;
   ExecutorExporter exporter_;
-  detail::ErrorSink sink_;
+  // Shared with the workers, which may still report a task's error after a task of
+  // theirs destroyed the pool (see the destructor).
+  std::shared_ptr<detail::ErrorSink> sink_;
   detail::TaskQueue queue_;
   std::atomic<bool> broken_{false};
   mutable std::mutex broken_mutex_;
