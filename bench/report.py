@@ -505,10 +505,26 @@ def draw(panels, png, tmp):
 # ---------------------------------------------------------------------------
 def scaling_md(sdata, heading="##"):
     ts = scaling_threads(sdata)
-    out = [heading + " Scaling past 2 cores", "",
+    try:
+        cpus = int(sdata.meta.get("nproc", "0"))
+    except ValueError:
+        cpus = 0
+    oversubscribed = cpus > 0 and ts and max(ts) > cpus
+    title = " Scaling past 2 cores" if not oversubscribed else \
+        " Scaling from 1 to %d threads on %d CPUs (oversubscribed)" % (max(ts), cpus)
+    out = [heading + title, "",
            "Produced by `scripts/bench.sh --scaling OUTDIR` on the machine below: the metric layer "
            "with N threads on one executor, and every pool with N workers fed by N producer "
            "threads (%s empty tasks in all)." % sdata.meta.get("sizes", "").split("scaling ")[-1], ""]
+    if oversubscribed:
+        out += ["**This run had %d CPUs, fewer than its %d threads.** Past %d threads they take "
+                "turns on the same cores, so wall time per task per thread grows with N by "
+                "construction (N threads share %d cores) and says nothing about contention; the "
+                "CPU time per task is what shows whether the metric cost stays flat. Contention "
+                "between threads that really run at once (shared cache lines, the queue lock) "
+                "only shows on a machine with as many cores as threads: run the same command "
+                "there and regenerate this page with `--report-only --scaling-json`."
+                % (cpus, max(ts), cpus, cpus), ""]
     out += machine_md(sdata.meta, "scaling run")
     out += ["| threads | ours: wall ns/task/thread | ours: CPU ns/task | prometheus-cpp: wall | prometheus-cpp: CPU | prometheus-cpp ÷ ours (paired, wall) |",
             "|---|---|---|---|---|---|"]
