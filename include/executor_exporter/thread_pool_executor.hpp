@@ -424,16 +424,16 @@ class BasicThreadPoolExecutor {
   // simply deleted by drop().
   bool enqueue(detail::Task* node, const SubmitOptions* options, Mode mode) {
     (void)options;  // already applied to the node
-    auto& shard = exporter_.metrics().local_shard();
-    detail::ExecutorMetrics* named = node->named;
     // Looked up before the queue lock: a first lookup registers a shard under a lock.
-    detail::MetricShard* named_shard = named != nullptr ? &named->local_shard() : nullptr;
-    // A named task lives only in its name's series (no double counting across `task`).
-    detail::MetricShard& series = named_shard != nullptr ? *named_shard : shard;
-    // Timed or not is decided here (timing_sample_rate); 0 tells the worker "not timed".
-    if constexpr (kMetered) node->submit_ns = series.sample() ? detail::now_ns() : 0;
+    // Without per-task metrics only a refusal needs it (below).
+    detail::MetricShard* series = nullptr;
+    if constexpr (kMetered) {
+      series = &series_of(*node);
+      // Timed or not is decided here (timing_sample_rate); 0 tells the worker "not timed".
+      node->submit_ns = series->sample() ? detail::now_ns() : 0;
+    }
     auto on_accept = [&] {
-      if constexpr (kMetered) series.task_submitted();
+      if constexpr (kMetered) series->task_submitted();
     };
     using Result = detail::TaskQueue::PushResult;
     Result r;
@@ -450,7 +450,7 @@ class BasicThreadPoolExecutor {
     const RejectReason reason = r == Result::full     ? RejectReason::queue_full
                                 : r == Result::broken ? RejectReason::broken
                                                       : RejectReason::shutdown;
-    series.task_rejected(reason);
+    (series != nullptr ? *series : series_of(*node)).task_rejected(reason);
     node->drop();
     if (r == Result::full) {
       if (mode == Mode::try_only) return false;
@@ -458,6 +458,12 @@ class BasicThreadPoolExecutor {
     }
     if (r == Result::broken) throw BrokenExecutorError(broken_message());
     throw ExecutorShutdownError(exporter_.id());
+  }
+
+  // Where a task's counts go: its name's series for a named task (which counts only
+  // there, so that summing over `task` counts it once), else the executor's.
+  detail::MetricShard& series_of(const detail::Task& node) {
+    return node.named != nullptr ? node.named->local_shard() : exporter_.metrics().local_shard();
   }
 
   void check_not_worker(const char* what) const {

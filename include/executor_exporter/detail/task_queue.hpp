@@ -351,6 +351,13 @@ class TaskQueue {
   // Levels are kept sorted, highest priority first, and never removed: programs use a
   // handful of priorities, so the lookup is a short scan and allocates only once.
   Level& level_of(std::int32_t priority) {
+    // Under the queue lock on every push: the usual single level costs one compare.
+    if (levels_.size() == 1 && levels_.front().priority == priority) [[likely]] {
+      return levels_.front();
+    }
+    return find_or_add_level(priority);
+  }
+  Level& find_or_add_level(std::int32_t priority) {
     auto it = levels_.begin();
     while (it != levels_.end() && it->priority > priority) ++it;
     if (it != levels_.end() && it->priority == priority) return *it;
