@@ -253,6 +253,11 @@ void ExecutorMetrics::remove_fold_hook(std::uint64_t handle) {
   std::erase_if(hooks_, [&](const auto& h) { return h.first == handle; });
 }
 
+void ExecutorMetrics::set_running_probe(std::function<Running()> probe) {
+  std::lock_guard lock(mutex_);  // held by fold_held() while it calls the probe
+  running_probe_ = std::move(probe);
+}
+
 void ExecutorMetrics::fold() {
   std::lock_guard page(state_->page_mutex());
   fold_held();
@@ -357,6 +362,9 @@ void ExecutorMetrics::fold_held() {
     }
   }
   for (std::size_t i = 0; i < n; ++i) totals_[i] += delta[i];
+  // After every shard read: a task the probe reports was not yet counted as ended above.
+  Running outside;
+  if (running_probe_) outside = running_probe_();
 
   auto inc = [](prometheus::Counter* c, std::uint64_t d) {
     if (d) c->Increment(static_cast<double>(d));
@@ -378,7 +386,7 @@ void ExecutorMetrics::fold_held() {
     // moment, nanoseconds). The counter only ever rises to the largest total seen, so it
     // stays monotonic, and it is exact again once later tasks' time passes that total.
     const std::uint64_t total =
-        totals_[SlotLayout::busy_ns] + running_ns * options_.timing_sample_rate;
+        totals_[SlotLayout::busy_ns] + running_ns * options_.timing_sample_rate + outside.run_ns;
     if (total > busy_exported_ns_) {
       c_busy_->Increment(static_cast<double>(total - busy_exported_ns_) / 1e9);
       busy_exported_ns_ = total;
@@ -391,14 +399,21 @@ void ExecutorMetrics::fold_held() {
   auto diff = [](std::uint64_t a, std::uint64_t b) {
     return a > b ? static_cast<double>(a - b) : 0.0;
   };
-  g_queued_->Set(diff(totals_[SlotLayout::submitted], totals_[SlotLayout::started] +
-                                                         totals_[SlotLayout::cancelled] +
-                                                         expired_folded_));
+  // Tasks accepted and not counted as started, cancelled or expired: queued, or running
+  // where only the probe sees them (at most all of them: the sum below stays exact).
+  const std::uint64_t unstarted_counted = totals_[SlotLayout::started] +
+                                          totals_[SlotLayout::cancelled] + expired_folded_;
+  const std::uint64_t unstarted = totals_[SlotLayout::submitted] > unstarted_counted
+                                      ? totals_[SlotLayout::submitted] - unstarted_counted
+                                      : 0;
+  const std::uint64_t outside_running = std::min(outside.tasks, unstarted);
+  g_queued_->Set(static_cast<double>(unstarted - outside_running));
   // Ended tasks as the exported outcome counters count them: running is derived from what
   // is exported, so submitted = completed + failed + cancelled + expired + queued +
   // running holds exactly on every scrape, not just eventually.
   const std::uint64_t ended = ended_count([&](std::size_t i) { return totals_[i]; });
-  g_running_->Set(diff(totals_[SlotLayout::started], ended));
+  g_running_->Set(diff(totals_[SlotLayout::started], ended) +
+                  static_cast<double>(outside_running));
   if (g_max_workers_ != nullptr) {
     g_max_workers_->Set(static_cast<double>(max_workers_.load(std::memory_order_relaxed)));
     g_workers_->Set(static_cast<double>(workers_.load(std::memory_order_relaxed)));

@@ -44,6 +44,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cerrno>
 #include <condition_variable>
 #include <cstdio>
@@ -51,6 +52,7 @@
 #include <cstring>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -642,6 +644,9 @@ struct ProcessEngine::Impl {
   prometheus::Counter* c_restarts[3] = {nullptr, nullptr, nullptr};
   std::vector<prometheus::Gauge*> g_resident;
   std::uint64_t hook = 0;
+  // Per worker index: the task whose result the I/O thread counts now or last, so that
+  // running_now() does not count a task twice while its slot still names it.
+  std::unique_ptr<std::atomic<std::uint64_t>[]> done_ids;
 
   // =====================================================================================
   void start() {
@@ -662,6 +667,9 @@ struct ProcessEngine::Impl {
       fail_errno("mmap");
     }
     slots = static_cast<WorkerSlot*>(mem);
+    done_ids = std::make_unique<std::atomic<std::uint64_t>[]>(n);
+    for (std::size_t i = 0; i < n; ++i) done_ids[i].store(0);
+    metrics.set_running_probe([this] { return running_now(); });
 
     ZygoteConfig cfg{};
     cfg.max_workers = n;
@@ -1207,6 +1215,9 @@ struct ProcessEngine::Impl {
                            ", which it was not running");
         }
         ProcessTask* t = w.inflight.front();
+        // Before its end is counted: the worker names it in its slot until it has sent
+        // the result, and a scrape must not see it both running and ended.
+        done_ids[w.index].store(t->id, std::memory_order_release);
         if (frame.kind == FrameKind::kResult) {
           ResultMessage r = decode_result(std::move(frame));
           try {
@@ -1380,7 +1391,10 @@ struct ProcessEngine::Impl {
 
   /// The start of the task `w` runs now, or 0 when none (consistent pair read).
   std::uint64_t running_start(const Worker& w, std::uint64_t* id_out) const {
-    const WorkerSlot& s = slots[w.index];
+    return running_start(w.index, id_out);
+  }
+  std::uint64_t running_start(std::size_t index, std::uint64_t* id_out) const {
+    const WorkerSlot& s = slots[index];
     for (int i = 0; i < 4; ++i) {
       const std::uint64_t id = s.task_id.load();
       const std::uint64_t start = s.start_ns.load();
@@ -1391,6 +1405,23 @@ struct ProcessEngine::Impl {
     }
     *id_out = 0;
     return 0;
+  }
+
+  /// Scrape side (a fold): the tasks the workers run now whose end is not counted yet,
+  /// and their run time so far, so that they show as running and busy while they run
+  /// (their start and end are counted together when the result arrives). A chunk of
+  /// map() items counts as one running task until its items are counted.
+  ExecutorMetrics::Running running_now() const {
+    ExecutorMetrics::Running r;
+    const std::uint64_t now = monotonic_ns();
+    for (std::size_t i = 0; i < n; ++i) {
+      std::uint64_t id = 0;
+      const std::uint64_t start = running_start(i, &id);
+      if (id == 0 || id == done_ids[i].load(std::memory_order_acquire)) continue;
+      ++r.tasks;
+      if (now > start) r.run_ns += now - start;
+    }
+    return r;
   }
 
   void check_timeouts() {
@@ -1509,6 +1540,7 @@ struct ProcessEngine::Impl {
   }
 
   ~Impl() {
+    if (done_ids) metrics.set_running_probe({});  // before the slots go
     shutdown(true, false);
     if (hook != 0) metrics.remove_fold_hook(hook);
     sample();

@@ -31,6 +31,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -182,7 +183,8 @@ std::vector<double> scale(std::vector<double> v, double k) {
 }
 std::map<std::string, std::pair<int, std::optional<std::string>>> make_map(int n) {
   std::map<std::string, std::pair<int, std::optional<std::string>>> m;
-  for (int i = 0; i < n; ++i) m["k" + std::to_string(i)] = {i, i % 2 ? std::nullopt : std::optional<std::string>("v")};
+  for (int i = 0; i < n; ++i)
+    m["k" + std::to_string(i)] = {i, i % 2 ? std::nullopt : std::optional<std::string>("v")};
   return m;
 }
 void nothing() {}
@@ -214,7 +216,8 @@ std::size_t allocate_mb(int mb) {
 std::size_t breach_limit() {
 #if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
   // The sanitizer's allocator ends the worker with an out-of-memory report; keep it quiet.
-  __sanitizer_set_report_fd(reinterpret_cast<void*>(static_cast<std::intptr_t>(::open("/dev/null", O_WRONLY))));
+  __sanitizer_set_report_fd(
+      reinterpret_cast<void*>(static_cast<std::intptr_t>(::open("/dev/null", O_WRONLY))));
 #endif
   return allocate_mb(512);
 }
@@ -248,7 +251,9 @@ TEST_CASE("process pool: results round-trip through the codec", "[process_pool][
   pool.submit(nothing).get();
   // Capture-less lambdas, generic ones included, work: the worker re-creates them.
   CHECK(pool.submit([](int x) { return x * x; }, 9).get() == 81);
-  CHECK(pool.submit([](auto a, auto b) { return a + b; }, std::string("a"), std::string("b")).get() == "ab");
+  CHECK(
+      pool.submit([](auto a, auto b) { return a + b; }, std::string("a"), std::string("b")).get() ==
+      "ab");
   CHECK(pool.submit(std::plus<>{}, 40, 2).get() == 42);
   // Tasks run in other processes.
   CHECK(pool.submit(my_pid).get() != ::getpid());
@@ -571,8 +576,7 @@ TEST_CASE("process pool: destruction with a hung worker", "[process_pool][fork]"
   }
 }
 
-TEST_CASE("process pool: wait and run times are measured in the child",
-          "[process_pool][fork]") {
+TEST_CASE("process pool: wait and run times are measured in the child", "[process_pool][fork]") {
   LeakCheck leaks;
   auto reg = fresh();
   auto o = opts(1, reg);
@@ -591,6 +595,59 @@ TEST_CASE("process pool: wait and run times are measured in the child",
   CHECK(value(reg, "executor_worker_busy_seconds_total") >= 0.4);
 }
 
+TEST_CASE("process pool: tasks running in the workers show as running and busy while they run",
+          "[process_pool][fork]") {
+  LeakCheck leaks;
+  auto reg = fresh();
+  ProcessPoolExecutor pool(opts(2, reg));
+  pool.submit(nothing).get();
+  pool.submit(nothing).get();
+  std::vector<Future<int>> fs;
+  for (int i = 0; i < 4; ++i) fs.push_back(pool.submit(sleep_ms, 600));
+  // One page, so that the numbers are of one instant.
+  auto page = [&] {
+    const auto fams = collect(reg);
+    std::map<std::string, double> v;
+    for (const char* name : {"executor_tasks_submitted_total", "executor_tasks_completed_total",
+                             "executor_tasks_failed_total", "executor_tasks_cancelled_total",
+                             "executor_tasks_expired_total", "executor_tasks_queued",
+                             "executor_tasks_running", "executor_worker_busy_seconds_total"}) {
+      const auto* m = find_metric(fams, name, {});
+      REQUIRE(m != nullptr);
+      v[name] = std::string_view(name).ends_with("_total") ? m->counter.value : m->gauge.value;
+    }
+    return v;
+  };
+  const auto t0 = std::chrono::steady_clock::now();
+  REQUIRE(eventually([&] { return page()["executor_tasks_running"] == 2; }));
+  std::this_thread::sleep_for(200ms);
+  auto during = page();
+  const double since_t0 =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO("busy " << during["executor_worker_busy_seconds_total"] << " s; " << since_t0
+               << " s since the submits");
+  // Two tasks run, two wait for a worker; nothing is counted twice or lost.
+  CHECK(during["executor_tasks_running"] == 2);
+  CHECK(during["executor_tasks_queued"] == 2);
+  CHECK(during["executor_tasks_submitted_total"] ==
+        during["executor_tasks_completed_total"] + during["executor_tasks_failed_total"] +
+            during["executor_tasks_cancelled_total"] + during["executor_tasks_expired_total"] +
+            during["executor_tasks_queued"] + during["executor_tasks_running"]);
+  // Both have run for at least the 200 ms slept, and for no longer than since the submits.
+  CHECK(during["executor_worker_busy_seconds_total"] >= 0.35);
+  CHECK(during["executor_worker_busy_seconds_total"] <= 2 * since_t0 + 0.01);
+  for (auto& f : fs) f.get();
+  auto after = page();
+  CHECK(after["executor_tasks_running"] == 0);
+  CHECK(after["executor_tasks_queued"] == 0);
+  CHECK(after["executor_tasks_completed_total"] == 6);
+  CHECK(after["executor_worker_busy_seconds_total"] >=
+        during["executor_worker_busy_seconds_total"]);
+  CHECK(
+      after["executor_worker_busy_seconds_total"] ==
+      Approx(hist_sum(reg, "executor_task_run_seconds", {{"result", "completed"}})).epsilon(1e-6));
+}
+
 TEST_CASE("process pool: the metrics are exact", "[process_pool][fork]") {
   LeakCheck leaks;
   auto reg = fresh();
@@ -603,7 +660,8 @@ TEST_CASE("process pool: the metrics are exact", "[process_pool][fork]") {
     for (auto& f : ok) f.get();
     CHECK_THROWS(bad1.get());
     CHECK_THROWS(bad2.get());
-    const std::map<std::string, std::string> pp{{"executor", "pp"}, {"executor_type", "process_pool"}};
+    const std::map<std::string, std::string> pp{{"executor", "pp"},
+                                                {"executor_type", "process_pool"}};
     CHECK(value(reg, "executor_tasks_submitted_total", pp) == 7);
     CHECK(value(reg, "executor_task_run_seconds", {{"result", "completed"}}) == 5);
     CHECK(value(reg, "executor_task_run_seconds", {{"result", "failed"}}) == 2);
@@ -646,7 +704,8 @@ TEST_CASE("process pool: map, plain and chunked", "[process_pool][fork]") {
   auto results = pool.map(picky, std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}, 4);
   auto& fs = results.futures();
   for (int i = 0; i < 4; ++i) CHECK(fs[static_cast<std::size_t>(i)].get() == i);
-  for (int i = 4; i < 8; ++i) CHECK_THROWS_AS(fs[static_cast<std::size_t>(i)].get(), ProcessTaskError);
+  for (int i = 4; i < 8; ++i)
+    CHECK_THROWS_AS(fs[static_cast<std::size_t>(i)].get(), ProcessTaskError);
   CHECK(value(reg, "executor_tasks_submitted_total") == 1000 + 3 + 1000 + 8);
   CHECK(value(reg, "executor_task_run_seconds", {{"result", "failed"}}) == 4);
 }
@@ -726,7 +785,8 @@ TEST_CASE("process pool: callbacks of chunked map futures report to the handler 
     pool.set_error_handler([&](std::exception_ptr) { handled.fetch_add(1); });
     auto blocker = pool.submit(sleep_ms, 300);  // holds the only worker
     std::vector<int> items{1, 2, 3, 4};
-    auto results = pool.map(+[](int x) { return x * 10; }, items, 2);
+    auto results = pool.map(
+        +[](int x) { return x * 10; }, items, 2);
     auto& futures = results.futures();
     for (auto& f : futures) {
       f.add_done_callback([](const SharedFuture<int>&) { throw std::logic_error("cb"); });

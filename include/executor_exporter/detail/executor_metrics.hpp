@@ -132,6 +132,19 @@ class ExecutorMetrics {
   /// running call of that hook to return, so a hook may refer to its owner until then.
   std::uint64_t add_fold_hook(std::function<void()> hook);
   void remove_fold_hook(std::uint64_t handle);
+  /// Tasks that run where no shard sees them start: a process pool's tasks, whose start
+  /// and end are counted together when the result arrives. The probe runs at every
+  /// fold, after the shards are read, and says how many such tasks run now (not yet
+  /// counted as ended) and their run time so far; they then count as running instead
+  /// of queued, and in the busy seconds, so a pool of long tasks is not shown idle.
+  struct Running {
+    std::uint64_t tasks = 0;
+    std::uint64_t run_ns = 0;
+  };
+  /// Sets (or, with an empty function, removes) the probe. Removing it waits for a fold
+  /// that is calling it, so the probe may refer to its owner until then.
+  void set_running_probe(std::function<Running()> probe);
+
   /// The registry's families, for executors that export series of their own.
   RegistryState& registry_state() { return *state_; }
 
@@ -170,6 +183,7 @@ class ExecutorMetrics {
   std::vector<std::shared_ptr<MetricShard>> shards_;
   std::vector<std::uint64_t> totals_;  // everything folded so far, per slot
   std::uint64_t busy_exported_ns_ = 0;  // what c_busy_ was raised to, running tasks included
+  std::function<Running()> running_probe_;  // guarded by mutex_
   std::uint64_t workers_started_folded_ = 0;
 
   // Rare-event atomics and what of them was folded (the latter guarded by mutex_).
