@@ -451,6 +451,28 @@ std::pair<double, double> allocs_futures(std::size_t n) {
           static_cast<double>(s.bytes) / static_cast<double>(n)};
 }
 
+/// The producers workload's allocations: cfg.producers threads posting at once, so the
+/// queue grows while they run (nodes cannot all be recycled).
+template <class A>
+std::pair<double, double> allocs_producers(std::size_t n) {
+  A a(cfg.workers, cfg.producers);
+  for (int i = 0; i < 1000; ++i) a.post([] {});  // warm-up: free lists, deque blocks
+  const std::size_t each = n / cfg.producers;
+  std::vector<std::thread> threads;
+  threads.reserve(cfg.producers);
+  alloc::Scope scope;
+  for (std::size_t p = 0; p < cfg.producers; ++p) {
+    threads.emplace_back([&] {
+      for (std::size_t i = 0; i < each; ++i) a.post([] {});
+    });
+  }
+  for (auto& t : threads) t.join();
+  a.drain();
+  const auto s = scope.stop();
+  const auto tasks = static_cast<double>(each * cfg.producers);
+  return {static_cast<double>(s.count) / tasks, static_cast<double>(s.bytes) / tasks};
+}
+
 /// Heap bytes and allocations per executor (1 worker, after one task ran), for k
 /// executors built after a first one (registry-wide state is not counted).
 template <class Make>
@@ -534,25 +556,30 @@ std::vector<OneShotTable> memory_tables() {
     OneShotTable t;
     t.id = "allocs";
     t.title = "Allocations per task (operator new calls and bytes, all threads, steady state)";
-    t.columns = {"pool", "fire-and-forget: allocs", "bytes", "with futures: allocs", "bytes"};
+    t.columns = {"pool", "fire-and-forget: allocs", "bytes", "with futures: allocs", "bytes",
+                 std::to_string(cfg.producers) + " producers: allocs", "bytes"};
     auto add = [&](const std::string& label, std::pair<double, double> ff,
-                   std::pair<double, double> fut) {
+                   std::pair<double, double> fut, std::pair<double, double> prod) {
       t.rows.push_back({label, fmt_double(ff.first, 2), fmt_double(ff.second, 0),
-                        fmt_double(fut.first, 2), fmt_double(fut.second, 0)});
+                        fmt_double(fut.first, 2), fmt_double(fut.second, 0),
+                        fmt_double(prod.first, 2), fmt_double(prod.second, 0)});
     };
     const auto n = cfg.alloc_n;
-    add("ThreadPoolExecutor (instrumented)", allocs_fire_and_forget<Ours>(n), allocs_futures<Ours>(n));
+    add("ThreadPoolExecutor (instrumented)", allocs_fire_and_forget<Ours>(n), allocs_futures<Ours>(n),
+        allocs_producers<Ours>(n));
     add("ThreadPoolExecutor, no metrics", allocs_fire_and_forget<OursUninstrumented>(n),
-        allocs_futures<OursUninstrumented>(n));
+        allocs_futures<OursUninstrumented>(n), allocs_producers<OursUninstrumented>(n));
     add("mutex+condvar+deque reference", allocs_fire_and_forget<Reference<NoHooks>>(n),
-        allocs_futures<Reference<NoHooks>>(n));
+        allocs_futures<Reference<NoHooks>>(n), allocs_producers<Reference<NoHooks>>(n));
     add("reference + prometheus-cpp per task", allocs_fire_and_forget<Reference<ObviousHooks>>(n),
-        allocs_futures<Reference<ObviousHooks>>(n));
+        allocs_futures<Reference<ObviousHooks>>(n), allocs_producers<Reference<ObviousHooks>>(n));
 #ifdef BENCH_HAVE_ASIO
-    add("boost::asio::thread_pool", allocs_fire_and_forget<Asio>(n), allocs_futures<Asio>(n));
+    add("boost::asio::thread_pool", allocs_fire_and_forget<Asio>(n), allocs_futures<Asio>(n),
+        allocs_producers<Asio>(n));
 #endif
 #ifdef BENCH_HAVE_TBB
-    add("oneTBB (tbbmalloc: not seen)", allocs_fire_and_forget<Tbb>(n), allocs_futures<Tbb>(n));
+    add("oneTBB (tbbmalloc: not seen)", allocs_fire_and_forget<Tbb>(n), allocs_futures<Tbb>(n),
+        allocs_producers<Tbb>(n));
 #endif
     t.note = "ThreadPoolExecutor fire-and-forget uses post().";
     out.push_back(std::move(t));
