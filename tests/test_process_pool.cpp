@@ -599,7 +599,10 @@ TEST_CASE("process pool: tasks running in the workers show as running and busy w
           "[process_pool][fork]") {
   LeakCheck leaks;
   auto reg = fresh();
-  ProcessPoolExecutor pool(opts(2, reg));
+  auto o = opts(2, reg);
+  o.max_inflight_per_worker = 1;  // the parent keeps what no worker runs: "queued"
+  ProcessPoolExecutor pool(o);
+  REQUIRE(eventually([&] { return value(reg, "executor_workers") == 2; }));
   pool.submit(nothing).get();
   pool.submit(nothing).get();
   std::vector<Future<int>> fs;
@@ -619,7 +622,15 @@ TEST_CASE("process pool: tasks running in the workers show as running and busy w
     return v;
   };
   const auto t0 = std::chrono::steady_clock::now();
-  REQUIRE(eventually([&] { return page()["executor_tasks_running"] == 2; }));
+  double seen = -1, queued_seen = -1;
+  const bool two_running = eventually([&] {
+    auto v = page();
+    seen = v["executor_tasks_running"];
+    queued_seen = v["executor_tasks_queued"];
+    return seen == 2;
+  });
+  INFO("last running " << seen << " queued " << queued_seen);
+  REQUIRE(two_running);
   std::this_thread::sleep_for(200ms);
   auto during = page();
   const double since_t0 =
