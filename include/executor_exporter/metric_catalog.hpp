@@ -64,7 +64,8 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
     {"executor_tasks_submitted_total", MetricKind::counter,
      "Tasks accepted by submit or map; a named task counts only in its task series.", "task"},
     {"executor_tasks_rejected_total", MetricKind::counter,
-     "Submits refused, by reason (shutdown, queue_full, broken; error: a wrapped executor threw).",
+     "Submits refused, by reason (shutdown, queue_full, broken; error: the submit threw another "
+     "error).",
      "reason, task"},
     {"executor_tasks_cancelled_total", MetricKind::counter,
      "Tasks cancelled before they started (or dropped by a broken pool).", "task"},

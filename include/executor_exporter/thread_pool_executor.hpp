@@ -437,14 +437,20 @@ class BasicThreadPoolExecutor {
     };
     using Result = detail::TaskQueue::PushResult;
     Result r;
-    if (mode == Mode::try_only || queue_.capacity() == 0 ||
-        options_.on_full == QueueFullPolicy::reject) {
-      r = queue_.push(node, on_accept, false);
-    } else if (options_.on_full == QueueFullPolicy::block) {
-      r = queue_.push(node, on_accept, true);
-    } else {
-      r = queue_.push(node, on_accept, true,
-                      std::chrono::steady_clock::now() + options_.full_timeout);
+    try {
+      if (mode == Mode::try_only || queue_.capacity() == 0 ||
+          options_.on_full == QueueFullPolicy::reject) {
+        r = queue_.push(node, on_accept, false);
+      } else if (options_.on_full == QueueFullPolicy::block) {
+        r = queue_.push(node, on_accept, true);
+      } else {
+        r = queue_.push(node, on_accept, true,
+                        std::chrono::steady_clock::now() + options_.full_timeout);
+      }
+    } catch (...) {  // no memory for a new priority level: refused, counted, not leaked
+      (series != nullptr ? *series : series_of(*node)).task_rejected(RejectReason::error);
+      node->drop();
+      throw;
     }
     if (r == Result::accepted) return true;
     const RejectReason reason = r == Result::full     ? RejectReason::queue_full

@@ -10,9 +10,9 @@
 namespace executor_exporter {
 
 /// Why a submit was refused; the `reason` label of executor_tasks_rejected_total.
-/// `error`: an executor wrapped by InstrumentedExecutorProxy refused the task with an
-/// exception that is none of this library's refusals (its own "queue full", or
-/// std::bad_alloc), so the cause is not guessed.
+/// `error`: the submit failed with an exception that is none of this library's
+/// refusals: an executor wrapped by InstrumentedExecutorProxy threw its own ("queue
+/// full", say), or there was no memory (std::bad_alloc); the cause is not guessed.
 enum class RejectReason : std::uint8_t { shutdown, queue_full, broken, error };
 inline constexpr std::size_t reject_reason_count = 4;
 
