@@ -164,12 +164,7 @@ class BasicThreadPoolExecutor {
     const bool own_worker = current_pool() == this;
     shutdown(true, false);
     if (own_worker) {
-      for (detail::Task* t = queue_.take_all(); t != nullptr;) {
-        detail::Task* next = t->next;
-        t->cancel();
-        t->drop();
-        t = next;
-      }
+      cancel_queued();
       *pool_destroyed() = true;
       current_pool() = nullptr;
     }
@@ -296,14 +291,7 @@ class BasicThreadPoolExecutor {
   /// several threads; a worker calling it does not wait for itself.
   void shutdown(bool wait = true, bool cancel_futures = false) {
     queue_.close();
-    if (cancel_futures) {
-      for (detail::Task* t = queue_.take_all(); t != nullptr;) {
-        detail::Task* next = t->next;
-        t->cancel();
-        t->drop();
-        t = next;
-      }
-    }
+    if (cancel_futures) cancel_queued();
     if (wait) join();
   }
 
@@ -470,6 +458,16 @@ class BasicThreadPoolExecutor {
   // there, so that summing over `task` counts it once), else the executor's.
   detail::MetricShard& series_of(const detail::Task& node) {
     return node.named != nullptr ? node.named->local_shard() : exporter_.metrics().local_shard();
+  }
+
+  // Cancels (counted, futures told) every task not yet started, reserved ones included.
+  void cancel_queued() {
+    for (detail::Task* t = queue_.take_all(); t != nullptr;) {
+      detail::Task* next = t->next;
+      t->cancel();
+      t->drop();
+      t = next;
+    }
   }
 
   void check_not_worker(const char* what) const {
