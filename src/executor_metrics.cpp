@@ -253,9 +253,15 @@ void ExecutorMetrics::remove_fold_hook(std::uint64_t handle) {
   std::erase_if(hooks_, [&](const auto& h) { return h.first == handle; });
 }
 
-void ExecutorMetrics::set_running_probe(std::function<Running()> probe) {
-  std::lock_guard lock(mutex_);  // held by fold_held() while it calls the probe
-  running_probe_ = std::move(probe);
+std::uint64_t ExecutorMetrics::add_running_probe(std::function<Running()> probe) {
+  std::lock_guard lock(mutex_);
+  running_probes_.emplace_back(next_probe_, std::move(probe));
+  return next_probe_++;
+}
+
+void ExecutorMetrics::remove_running_probe(std::uint64_t handle) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(running_probes_, [&](const auto& p) { return p.first == handle; });
 }
 
 void ExecutorMetrics::fold() {
@@ -364,7 +370,11 @@ void ExecutorMetrics::fold_held() {
   for (std::size_t i = 0; i < n; ++i) totals_[i] += delta[i];
   // After every shard read: a task the probe reports was not yet counted as ended above.
   Running outside;
-  if (running_probe_) outside = running_probe_();
+  for (const auto& [handle, probe] : running_probes_) {
+    const Running r = probe();
+    outside.tasks += r.tasks;
+    outside.run_ns += r.run_ns;
+  }
 
   auto inc = [](prometheus::Counter* c, std::uint64_t d) {
     if (d) c->Increment(static_cast<double>(d));

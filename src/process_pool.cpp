@@ -647,6 +647,7 @@ struct ProcessEngine::Impl {
   // Per worker index: the task whose result the I/O thread counts now or last, so that
   // running_now() does not count a task twice while its slot still names it.
   std::unique_ptr<std::atomic<std::uint64_t>[]> done_ids;
+  std::uint64_t probe = 0;  // add_running_probe's handle
 
   // =====================================================================================
   void start() {
@@ -669,7 +670,7 @@ struct ProcessEngine::Impl {
     slots = static_cast<WorkerSlot*>(mem);
     done_ids = std::make_unique<std::atomic<std::uint64_t>[]>(n);
     for (std::size_t i = 0; i < n; ++i) done_ids[i].store(0);
-    metrics.set_running_probe([this] { return running_now(); });
+    probe = metrics.add_running_probe([this] { return running_now(); });
 
     ZygoteConfig cfg{};
     cfg.max_workers = n;
@@ -1540,7 +1541,7 @@ struct ProcessEngine::Impl {
   }
 
   ~Impl() {
-    if (done_ids) metrics.set_running_probe({});  // before the slots go
+    if (probe != 0) metrics.remove_running_probe(probe);  // before the slots go
     shutdown(true, false);
     if (hook != 0) metrics.remove_fold_hook(hook);
     sample();

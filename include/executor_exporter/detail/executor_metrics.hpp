@@ -141,9 +141,11 @@ class ExecutorMetrics {
     std::uint64_t tasks = 0;
     std::uint64_t run_ns = 0;
   };
-  /// Sets (or, with an empty function, removes) the probe. Removing it waits for a fold
-  /// that is calling it, so the probe may refer to its owner until then.
-  void set_running_probe(std::function<Running()> probe);
+  /// Adds a probe; executors sharing an id each add theirs, and their counts add up.
+  /// remove_running_probe waits for a fold that is calling it, so a probe may refer to
+  /// its owner until then.
+  std::uint64_t add_running_probe(std::function<Running()> probe);
+  void remove_running_probe(std::uint64_t handle);
 
   /// The registry's families, for executors that export series of their own.
   RegistryState& registry_state() { return *state_; }
@@ -183,7 +185,9 @@ class ExecutorMetrics {
   std::vector<std::shared_ptr<MetricShard>> shards_;
   std::vector<std::uint64_t> totals_;  // everything folded so far, per slot
   std::uint64_t busy_exported_ns_ = 0;  // what c_busy_ was raised to, running tasks included
-  std::function<Running()> running_probe_;  // guarded by mutex_
+  // Guarded by mutex_, which fold_held() holds while it calls them.
+  std::vector<std::pair<std::uint64_t, std::function<Running()>>> running_probes_;
+  std::uint64_t next_probe_ = 1;
   std::uint64_t workers_started_folded_ = 0;
 
   // Rare-event atomics and what of them was folded (the latter guarded by mutex_).
