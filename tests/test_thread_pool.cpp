@@ -320,3 +320,27 @@ TEST_CASE("a pool destroyed by one of its own tasks finishes that task and loses
   CHECK(ee_test::unaccounted(page, labels) == 0);
   CHECK(handled == (workers == 2));
 }
+
+TEST_CASE("a pool destroyed by its own worker's initializer leaves that worker safely",
+          "[thread_pool]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto holder = std::make_shared<std::shared_ptr<ee::ThreadPoolExecutor>>();
+  Gate go;
+  std::atomic<bool> initialized{false};
+  ee::ThreadPoolOptions options;
+  options.id = "init-destroy";
+  options.registry = registry;
+  options.initializer = [holder, &go, &initialized] {
+    go.wait();
+    holder->reset();  // the last reference: the destructor runs on this worker
+    initialized = true;
+  };
+  *holder = std::make_shared<ee::ThreadPoolExecutor>(1, std::move(options));
+  go.open();
+  REQUIRE(ee_test::wait_until([&] { return initialized.load(); }, std::chrono::seconds(10)));
+  const ee_test::prom::Labels labels{{"executor", "init-destroy"}};
+  REQUIRE(ee_test::wait_until(
+      [&] { return value(ee_test::scrape(registry), "executor_workers", labels) == 0; },
+      std::chrono::seconds(10)));
+  CHECK(value(ee_test::scrape(registry), "executor_workers_started_total", labels) == 0);
+}

@@ -542,26 +542,30 @@ class BasicThreadPoolExecutor {
   void work(Worker& self, std::size_t index) {
     detail::set_thread_name(options_.thread_name_prefix + "-" + std::to_string(index));
     current_pool() = this;
-    if (options_.initializer) {
-      try {
-        options_.initializer();
-      } catch (...) {
-        break_pool(std::current_exception());
-        mark_ready();
-        self.exited.store(true, std::memory_order_release);
-        return;
-      }
-    }
-    exporter_.worker_started();
-    mark_ready();
-    auto& metrics = exporter_.metrics();
-    auto& shard = metrics.local_shard();
     // Held by this thread, so that a task that destroys the pool is still counted and
     // its error still reported; the thread then leaves (see the destructor).
     const auto metrics_keep = exporter_.metrics_handle();
     const auto sink_keep = sink_;
     bool destroyed = false;
     pool_destroyed() = &destroyed;
+    if (options_.initializer) {
+      // A copy: should it drop the last reference to the pool, the pool's own copy goes.
+      const auto initializer = options_.initializer;
+      try {
+        initializer();
+      } catch (...) {
+        if (destroyed) return;
+        break_pool(std::current_exception());
+        mark_ready();
+        self.exited.store(true, std::memory_order_release);
+        return;
+      }
+      if (destroyed) return;  // it dropped the last reference: the pool is gone
+    }
+    exporter_.worker_started();
+    mark_ready();
+    auto& metrics = exporter_.metrics();
+    auto& shard = metrics.local_shard();
     detail::TaskQueue::Reserve reserve;
     queue_.attach(reserve);
     std::uint64_t last_end = 0;
