@@ -423,6 +423,11 @@ class BasicThreadPoolExecutor {
     auto on_accept = [&] {
       if constexpr (kMetered) series->task_submitted();
     };
+    // A refusal is counted in the task's series and releases the queue's hold on it.
+    auto refuse = [&](RejectReason reason) {
+      (series != nullptr ? *series : series_of(*node)).task_rejected(reason);
+      node->drop();
+    };
     using Result = detail::TaskQueue::PushResult;
     Result r;
     try {
@@ -436,16 +441,14 @@ class BasicThreadPoolExecutor {
                         std::chrono::steady_clock::now() + options_.full_timeout);
       }
     } catch (...) {  // no memory for a new priority level: refused, counted, not leaked
-      (series != nullptr ? *series : series_of(*node)).task_rejected(RejectReason::error);
-      node->drop();
+      refuse(RejectReason::error);
       throw;
     }
     if (r == Result::accepted) return true;
     const RejectReason reason = r == Result::full     ? RejectReason::queue_full
                                 : r == Result::broken ? RejectReason::broken
                                                       : RejectReason::shutdown;
-    (series != nullptr ? *series : series_of(*node)).task_rejected(reason);
-    node->drop();
+    refuse(reason);
     if (r == Result::full) {
       if (mode == Mode::try_only) return false;
       throw QueueFullError(exporter_.id());
