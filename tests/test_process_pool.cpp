@@ -21,6 +21,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
@@ -204,6 +205,11 @@ int die_by(int sig) {
   ::raise(sig);
   return 0;
 }
+// Dies by SIGKILL once `path` exists: the test decides when, after it queued more work.
+int die_once_exists(std::string path) {
+  while (::access(path.c_str(), F_OK) != 0) std::this_thread::sleep_for(1ms);
+  return die_by(SIGKILL);
+}
 int call_abort() {
   ::signal(SIGABRT, SIG_DFL);
   std::abort();
@@ -376,9 +382,13 @@ TEST_CASE("process pool: a crash loop breaks the pool", "[process_pool][fork]") 
   CHECK_THROWS_AS(pool.submit(die_by, SIGKILL).get(), WorkerCrashedError);
   CHECK_THROWS_AS(pool.submit(die_by, SIGKILL).get(), WorkerCrashedError);
   CHECK_FALSE(pool.broken());
-  auto third = pool.submit(die_by, SIGKILL);
+  // The third crash must come after `pending` is queued, or its submit is refused.
+  const std::string go = "/tmp/ee-crash-loop-" + std::to_string(::getpid());
+  auto third = pool.submit(die_once_exists, go);
   auto pending = pool.submit(add, 1, 2);
+  std::ofstream{go}.close();
   CHECK_THROWS_AS(third.get(), WorkerCrashedError);
+  std::remove(go.c_str());
   const auto msg = error_of<BrokenExecutorError>([&] { pending.get(); });
   CHECK_THAT(msg, Catch::Contains("crash loop: 3 worker crashes"));
   CHECK(pool.broken());
