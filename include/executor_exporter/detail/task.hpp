@@ -41,6 +41,7 @@ class Task : public RecycledNode {
   virtual void fail_claimed(std::exception_ptr error, bool report) noexcept = 0;
 
   Task* next = nullptr;           // intrusive queue link
+  Task* segment_last = nullptr;   // TaskQueue's batch cut, valid only where it says so
   std::uint64_t submit_ns = 0;    // when submit accepted it
   std::uint64_t deadline_ns = 0;  // steady_ns() past which it must not start; 0: none
   ExecutorMetrics* named = nullptr;  // the series of its name (submit_named), if any

@@ -132,6 +132,7 @@ class TaskQueue {
       Level& level = level_of(task->priority);
       (level.tail ? level.tail->next : level.head) = task;
       level.tail = task;
+      mark_segment(level, task);
       ++size_;
       hint_.store(size_, std::memory_order_relaxed);
       // A futex wake is a system call of ~1 us; the submitter pays it only when no
@@ -204,27 +205,16 @@ class TaskQueue {
       // one at a time, so that its capacity counts every task not yet taken.
       std::size_t k = capacity_ == 0 ? size_ / kBatchDivisor : 1;
       k = k < 1 ? 1 : (k > kMaxBatch ? kMaxBatch : k);
-      Task** tail = &task;
-      std::size_t taken = 0;
-      for (auto& level : levels_) {  // highest priority first
-        for (; taken < k && level.head != nullptr; ++taken) {
-          *tail = level.head;
-          tail = &level.head->next;
-          level.head = level.head->next;
-        }
-        if (level.head == nullptr) level.tail = nullptr;
-        if (taken == k) break;
-      }
-      *tail = nullptr;
-      if (k > 1) {
+      const std::size_t taken = take_locked(k, task);
+      if (taken > 1) {
         std::lock_guard reserve_lock(reserve.mutex_);
         reserve.head_ = task->next;
-        reserve.count_.store(k - 1, std::memory_order_relaxed);
+        reserve.count_.store(taken - 1, std::memory_order_relaxed);
       }
       task->next = nullptr;
-      size_ -= k;
+      size_ -= taken;
       hint_.store(size_, std::memory_order_relaxed);
-      active_ += k;
+      active_ += taken;
       room = full_waiters_ > 0;
       // Tasks left that no spinner or pending wake will take: bring a sleeper (the
       // wake a submitter left to this worker, see push()).
@@ -318,6 +308,7 @@ class TaskQueue {
         *tail = level.head;
         tail = &level.tail->next;
         level.head = level.tail = nullptr;
+        level.taken = level.pushed;
       }
       *tail = nullptr;
       size_ = 0;
@@ -342,10 +333,19 @@ class TaskQueue {
   std::size_t capacity() const noexcept { return capacity_; }
 
  private:
+  // One priority's FIFO. Its tasks are numbered in push order and cut into segments
+  // of kMaxBatch: the first task of a segment points to the segment's last one once
+  // it is pushed (Task::segment_last). A pop that starts at a segment's first task
+  // then detaches a whole batch with two reads instead of walking kMaxBatch nodes
+  // under the lock, each a cache miss on a line the submitter just wrote: that walk
+  // held the lock long enough to queue several submitters behind it.
   struct Level {
     std::int32_t priority;
     Task* head = nullptr;
     Task* tail = nullptr;
+    std::uint64_t pushed = 0;       // tasks ever appended
+    std::uint64_t taken = 0;        // tasks ever removed; head is task number `taken`
+    Task* segment_first = nullptr;  // first task of the segment being pushed
   };
 
   // Levels are kept sorted, highest priority first, and never removed: programs use a
@@ -362,6 +362,52 @@ class TaskQueue {
     while (it != levels_.end() && it->priority > priority) ++it;
     if (it != levels_.end() && it->priority == priority) return *it;
     return *levels_.insert(it, Level{priority});
+  }
+
+  // Push side of the segments (see Level), for `task` just appended. Queue lock held.
+  static void mark_segment(Level& level, Task* task) noexcept {
+    const std::uint64_t n = level.pushed++;
+    const std::uint64_t pos = n % kMaxBatch;
+    if (pos == 0) {
+      level.segment_first = task;
+    } else if (pos == kMaxBatch - 1 && level.taken <= n - pos) {
+      // Only while the segment's first task is still queued: once taken it may be gone.
+      level.segment_first->segment_last = task;
+    }
+  }
+
+  // Unlinks up to `k` tasks, highest priority first, into a list at `out`; returns
+  // how many (at least one: the queue is not empty). Queue lock held. A batch stops
+  // at a segment boundary, so that the next pop starts on one and takes the fast path.
+  std::size_t take_locked(std::size_t k, Task*& out) noexcept {
+    Task** tail = &out;
+    std::size_t taken = 0;
+    for (auto& level : levels_) {  // highest priority first
+      if (level.head == nullptr) continue;
+      const auto pos = static_cast<std::size_t>(level.taken % kMaxBatch);
+      if (taken == 0 && k == kMaxBatch && pos == 0 && level.pushed - level.taken >= kMaxBatch) {
+        // A whole segment is queued: detach it at once (see Level).
+        Task* last = level.head->segment_last;
+        out = level.head;
+        level.head = last->next;
+        if (level.head == nullptr) level.tail = nullptr;
+        last->next = nullptr;
+        level.taken += kMaxBatch;
+        return kMaxBatch;
+      }
+      const std::size_t room = kMaxBatch - pos;  // to the end of the segment
+      std::size_t n = 0;
+      for (; n < room && taken < k && level.head != nullptr; ++n, ++taken) {
+        *tail = level.head;
+        tail = &level.head->next;
+        level.head = level.head->next;
+      }
+      level.taken += n;
+      if (level.head == nullptr) level.tail = nullptr;
+      if (taken == k || level.head != nullptr) break;  // full, or at a boundary
+    }
+    *tail = nullptr;
+    return taken;
   }
 
   // The first task of another worker's reserve, or null. Queue lock held.
