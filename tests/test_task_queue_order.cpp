@@ -7,11 +7,14 @@
 
 #include <catch2/catch.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
 #include <random>
 #include <set>
+#include <thread>
 #include <vector>
 
 namespace ee = executor_exporter;
@@ -133,4 +136,68 @@ TEST_CASE("random pushes and pops hand out every task once in priority then push
   bool waited = false;
   CHECK(q.pop(finished, waited, r) == nullptr);
   q.detach(r);
+}
+
+TEST_CASE("a push racing close() is refused or run or handed back as cancelled and never lost",
+          "[queue]") {
+  constexpr int kProducers = 3;
+  constexpr int kEach = 300;
+  for (int round = 0; round < 100; ++round) {
+    TaskQueue q;
+    std::vector<std::unique_ptr<Numbered>> tasks;
+    for (int i = 0; i < kProducers * kEach; ++i) tasks.push_back(std::make_unique<Numbered>(i, 0));
+    std::atomic<int> counted{0}, accepted{0}, cancelled{0}, refused{0};
+    std::vector<char> popped(tasks.size(), 0);
+
+    TaskQueue::Reserve r;
+    q.attach(r);
+    std::thread worker([&] {
+      std::size_t finished = 0;
+      for (;;) {
+        bool waited = false;
+        Task* t = q.pop(finished, waited, r);
+        if (t == nullptr) break;
+        finished = 0;
+        for (; t != nullptr; t = r.take()) {
+          ++popped[static_cast<std::size_t>(static_cast<Numbered*>(t)->id)];
+          ++finished;
+        }
+      }
+    });
+    std::vector<std::thread> producers;
+    for (int p = 0; p < kProducers; ++p) {
+      producers.emplace_back([&, p] {
+        for (int i = 0; i < kEach; ++i) {
+          Task* t = tasks[static_cast<std::size_t>(p * kEach + i)].get();
+          switch (q.push(
+              t, [&] { ++counted; }, false)) {
+            case TaskQueue::PushResult::accepted:
+              ++accepted;
+              break;
+            case TaskQueue::PushResult::cancelled:
+              ++cancelled;
+              break;
+            default:
+              ++refused;
+              break;
+          }
+        }
+      });
+    }
+    std::this_thread::sleep_for(std::chrono::microseconds(50 * (round % 7)));
+    q.close();
+    for (auto& t : producers) t.join();
+    worker.join();
+    q.detach(r);
+
+    int ran = 0;
+    for (char c : popped) {
+      REQUIRE(c <= 1);  // at most once
+      ran += c;
+    }
+    // Counted exactly when accepted or cancelled; every accepted task ran.
+    REQUIRE(counted == accepted + cancelled);
+    REQUIRE(ran == accepted);
+    REQUIRE(accepted + cancelled + refused == kProducers * kEach);
+  }
 }

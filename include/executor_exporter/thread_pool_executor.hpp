@@ -445,6 +445,11 @@ class BasicThreadPoolExecutor {
       throw;
     }
     if (r == Result::accepted) return true;
+    if (r == Result::cancelled) {  // accepted as the pool shut down, with no worker left
+      node->cancel();
+      node->drop();
+      return true;
+    }
     const RejectReason reason = r == Result::full     ? RejectReason::queue_full
                                 : r == Result::broken ? RejectReason::broken
                                                       : RejectReason::shutdown;

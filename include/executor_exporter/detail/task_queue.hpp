@@ -28,15 +28,18 @@ inline void cpu_relax() noexcept {
 }
 
 /// The queue between submitters and workers: one intrusive FIFO list per priority
-/// (highest first) under one mutex. Besides handing out tasks it is the one place that
-/// knows how many tasks are queued or running, so it also implements the bounded
-/// capacity (back-pressure), the pool's idle wait (wait()), worker retirement for live
-/// resizing, and the broken state. Every condition variable is notified only when
-/// somebody sleeps on it, which keeps the futex system call off the common path.
+/// (highest first) under one mutex, fed without the lock by most submits (see inbox_).
+/// Besides handing out tasks it is the one place that knows how many tasks are queued
+/// or running, so it also implements the bounded capacity (back-pressure), the pool's
+/// idle wait (wait()), worker retirement for live resizing, and the broken state. Every condition
+/// variable is notified only when somebody sleeps on it, which keeps the futex system call off the
+/// common path.
 class TaskQueue {
  public:
-  /// What push() did with the task.
-  enum class PushResult { accepted, closed, broken, full };
+  /// What push() did with the task. `cancelled`: it was counted (on_accept ran) but
+  /// the queue closed, with no worker left to run it, before it became visible; the
+  /// caller cancels it, so that it is counted as cancelled and its future told.
+  enum class PushResult { accepted, closed, broken, full, cancelled };
 
   /// The tasks a worker took from the queue in one pop() beyond the one it runs first,
   /// in the order they would have run. Taking several tasks per lock (only from a long,
@@ -86,6 +89,7 @@ class TaskQueue {
     std::lock_guard lock(mutex_);
     r.next_ = reserves_;
     reserves_ = &r;
+    ++live_;
   }
   void detach(Reserve& r) {
     std::lock_guard lock(mutex_);
@@ -102,12 +106,16 @@ class TaskQueue {
 
   /// Appends `task` (after the tasks of its priority) unless the queue is closed,
   /// broken or full. When full and `block`, waits for room until `deadline`
-  /// (time_point::max(): no limit). `on_accept` runs under the lock before the task becomes visible to
+  /// (time_point::max(): no limit). `on_accept` runs before the task becomes visible to
   /// workers (the submit is counted there, so a worker can never count a start before
   /// its submit).
   template <class OnAccept>
   PushResult push(Task* task, OnAccept&& on_accept, bool block,
                   std::chrono::steady_clock::time_point deadline = no_deadline()) {
+    // Unbounded and default priority (the usual case): no lock (see inbox_).
+    if (capacity_ == 0 && task->priority == 0) {
+      if (auto r = push_inbox(task, on_accept)) return *r;
+    }
     bool wake = false;
     {
       std::unique_lock lock(mutex_);
@@ -127,14 +135,10 @@ class TaskQueue {
           --full_waiters_;
         }
       }
-      on_accept();
-      task->next = nullptr;
+      // Before the submit is counted: a new priority level may fail to allocate.
       Level& level = level_of(task->priority);
-      (level.tail ? level.tail->next : level.head) = task;
-      level.tail = task;
-      mark_segment(level, task);
-      ++size_;
-      hint_.store(size_, std::memory_order_relaxed);
+      on_accept();
+      append_locked(task, level);
       // A futex wake is a system call of ~1 us; the submitter pays it only when no
       // worker will take this task otherwise. A spinning worker re-checks the queue
       // under this lock before it sleeps, and each wake already sent brings one worker.
@@ -142,7 +146,8 @@ class TaskQueue {
       // task, wakes a sleeper for what is left (see pop()), so a burst costs the
       // submitter no system call and no task waits behind a long-running one while a
       // worker sleeps.
-      wake = spinning_ == 0 && size_ > pending_wakes_ && sleepers_ > pending_wakes_;
+      wake = spinning_ == 0 && size_ > pending_wakes_ &&
+             sleepers_.load(std::memory_order_relaxed) > pending_wakes_;
       if (wake) ++pending_wakes_;
     }
     if (wake) cv_.notify_one();
@@ -171,13 +176,18 @@ class TaskQueue {
         // Surplus workers leave before taking more work; the others drain the queue.
         if (retire_ > 0) {
           --retire_;
+          --live_;
           return nullptr;
         }
+        drain_inbox_locked();
         if (size_ > 0) break;
         // Nothing queued: help a worker that holds reserved tasks (already counted
         // in active_) rather than leave them waiting behind its current task.
         if (Task* stolen = steal_locked(reserve)) return stolen;
-        if (closed_) return nullptr;  // closed and drained
+        if (closed_) {  // closed and drained
+          --live_;
+          return nullptr;
+        }
         waited = true;
         if (!spun && spinning_ == 0) {
           // Spin outside the lock for a push that is about to come (bursts, round
@@ -187,14 +197,23 @@ class TaskQueue {
           spun = true;
           ++spinning_;
           lock.unlock();
-          for (int i = 0; i < kSpin && hint_.load(std::memory_order_relaxed) == 0; ++i) cpu_relax();
+          for (int i = 0;
+               i < kSpin && hint_.load(std::memory_order_relaxed) == 0 && !inbox_has_tasks(); ++i) {
+            cpu_relax();
+          }
           lock.lock();
           --spinning_;  // under the lock, before the re-check: see push()
           continue;
         }
-        ++sleepers_;
+        // Announced before the last look at the inbox, which a lock-free push fills
+        // before it reads sleepers_: one of the two sees the other (see push_inbox()).
+        sleepers_.fetch_add(1, std::memory_order_seq_cst);
+        if (inbox_has_tasks(std::memory_order_seq_cst)) {
+          sleepers_.fetch_sub(1, std::memory_order_relaxed);
+          continue;
+        }
         cv_.wait(lock);
-        --sleepers_;
+        sleepers_.fetch_sub(1, std::memory_order_relaxed);
         // Consumes the wake a push sent (or is a spurious/broadcast wake: then nothing
         // is pending and the count stays at 0).
         if (pending_wakes_ > 0) --pending_wakes_;
@@ -218,7 +237,8 @@ class TaskQueue {
       room = full_waiters_ > 0;
       // Tasks left that no spinner or pending wake will take: bring a sleeper (the
       // wake a submitter left to this worker, see push()).
-      wake = size_ > spinning_ + pending_wakes_ && sleepers_ > pending_wakes_;
+      wake = size_ > spinning_ + pending_wakes_ &&
+             sleepers_.load(std::memory_order_relaxed) > pending_wakes_;
       if (wake) ++pending_wakes_;
     }
     if (room) not_full_.notify_one();
@@ -248,7 +268,7 @@ class TaskQueue {
   bool wait_idle(std::chrono::steady_clock::time_point deadline) {
     std::unique_lock lock(mutex_);
     ++idle_waiters_;
-    auto idle = [&] { return size_ == 0 && active_ == 0; };
+    auto idle = [&] { return size_ == 0 && active_ == 0 && !inbox_has_tasks(); };
     bool ok = true;
     if (deadline != no_deadline()) {
       ok = idle_cv_.wait_until(lock, deadline, idle);
@@ -264,6 +284,7 @@ class TaskQueue {
     {
       std::lock_guard lock(mutex_);
       closed_ = true;
+      seal_inbox_locked();
     }
     cv_.notify_all();
     not_full_.notify_all();
@@ -280,6 +301,7 @@ class TaskQueue {
       std::lock_guard lock(mutex_);
       broken_ = true;
       closed_ = true;
+      seal_inbox_locked();
     }
     cv_.notify_all();
     not_full_.notify_all();
@@ -292,6 +314,7 @@ class TaskQueue {
     Task* all = nullptr;
     {
       std::lock_guard lock(mutex_);
+      drain_inbox_locked();
       Task** tail = &all;
       // Reserved tasks were taken before the queued ones, so they come first. They
       // count in active_ until a worker finishes them; removed here, they are done.
@@ -328,7 +351,13 @@ class TaskQueue {
   /// those in workers' reserves (fewer than kMaxBatch per worker, see Reserve).
   std::size_t size() const {
     std::lock_guard lock(mutex_);
-    return size_;
+    // Only drains remove tasks from the inbox, under this lock: its chain is stable here.
+    std::size_t in_inbox = 0;
+    for (Task* t = inbox_.load(std::memory_order_acquire); t != nullptr && t != sealed();
+         t = t->next) {
+      ++in_inbox;
+    }
+    return size_ + in_inbox;
   }
   std::size_t capacity() const noexcept { return capacity_; }
 
@@ -357,6 +386,9 @@ class TaskQueue {
     }
     return find_or_add_level(priority);
   }
+  // Priority 0, where the inbox's tasks go; the constructor creates it, so this never
+  // allocates.
+  Level& default_level() { return level_of(0); }
   Level& find_or_add_level(std::int32_t priority) {
     auto it = levels_.begin();
     while (it != levels_.end() && it->priority > priority) ++it;
@@ -424,7 +456,99 @@ class TaskQueue {
   }
 
   void notify_idle_locked() {
-    if (idle_waiters_ > 0 && size_ == 0 && active_ == 0) idle_cv_.notify_all();
+    if (idle_waiters_ > 0 && size_ == 0 && active_ == 0 && !inbox_has_tasks()) {
+      idle_cv_.notify_all();
+    }
+  }
+
+  // ---- the inbox (see inbox_)
+
+  // The inbox's value once the queue is closed: pushes then take the locked path.
+  static Task* sealed() noexcept { return reinterpret_cast<Task*>(std::uintptr_t{1}); }
+
+  bool inbox_has_tasks(std::memory_order order = std::memory_order_relaxed) const noexcept {
+    Task* head = inbox_.load(order);
+    return head != nullptr && head != sealed();
+  }
+
+  // The lock-free push: nullopt when the queue is closed (the locked path then says
+  // how), else what became of the task.
+  template <class OnAccept>
+  std::optional<PushResult> push_inbox(Task* task, OnAccept& on_accept) {
+    Task* head = inbox_.load(std::memory_order_relaxed);
+    if (head == sealed()) return std::nullopt;
+    on_accept();  // before the task is visible, as under the lock
+    // seq_cst: the push must be visible before sleepers_ is read (see pop()). Once
+    // pushed the task is a worker's: only `head` says what the inbox held.
+    do {
+      if (head == sealed()) return push_after_seal(task);
+      task->next = head;
+    } while (!inbox_.compare_exchange_weak(head, task, std::memory_order_seq_cst,
+                                           std::memory_order_relaxed));
+    // The first task of an empty inbox brings a sleeping worker when no other will
+    // come; later ones find that worker (or a spinning or busy one) on its way.
+    if (head == nullptr && sleepers_.load(std::memory_order_seq_cst) > 0) wake_for_inbox();
+    return PushResult::accepted;
+  }
+
+  void wake_for_inbox() {
+    bool wake = false;
+    {
+      std::lock_guard lock(mutex_);
+      wake = spinning_ == 0 && pending_wakes_ == 0 && sleepers_.load(std::memory_order_relaxed) > 0;
+      if (wake) ++pending_wakes_;
+    }
+    if (wake) cv_.notify_one();
+  }
+
+  // The queue closed between the check and the push of a task already counted as
+  // submitted. While a worker is left it still runs it (none leaves a non-empty
+  // queue); otherwise the caller cancels it.
+  PushResult push_after_seal(Task* task) {
+    {
+      std::lock_guard lock(mutex_);
+      if (broken_ || live_ <= retire_) return PushResult::cancelled;
+      append_locked(task, default_level());
+    }
+    cv_.notify_all();
+    return PushResult::accepted;
+  }
+
+  void append_locked(Task* task, Level& level) noexcept {
+    task->next = nullptr;
+    (level.tail ? level.tail->next : level.head) = task;
+    level.tail = task;
+    mark_segment(level, task);
+    ++size_;
+    hint_.store(size_, std::memory_order_relaxed);
+  }
+
+  // Moves the inbox's tasks into the priority-0 level, oldest first. Queue lock held.
+  // The inbox holds what was pushed since the last drain (a worker drains on every
+  // pop), so the walk is short however long the queue is.
+  void drain_inbox_locked() {
+    if (!inbox_has_tasks()) return;
+    append_chain_locked(inbox_.exchange(nullptr, std::memory_order_acquire));
+  }
+  // Closes the inbox to lock-free pushes and drains it. Queue lock held.
+  void seal_inbox_locked() {
+    Task* chain = inbox_.exchange(sealed(), std::memory_order_acquire);
+    if (chain != sealed()) append_chain_locked(chain);
+  }
+  void append_chain_locked(Task* newest) {
+    Task* oldest = nullptr;  // reversed: the inbox is newest first
+    while (newest != nullptr) {
+      Task* next = newest->next;
+      newest->next = oldest;
+      oldest = newest;
+      newest = next;
+    }
+    Level& level = default_level();
+    while (oldest != nullptr) {
+      Task* next = oldest->next;
+      append_locked(oldest, level);
+      oldest = next;
+    }
   }
 
   // Pause iterations a worker spins before sleeping: a few microseconds, short enough not
@@ -446,15 +570,24 @@ class TaskQueue {
   const std::size_t capacity_;
   std::size_t size_ = 0;
   std::size_t active_ = 0;  // popped by a worker and not yet reported finished
-  std::size_t sleepers_ = 0;
+  // Workers asleep on cv_. Written under the lock; read without it by push_inbox().
+  std::atomic<std::size_t> sleepers_{0};
   std::size_t spinning_ = 0;  // workers between their spin and its re-check
   std::size_t pending_wakes_ = 0;  // notify_one sent to sleepers, not yet consumed
   std::atomic<std::size_t> hint_{0};  // size_, readable without the lock (spinning)
   std::size_t full_waiters_ = 0;
   std::size_t idle_waiters_ = 0;
   std::size_t retire_ = 0;
+  std::size_t live_ = 0;  // attached workers that have not left pop() for good
   bool closed_ = false;
   bool broken_ = false;
+  // Tasks pushed without the lock, newest first, linked through Task::next; sealed()
+  // once closed. Submitters push with one CAS and never wait on the queue lock, which
+  // with several submitters was held, contended and slept on for every task; workers
+  // move the tasks into the priority list under the lock at each pop. Only unbounded
+  // queues and default-priority tasks use it: a bound or a priority needs the count or
+  // the order that the lock keeps.
+  alignas(64) std::atomic<Task*> inbox_{nullptr};
 };
 
 }  // namespace executor_exporter::detail
