@@ -89,3 +89,31 @@ TEST_CASE("nodes too large or over-aligned for the recycler come from the heap",
   std::memset(b->bytes, 1, sizeof b->bytes);
   delete b;
 }
+
+TEST_CASE("a burst far beyond what the recycler keeps gives its slabs back to the heap",
+          "[recycler]") {
+#if EXECUTOR_EXPORTER_RECYCLE_NODES
+  using R = eed::NodeRecycler<128>;
+  constexpr std::size_t kBurst = 200000;  // ~25 MB of 128-byte nodes, ~3200 slabs
+  const std::size_t before = R::slabs_in_use();
+  std::vector<void*> blocks;
+  blocks.reserve(kBurst);
+  std::size_t peak = 0;
+  // Allocated on one thread and freed on another, as submitters and workers do; both
+  // threads exit, so nothing stays in their private lists.
+  std::thread([&] {
+    for (std::size_t i = 0; i < kBurst; ++i) blocks.push_back(R::allocate());
+    peak = R::slabs_in_use();
+  }).join();
+  std::thread([&] {
+    for (void* p : blocks) R::deallocate(p);
+  }).join();
+  const std::size_t after = R::slabs_in_use();
+  CHECK(peak - before >= kBurst / 64);  // blocks came in slabs, not one malloc each
+  // What stays is what the shared stack keeps (4096 blocks, freed first, so from the
+  // first slabs), not the burst.
+  CHECK(after - before <= 4096 / 63 + 8);
+#else
+  SUCCEED("the recycler is compiled out under AddressSanitizer: nodes use the heap");
+#endif
+}

@@ -2,6 +2,7 @@
 
 #include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <new>
 
 namespace executor_exporter::detail {
@@ -24,10 +25,17 @@ namespace executor_exporter::detail {
 /// freeing thread collects blocks in a private chain and hands a full chain (kBatch
 /// blocks) to a process-wide stack with one CAS; an allocating thread takes from its
 /// private list and, when that is empty, takes the whole stack with one exchange. Since
-/// nothing ever pops a single block off the shared stack, there is no ABA problem. The
-/// stack keeps at most about kMaxShared blocks; beyond that chains go back to the heap,
-/// so a burst of a million queued tasks does not pin its memory forever. Compiled out
-/// under AddressSanitizer, so that it still sees every node's lifetime.
+/// nothing ever pops a single block off the shared stack, there is no ABA problem.
+///
+/// New blocks come in slabs of kSlabBlocks, carved in address order: a queue that
+/// grows in a burst then costs one allocation per slab instead of one per task (with
+/// four submitters outpacing two workers, malloc, free and the page faults behind them
+/// were the largest cost left), and consecutive tasks sit next to each other. The
+/// stack keeps at most about kMaxShared blocks; a block beyond that is released, and a
+/// slab whose blocks are all released goes back to the heap, so a burst of a million
+/// queued tasks does not pin its memory forever (a block kept in a list keeps its
+/// slab). Compiled out under AddressSanitizer, so that it still sees every node's
+/// lifetime.
 template <std::size_t Size>
 class NodeRecycler {
  public:
@@ -39,15 +47,22 @@ class NodeRecycler {
         Shared& s = shared();
         Block* all = s.head.exchange(nullptr, std::memory_order_acquire);
         if (all != nullptr) s.count.store(0, std::memory_order_relaxed);
-        local.free = all;
+        local.free = all != nullptr ? all : new_slab(kSlabBlocks - 1);
       }
-      if (Block* b = local.free) {
-        local.free = b->next;
-        return b;
-      }
+      Block* b = local.free;
+      local.free = b->next;
+      return b;
     }
-#endif
+    // The thread is exiting: one block of a fresh slab, the rest released at once.
+    return new_slab(1);
+#else
     return ::operator new(Size);
+#endif
+  }
+
+  /// Slabs taken from the heap and not yet given back (for tests and diagnostics).
+  static std::size_t slabs_in_use() noexcept {
+    return live_slabs().load(std::memory_order_relaxed);
   }
 
   static void deallocate(void* p) noexcept {
@@ -61,18 +76,63 @@ class NodeRecycler {
       if (++local.out_count == kBatch) local.flush();
       return;
     }
-#endif
+    release(static_cast<Block*>(p));
+#else
     ::operator delete(p);
+#endif
   }
 
  private:
   static constexpr std::size_t kBatch = 32;
-  static constexpr std::size_t kMaxShared = 8192;
+  static constexpr std::size_t kMaxShared = 4096;
+  static constexpr std::size_t kSlabBlocks = 64;  // the first holds the slab's header
+  static constexpr std::size_t kSlabBytes = Size * kSlabBlocks;
+  static_assert((Size & (Size - 1)) == 0, "slabs are aligned to their size");
 
   struct Block {
     Block* next;
   };
   static_assert(Size >= sizeof(Block));
+
+  // In a slab's first block, alone on its cache line(s): releasing threads write it.
+  struct SlabHeader {
+    std::atomic<std::size_t> released{0};  // blocks gone back for good
+  };
+  static_assert(Size >= sizeof(SlabHeader));
+
+  // A new slab; returns its first `take` blocks as a chain in address order and
+  // counts the others as released already.
+  static Block* new_slab(std::size_t take) {
+    char* slab = static_cast<char*>(::operator new (kSlabBytes, std::align_val_t{kSlabBytes}));
+    new (slab) SlabHeader{};
+    live_slabs().fetch_add(1, std::memory_order_relaxed);
+    header_of(slab).released.store(kSlabBlocks - 1 - take, std::memory_order_relaxed);
+    Block* chain = nullptr;
+    for (std::size_t i = take; i >= 1; --i) {
+      auto* b = reinterpret_cast<Block*>(slab + i * Size);
+      b->next = chain;
+      chain = b;
+    }
+    return chain;
+  }
+  static std::atomic<std::size_t>& live_slabs() noexcept {
+    static std::atomic<std::size_t> n{0};
+    return n;
+  }
+  static SlabHeader& header_of(char* slab) noexcept {
+    return *std::launder(reinterpret_cast<SlabHeader*>(slab));
+  }
+  // Gives `b` up for good; the last block of its slab to go frees the slab.
+  static void release(Block* b) noexcept {
+    const auto addr = reinterpret_cast<std::uintptr_t>(b);
+    char* slab = reinterpret_cast<char*>(addr & ~static_cast<std::uintptr_t>(kSlabBytes - 1));
+    SlabHeader& h = header_of(slab);
+    if (h.released.fetch_add(1, std::memory_order_acq_rel) + 1 == kSlabBlocks - 1) {
+      h.~SlabHeader();
+      ::operator delete (slab, std::align_val_t{kSlabBytes});
+      live_slabs().fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
 
   struct Shared {
     std::atomic<Block*> head{nullptr};
@@ -87,7 +147,7 @@ class NodeRecycler {
   static void free_chain(Block* b) noexcept {
     while (b != nullptr) {
       Block* next = b->next;
-      ::operator delete(b);
+      release(b);
       b = next;
     }
   }
