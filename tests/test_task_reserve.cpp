@@ -54,6 +54,27 @@ struct Gate {
   void wait() const { future.wait(); }
 };
 
+// Leaves a one-worker `pool` running `second` (until second.open()) with 198 futures
+// queued behind it. The worker's pop met 199 queued tasks, so it reserved the next 15.
+struct HeldReserve {
+  Gate first, second;
+  std::promise<void> second_started;
+  std::atomic<int> ran{0};  // how many of `rest` ran
+  std::vector<ee::Future<void>> rest;
+
+  explicit HeldReserve(ee::ThreadPoolExecutor& pool) {
+    pool.post([this] { first.wait(); });
+    pool.post([this] {
+      second_started.set_value();
+      second.wait();
+    });
+    rest.reserve(198);
+    for (int i = 0; i < 198; ++i) rest.push_back(pool.submit([this] { ++ran; }));
+    first.open();
+    second_started.get_future().wait();
+  }
+};
+
 bool eventually(const std::function<bool()>& done) {
   for (int i = 0; i < 10000 && !done(); ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
@@ -142,25 +163,12 @@ TEST_CASE("shutdown(cancel_futures) cancels the tasks a worker reserved and did 
           "[thread_pool][queue]") {
   auto registry = std::make_shared<prometheus::Registry>();
   ee::ThreadPoolExecutor pool(1, "t", {}, "reserve", registry);
-  Gate first, second;
-  std::promise<void> second_started;
-  pool.post([&] { first.wait(); });
-  pool.post([&] {
-    second_started.set_value();
-    second.wait();
-  });
-  std::atomic<int> ran{0};
-  std::vector<ee::Future<void>> rest;
-  rest.reserve(198);
-  for (int i = 0; i < 198; ++i) rest.push_back(pool.submit([&] { ++ran; }));
-  // The worker's next pop meets 199 queued tasks: it starts `second` and reserves 15.
-  first.open();
-  second_started.get_future().wait();
+  HeldReserve held(pool);
   pool.shutdown(/*wait=*/false, /*cancel_futures=*/true);
-  for (auto& f : rest) REQUIRE(f.cancelled());
-  second.open();
+  for (auto& f : held.rest) REQUIRE(f.cancelled());
+  held.second.open();
   pool.shutdown();
-  CHECK(ran == 0);
+  CHECK(held.ran == 0);
 
   auto page = ee_test::scrape(registry);
   CHECK(value(page, "executor_tasks_submitted_total") == 200);
@@ -206,28 +214,16 @@ TEST_CASE("a pool that breaks fails the tasks a worker reserved and did not star
     if (++inits > 1) throw std::runtime_error("no database");  // only the first worker
   };
   ee::ThreadPoolExecutor pool(1, std::move(options));
-  Gate first, second;
-  std::promise<void> second_started;
-  pool.post([&] { first.wait(); });
-  pool.post([&] {
-    second_started.set_value();
-    second.wait();
-  });
-  std::atomic<int> ran{0};
-  std::vector<ee::Future<void>> rest;
-  rest.reserve(198);
-  for (int i = 0; i < 198; ++i) rest.push_back(pool.submit([&] { ++ran; }));
-  first.open();
-  second_started.get_future().wait();  // the worker holds `second` and 15 reserved tasks
-  pool.scale_up(1);                    // the new worker's initializer throws
+  HeldReserve held(pool);  // the worker holds `second` and 15 reserved tasks
+  pool.scale_up(1);        // the new worker's initializer throws
   // The break fails the reserved tasks first, then the queued ones: once the last
   // queued one is failed, nothing that was waiting may run any more.
-  REQUIRE(rest.back().wait_for(std::chrono::seconds(10)) == std::future_status::ready);
+  REQUIRE(held.rest.back().wait_for(std::chrono::seconds(10)) == std::future_status::ready);
   CHECK(pool.broken());
-  second.open();
-  for (auto& f : rest) CHECK_THROWS_AS(f.get(), ee::BrokenExecutorError);
+  held.second.open();
+  for (auto& f : held.rest) CHECK_THROWS_AS(f.get(), ee::BrokenExecutorError);
   pool.shutdown();
-  CHECK(ran == 0);
+  CHECK(held.ran == 0);
 
   auto page = ee_test::scrape(registry);
   CHECK(value(page, "executor_tasks_cancelled_total") == 198);
