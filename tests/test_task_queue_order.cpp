@@ -17,22 +17,15 @@
 #include <thread>
 #include <vector>
 
+#include "numbered_task.hpp"
+
 namespace ee = executor_exporter;
 using ee::detail::Task;
 using ee::detail::TaskQueue;
 
 namespace {
 
-struct Numbered final : Task {
-  Numbered(int n, std::int32_t prio) : id(n) { priority = prio; }
-  bool claim() noexcept override { return true; }
-  bool invoke() noexcept override { return true; }
-  void finish() noexcept override {}
-  void drop() noexcept override {}
-  bool cancel() noexcept override { return true; }
-  void fail_claimed(std::exception_ptr, bool) noexcept override {}
-  int id;
-};
+using Numbered = ee_test::NumberedTask;
 
 // What the queue should hold: per priority, the ids in push order.
 struct Model {

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "numbered_task.hpp"
 #include "scrape.hpp"
 
 namespace ee = executor_exporter;
@@ -24,17 +25,7 @@ using ee_test::prom::value;
 
 namespace {
 
-// A queue entry that only knows its number.
-struct Probe final : ee::detail::Task {
-  explicit Probe(int n, std::int32_t prio = 0) : id(n) { priority = prio; }
-  bool claim() noexcept override { return true; }
-  bool invoke() noexcept override { return true; }
-  void finish() noexcept override {}
-  void drop() noexcept override {}
-  bool cancel() noexcept override { return true; }
-  void fail_claimed(std::exception_ptr, bool) noexcept override {}
-  int id;
-};
+using Probe = ee_test::NumberedTask;
 
 int id_of(ee::detail::Task* t) { return t == nullptr ? -1 : static_cast<Probe*>(t)->id; }
 

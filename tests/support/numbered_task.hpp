@@ -1,0 +1,23 @@
+// A queue entry for tests that drive detail::TaskQueue directly: it does nothing and
+// only knows its number and priority.
+#pragma once
+
+#include <executor_exporter/detail/task.hpp>
+
+#include <cstdint>
+#include <exception>
+
+namespace ee_test {
+
+struct NumberedTask final : executor_exporter::detail::Task {
+  explicit NumberedTask(int n, std::int32_t prio = 0) : id(n) { priority = prio; }
+  bool claim() noexcept override { return true; }
+  bool invoke() noexcept override { return true; }
+  void finish() noexcept override {}
+  void drop() noexcept override {}
+  bool cancel() noexcept override { return true; }
+  void fail_claimed(std::exception_ptr, bool) noexcept override {}
+  int id;
+};
+
+}  // namespace ee_test
