@@ -722,7 +722,8 @@ class BasicThreadPoolExecutor {
   // Shared with the workers, which may still report a task's error after a task of
   // theirs destroyed the pool (see the destructor).
   std::shared_ptr<detail::ErrorSink> sink_;
-  detail::TaskQueue queue_;
+  // Mutable: queue_size() moves the queue's inbox into its lists to count it.
+  mutable detail::TaskQueue queue_;
   std::atomic<bool> broken_{false};
   mutable std::mutex broken_mutex_;
   std::string broken_message_;  // guarded by broken_mutex_

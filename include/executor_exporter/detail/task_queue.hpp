@@ -139,6 +139,7 @@ class TaskQueue {
       Level& level = level_of(task->priority);
       on_accept();
       append_locked(task, level);
+      hint_.store(size_, std::memory_order_relaxed);
       // A futex wake is a system call of ~1 us; the submitter pays it only when no
       // worker will take this task otherwise. A spinning worker re-checks the queue
       // under this lock before it sleeps, and each wake already sent brings one worker.
@@ -348,16 +349,12 @@ class TaskQueue {
   }
 
   /// Tasks queued now (cancelled ones included until a worker skips them), not counting
-  /// those in workers' reserves (fewer than kMaxBatch per worker, see Reserve).
-  std::size_t size() const {
+  /// those in workers' reserves (fewer than kMaxBatch per worker, see Reserve). Moves the
+  /// inbox into the queue to count it, which a worker's next pop would do anyway.
+  std::size_t size() {
     std::lock_guard lock(mutex_);
-    // Only drains remove tasks from the inbox, under this lock: its chain is stable here.
-    std::size_t in_inbox = 0;
-    for (Task* t = inbox_.load(std::memory_order_acquire); t != nullptr && t != sealed();
-         t = t->next) {
-      ++in_inbox;
-    }
-    return size_ + in_inbox;
+    drain_inbox_locked();
+    return size_;
   }
   std::size_t capacity() const noexcept { return capacity_; }
 
@@ -509,23 +506,26 @@ class TaskQueue {
       std::lock_guard lock(mutex_);
       if (broken_ || live_ <= retire_) return PushResult::cancelled;
       append_locked(task, default_level());
+      hint_.store(size_, std::memory_order_relaxed);
     }
     cv_.notify_all();
     return PushResult::accepted;
   }
 
+  // Links `task` at the end of `level`; the caller publishes size_ to hint_ once.
   void append_locked(Task* task, Level& level) noexcept {
     task->next = nullptr;
     (level.tail ? level.tail->next : level.head) = task;
     level.tail = task;
     mark_segment(level, task);
     ++size_;
-    hint_.store(size_, std::memory_order_relaxed);
   }
 
   // Moves the inbox's tasks into the priority-0 level, oldest first. Queue lock held.
-  // The inbox holds what was pushed since the last drain (a worker drains on every
-  // pop), so the walk is short however long the queue is.
+  // Every pop drains, so the inbox holds what was pushed since the last one: a few
+  // tasks while the workers keep up. While all workers run long tasks it can grow
+  // without bound, and the drain that follows holds the lock for one step per task,
+  // as the locked push would have, only all at once.
   void drain_inbox_locked() {
     if (!inbox_has_tasks()) return;
     append_chain_locked(inbox_.exchange(nullptr, std::memory_order_acquire));
@@ -549,6 +549,7 @@ class TaskQueue {
       append_locked(oldest, level);
       oldest = next;
     }
+    hint_.store(size_, std::memory_order_relaxed);
   }
 
   // Pause iterations a worker spins before sleeping: a few microseconds, short enough not
