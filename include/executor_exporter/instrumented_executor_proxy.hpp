@@ -91,7 +91,7 @@ class InstrumentedExecutorProxy {
   void post(F&& f, Args&&... args) {
     auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
     check_open();
-    hand_over(new detail::PostTask<decltype(bound)>(std::move(bound), exporter_.metrics(), sink_));
+    hand_over(new detail::PostTask<decltype(bound)>(std::move(bound)));
   }
 
   /// submit() for a traced task (worker.go's RunTraced), as ThreadPoolExecutor's:
@@ -145,6 +145,9 @@ class InstrumentedExecutorProxy {
   ExecutorExporter& exporter() { return exporter_; }
 
  private:
+  // What tasks need from the proxy when they are cancelled or a posted one throws.
+  detail::TaskContext context() noexcept { return {&exporter_.metrics(), &sink_}; }
+
   void check_open() {
     if (closed_.load(std::memory_order_acquire)) {
       exporter_.task_rejected(RejectReason::shutdown);
@@ -196,7 +199,7 @@ class InstrumentedExecutorProxy {
     Ticket& operator=(const Ticket&) = delete;
     ~Ticket() {
       if (node_ != nullptr) {
-        node_->cancel();
+        node_->cancel(proxy_->context());
         node_->drop();
       }
     }
@@ -204,7 +207,8 @@ class InstrumentedExecutorProxy {
       detail::Task* node = std::exchange(node_, nullptr);
       if (node == nullptr) return;
       // cancel() counts the task; a posted task (no future) is then simply dropped.
-      if (proxy_->cancelling_.load(std::memory_order_acquire) && node->cancel()) {
+      const detail::TaskContext ctx = proxy_->context();
+      if (proxy_->cancelling_.load(std::memory_order_acquire) && node->cancel(ctx)) {
         node->drop();
         return;
       }
@@ -214,9 +218,10 @@ class InstrumentedExecutorProxy {
       }
       auto& exporter = proxy_->exporter_;
       const std::uint64_t start = exporter.task_started(node->submit_ns);
-      const bool ok = node->invoke();
+      std::exception_ptr unhandled;
+      const bool ok = node->invoke(unhandled);
       exporter.task_finished(start, ok);
-      node->finish();
+      node->finish(ctx, std::move(unhandled));
     }
     void refused() {
       detail::Task* node = std::exchange(node_, nullptr);

@@ -375,8 +375,7 @@ class BasicThreadPoolExecutor {
 
   template <class Bound>
   void post_node(const SubmitOptions* options, Bound&& bound) {
-    auto* node = new detail::PostTask<std::decay_t<Bound>>(std::forward<Bound>(bound),
-                                                           exporter_.metrics(), *sink_);
+    auto* node = new detail::PostTask<std::decay_t<Bound>>(std::forward<Bound>(bound));
     apply(node, options);
     enqueue(node, options, Mode::normal);
   }
@@ -385,25 +384,34 @@ class BasicThreadPoolExecutor {
   template <class Node>
   void prepare_future(Node* node, const SubmitOptions* options) {
     apply(node, options);
-    node->set_owner(&exporter_.metrics(), node->named);
+    node->set_owner(&exporter_.metrics(), node->named());
     node->set_sink(sink_.get());
     node->add_ref();  // one reference for the queue, one for the future
   }
 
+  // A failure (no memory for the extras or a new name) releases the node, so nothing
+  // leaks, and propagates: the task was never submitted.
   void apply(detail::Task* node, const SubmitOptions* options) {
     if (options == nullptr) return;
-    node->priority = options->priority;
-    if (options->deadline) {
+    try {
+      apply_options(node, *options);
+    } catch (...) {
+      node->drop();
+      throw;
+    }
+  }
+  void apply_options(detail::Task* node, const SubmitOptions& options) {
+    node->priority = options.priority;
+    if (options.deadline) {
       const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          options->deadline->time_since_epoch())
+                          options.deadline->time_since_epoch())
                           .count();
-      node->deadline_ns = ns > 0 ? static_cast<std::uint64_t>(ns) : 1;
+      node->extras_for_update().deadline_ns = ns > 0 ? static_cast<std::uint64_t>(ns) : 1;
     }
-    if (options->on_expired) {
-      node->on_expired = std::make_unique<std::function<void()>>(options->on_expired);
-    }
-    if (!options->name.empty()) {
-      node->named = &exporter_.metrics().named(options->name, options_.max_task_names);
+    if (options.on_expired) node->extras_for_update().on_expired = options.on_expired;
+    if (!options.name.empty()) {
+      node->extras_for_update().named =
+          &exporter_.metrics().named(options.name, options_.max_task_names);
     }
   }
 
@@ -446,7 +454,7 @@ class BasicThreadPoolExecutor {
     }
     if (r == Result::accepted) return true;
     if (r == Result::cancelled) {  // accepted as the pool shut down, with no worker left
-      node->cancel();
+      node->cancel(context());
       node->drop();
       return true;
     }
@@ -465,14 +473,18 @@ class BasicThreadPoolExecutor {
   // Where a task's counts go: its name's series for a named task (which counts only
   // there, so that summing over `task` counts it once), else the executor's.
   detail::MetricShard& series_of(const detail::Task& node) {
-    return node.named != nullptr ? node.named->local_shard() : exporter_.metrics().local_shard();
+    detail::ExecutorMetrics* named = node.named();
+    return named != nullptr ? named->local_shard() : exporter_.metrics().local_shard();
   }
+
+  // What tasks need from this pool when they are cancelled or fail off a worker.
+  detail::TaskContext context() noexcept { return {&exporter_.metrics(), sink_.get()}; }
 
   // Cancels (counted, futures told) every task not yet started, reserved ones included.
   void cancel_queued() {
     for (detail::Task* t = queue_.take_all(); t != nullptr;) {
       detail::Task* next = t->next;
-      t->cancel();
+      t->cancel(context());
       t->drop();
       t = next;
     }
@@ -574,6 +586,8 @@ class BasicThreadPoolExecutor {
     mark_ready();
     auto& metrics = exporter_.metrics();
     auto& shard = metrics.local_shard();
+    // From this thread's own references: valid even after a task destroyed the pool.
+    const detail::TaskContext ctx{metrics_keep.get(), sink_keep.get()};
     detail::TaskQueue::Reserve reserve;
     queue_.attach(reserve);
     std::uint64_t last_end = 0;
@@ -587,7 +601,7 @@ class BasicThreadPoolExecutor {
         if (task == nullptr) break;
       }
       ++finished;  // reported at the next pop(), when it surely is finished
-      run(*task, shard, waited, last_end);
+      run(*task, ctx, shard, waited, last_end);
       if (destroyed) {  // by that task or a done-callback: leave without touching the pool
         metrics_keep->worker_stopped();
         return;
@@ -602,64 +616,72 @@ class BasicThreadPoolExecutor {
   // deadline passed, else runs and counts it and publishes its outcome. Once the task's
   // code ran, only the task and the metric shards (kept alive by the worker) are used,
   // never the pool: the task may have destroyed it.
-  void run(detail::Task& task, detail::MetricShard& shard, bool waited, std::uint64_t& last_end) {
+  void run(detail::Task& task, const detail::TaskContext& ctx, detail::MetricShard& shard,
+           bool waited, std::uint64_t& last_end) {
     if (!task.claim()) {  // cancelled while queued; the canceller counted it
       task.drop();
       return;
     }
-    // Deadlines are steady_clock time_points, so they are checked against steady_clock.
-    if (task.deadline_ns != 0 && detail::steady_ns() > task.deadline_ns) {
-      expire(task);
-      last_end = 0;
-      return;
+    detail::ExecutorMetrics* named = nullptr;
+    if (task.extras) [[unlikely]] {
+      // Deadlines are steady_clock time_points, so they are checked against steady_clock.
+      const std::uint64_t deadline = task.extras->deadline_ns;
+      if (deadline != 0 && detail::steady_ns() > deadline) {
+        expire(task, ctx);
+        last_end = 0;
+        return;
+      }
+      task.extras->on_expired = nullptr;  // not needed any more; free its captures now
+      named = task.extras->named;
     }
-    task.on_expired.reset();  // not needed any more; free its captures now
+    std::exception_ptr unhandled;  // a posted task's exception, for finish()
     if constexpr (!kMetered) {
-      (void)task.invoke();
-      task.finish();
+      (void)task.invoke(unhandled);
+      task.finish(ctx, std::move(unhandled));
       return;
     }
     // A named task's outcome goes to its name's series only; the executor-level busy
     // seconds still count its run time (workers are busy whatever the task's name).
-    detail::ExecutorMetrics* named = task.named;
     detail::MetricShard& series = named != nullptr ? named->local_shard() : shard;
     if (task.submit_ns == 0) {  // not picked for timing: counted, no clock read
       series.task_started_untimed();
-      const bool ok = task.invoke();
+      const bool ok = task.invoke(unhandled);
       series.task_finished_untimed(ok);
       last_end = 0;  // the next timed task reads the clock for its start
-      task.finish();
+      task.finish(ctx, std::move(unhandled));
       return;
     }
     // Back to back on one worker, the end of one task is the start of the next.
     const std::uint64_t start = waited || last_end == 0 ? detail::now_ns() : last_end;
     series.task_started(start > task.submit_ns ? start - task.submit_ns : 0);
     shard.set_running_since(start);
-    const bool ok = task.invoke();
+    const bool ok = task.invoke(unhandled);
     last_end = detail::now_ns();
     shard.set_running_since(0);  // before the busy time is added (see there)
     const std::uint64_t weight = series.sample_rate();
     series.task_finished(last_end - start, ok, weight);
     if (named != nullptr) shard.add_busy((last_end - start) * weight);
-    task.finish();
+    task.finish(ctx, std::move(unhandled));
   }
 
   void mark_ready() { ready_.fetch_add(1, std::memory_order_release); }
 
   // A claimed task whose deadline passed: counted, its expire callback run, its
   // future failed; all before the future is published, so its waiter sees them done.
-  void expire(detail::Task& task) {
-    (task.named != nullptr ? *task.named : exporter_.metrics()).task_expired();
-    if (task.on_expired) {
-      detail::ErrorSink& sink = *sink_;  // the callback may destroy the pool; not the sink
+  // The callback may destroy the pool: from then on only `ctx` (the worker's own
+  // references) is used.
+  void expire(detail::Task& task, const detail::TaskContext& ctx) {
+    detail::ExecutorMetrics* named = task.named();
+    (named != nullptr ? *named : *ctx.owner).task_expired();
+    if (auto& callback = task.extras->on_expired) {
       try {
-        (*task.on_expired)();
+        callback();
       } catch (...) {
-        sink.callback_failed(std::current_exception());
+        ctx.sink->callback_failed(std::current_exception());
       }
-      task.on_expired.reset();
+      callback = nullptr;
     }
-    task.fail_claimed(std::make_exception_ptr(TaskExpiredError()), false);
+    task.fail_claimed(ctx, std::make_exception_ptr(TaskExpiredError()), false);
   }
 
   // An initializer threw: count it, refuse everything from now on, and fail what is
@@ -686,8 +708,9 @@ class BasicThreadPoolExecutor {
     for (detail::Task* t = queue_.break_and_take_all(); t != nullptr;) {
       detail::Task* next = t->next;
       if (t->claim()) {
-        (t->named != nullptr ? t->named->local_shard() : shard).task_cancelled();
-        t->fail_claimed(failure, true);
+        detail::ExecutorMetrics* named = t->named();
+        (named != nullptr ? named->local_shard() : shard).task_cancelled();
+        t->fail_claimed(context(), failure, true);
       } else {
         t->drop();
       }

@@ -9,14 +9,16 @@
 
 namespace ee_test {
 
+using executor_exporter::detail::TaskContext;
+
 struct NumberedTask final : executor_exporter::detail::Task {
   explicit NumberedTask(int n, std::int32_t prio = 0) : id(n) { priority = prio; }
   bool claim() noexcept override { return true; }
-  bool invoke() noexcept override { return true; }
-  void finish() noexcept override {}
+  bool invoke(std::exception_ptr&) noexcept override { return true; }
+  void finish(const TaskContext&, std::exception_ptr) noexcept override {}
   void drop() noexcept override {}
-  bool cancel() noexcept override { return true; }
-  void fail_claimed(std::exception_ptr, bool) noexcept override {}
+  bool cancel(const TaskContext&) noexcept override { return true; }
+  void fail_claimed(const TaskContext&, std::exception_ptr, bool) noexcept override {}
   int id;
 };
 

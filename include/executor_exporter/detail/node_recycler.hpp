@@ -209,16 +209,20 @@ class NodeRecycler {
   }
 };
 
-/// Class-level operator new/delete for a task node type: sizes up to 128 or 256 bytes
-/// come from a NodeRecycler, larger ones from the heap.
+/// Class-level operator new/delete for a task node type: sizes up to 64, 128 or 256
+/// bytes come from a NodeRecycler, larger ones from the heap. The 64-byte class holds a
+/// fire-and-forget task with a small capture, one cache line.
 struct RecycledNode {
   static void* operator new(std::size_t n) {
+    if (n <= 64) return NodeRecycler<64>::allocate();
     if (n <= 128) return NodeRecycler<128>::allocate();
     if (n <= 256) return NodeRecycler<256>::allocate();
     return ::operator new(n);
   }
   static void operator delete(void* p, std::size_t n) noexcept {
-    if (n <= 128) {
+    if (n <= 64) {
+      NodeRecycler<64>::deallocate(p);
+    } else if (n <= 128) {
       NodeRecycler<128>::deallocate(p);
     } else if (n <= 256) {
       NodeRecycler<256>::deallocate(p);
