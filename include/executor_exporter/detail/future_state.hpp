@@ -21,7 +21,9 @@ namespace executor_exporter::detail {
 /// The state shared by a task and its futures: an intrusive reference count, a status
 /// word, the outcome, and (only when someone waits or registers a callback) a mutex.
 /// The status word is the whole fast path: a task that nobody waits on completes with
-/// two atomic operations and no lock.
+/// two atomic operations and no lock. The mutex, condition variable and callback list
+/// (112 bytes) are allocated by the first waiter, so that a future's node fits a
+/// 128-byte block: most futures of a batch are done before anyone asks.
 class FutureStateBase {
  public:
   enum : std::uint32_t {
@@ -37,7 +39,7 @@ class FutureStateBase {
   FutureStateBase() = default;
   FutureStateBase(const FutureStateBase&) = delete;
   FutureStateBase& operator=(const FutureStateBase&) = delete;
-  virtual ~FutureStateBase() = default;
+  virtual ~FutureStateBase() { delete waiters_.load(std::memory_order_acquire); }
 
   void add_ref() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
@@ -59,9 +61,7 @@ class FutureStateBase {
     if (!transition(pending, cancelled, /*publish=*/false, &before)) return false;
     // Counted before anyone is woken, so a scrape after get() threw sees it.
     // A named task counts only in its name's series.
-    if (ExecutorMetrics* m = named_owner_ != nullptr ? named_owner_ : owner_) {
-      m->local_shard().task_cancelled();
-    }
+    if (counts_ != nullptr) counts_->local_shard().task_cancelled();
     if (before & (has_waiters | has_callbacks)) notify(before);
     return true;
   }
@@ -81,16 +81,18 @@ class FutureStateBase {
   /// Blocks until the task is finished.
   void wait() const {
     if (finished()) return;
-    std::unique_lock lock(mutex_);
+    Waiters& w = waiters();
+    std::unique_lock lock(w.mutex);
     status_.fetch_or(has_waiters, std::memory_order_acq_rel);
-    cv_.wait(lock, [&] { return finished(); });
+    w.cv.wait(lock, [&] { return finished(); });
   }
   template <class Clock, class Duration>
   bool wait_until(const std::chrono::time_point<Clock, Duration>& deadline) const {
     if (finished()) return true;
-    std::unique_lock lock(mutex_);
+    Waiters& w = waiters();
+    std::unique_lock lock(w.mutex);
     status_.fetch_or(has_waiters, std::memory_order_acq_rel);
-    return cv_.wait_until(lock, deadline, [&] { return finished(); });
+    return w.cv.wait_until(lock, deadline, [&] { return finished(); });
   }
 
   /// Runs `callback` once the task is finished: right away (on this thread) if it
@@ -98,18 +100,23 @@ class FutureStateBase {
   /// exception from the callback goes to the executor's ErrorSink (counted, handled);
   /// run right away, it propagates to this caller, whose own thread it is.
   void on_done(std::function<void()> callback) {
-    std::unique_lock lock(mutex_);
+    if (finished()) {
+      callback();
+      return;
+    }
+    Waiters& w = waiters();
+    std::unique_lock lock(w.mutex);
     if (finished()) {
       lock.unlock();
       callback();
       return;
     }
-    callbacks_.push_back(std::move(callback));
+    w.callbacks.push_back(std::move(callback));
     const auto before = status_.fetch_or(has_callbacks, std::memory_order_acq_rel);
     if ((before & state_mask) >= done) {
       // Finished between our check and the flag: the finisher did not see the flag.
-      auto mine = std::move(callbacks_.back());
-      callbacks_.pop_back();
+      auto mine = std::move(w.callbacks.back());
+      w.callbacks.pop_back();
       lock.unlock();
       mine();
     }
@@ -128,8 +135,7 @@ class FutureStateBase {
   /// The executor whose cancelled counter a cancel() feeds (for a named task, the
   /// name's series instead); set at submit.
   void set_owner(ExecutorMetrics* owner, ExecutorMetrics* named = nullptr) noexcept {
-    owner_ = owner;
-    named_owner_ = named;
+    counts_ = named != nullptr ? named : owner;
   }
   /// Where exceptions of callbacks run by the finishing thread go; set at submit.
   void set_sink(ErrorSink* sink) noexcept { sink_ = sink; }
@@ -147,13 +153,33 @@ class FutureStateBase {
     return true;
   }
 
+  // Created by the first waiter or callback, before it sets has_waiters or
+  // has_callbacks: a notifier that sees a flag also sees the pointer (acq_rel on
+  // status_). Two first waiters race with a CAS; the loser frees its copy.
+  struct Waiters {
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::vector<std::function<void()>> callbacks;
+  };
+  Waiters& waiters() const {
+    Waiters* w = waiters_.load(std::memory_order_acquire);
+    if (w != nullptr) return *w;
+    auto fresh = std::make_unique<Waiters>();
+    if (waiters_.compare_exchange_strong(w, fresh.get(), std::memory_order_acq_rel,
+                                         std::memory_order_acquire)) {
+      return *fresh.release();
+    }
+    return *w;  // another thread installed one first
+  }
+
   void notify(std::uint32_t flags) noexcept {
+    Waiters& w = *waiters_.load(std::memory_order_acquire);  // set: a flag is
     std::vector<std::function<void()>> callbacks;
     {
-      std::lock_guard lock(mutex_);
-      if (flags & has_callbacks) callbacks.swap(callbacks_);
+      std::lock_guard lock(w.mutex);
+      if (flags & has_callbacks) callbacks.swap(w.callbacks);
     }
-    if (flags & has_waiters) cv_.notify_all();
+    if (flags & has_waiters) w.cv.notify_all();
     for (auto& cb : callbacks) {
       try {
         cb();
@@ -167,13 +193,10 @@ class FutureStateBase {
 
   std::atomic<std::uint32_t> refs_{1};
   mutable std::atomic<std::uint32_t> status_{pending};
-  ExecutorMetrics* owner_ = nullptr;
-  ExecutorMetrics* named_owner_ = nullptr;
+  ExecutorMetrics* counts_ = nullptr;  // where a cancel counts: the name's series or the executor's
   ErrorSink* sink_ = nullptr;
   std::exception_ptr error_;
-  mutable std::mutex mutex_;
-  mutable std::condition_variable cv_;
-  std::vector<std::function<void()>> callbacks_;
+  mutable std::atomic<Waiters*> waiters_{nullptr};
 };
 
 /// Adds the value slot.
