@@ -390,13 +390,15 @@ void ExecutorMetrics::fold_held() {
   inc(c_expired_, expired - expired_folded_);
   expired_folded_ = expired;
   if (c_busy_ != nullptr) {
-    // Finished tasks' busy time plus running tasks' time so far (weighted like their end
-    // will be). A task that ends during the fold can be missed by both reads (short), or
-    // counted as running up to `now` although it ended a moment before (long by that
-    // moment, nanoseconds). The counter only ever rises to the largest total seen, so it
-    // stays monotonic, and it is exact again once later tasks' time passes that total.
-    const std::uint64_t total =
-        totals_[SlotLayout::busy_ns] + running_ns * options_.timing_sample_rate + outside.run_ns;
+    // Finished tasks' busy time plus running tasks' time so far. A finished timed task
+    // stands for the N tasks of its sample (timing_sample_rate), but a running one is
+    // counted once: it occupies one worker, and weighting it by N made a sampled pool of
+    // long tasks report N times its worker count as busy until the task ended. A task
+    // that ends during the fold can be missed by both reads (short), or counted as
+    // running up to `now` although it ended a moment before (long by that moment,
+    // nanoseconds). The counter only ever rises to the largest total seen, so it stays
+    // monotonic, and it is exact again once later tasks' time passes that total.
+    const std::uint64_t total = totals_[SlotLayout::busy_ns] + running_ns + outside.run_ns;
     if (total > busy_exported_ns_) {
       c_busy_->Increment(static_cast<double>(total - busy_exported_ns_) / 1e9);
       busy_exported_ns_ = total;

@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <future>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -198,4 +199,38 @@ TEST_CASE("the largest timing_sample_rate times the first task and still counts 
   CHECK(value(page, "executor_tasks_completed_total", labels) == 1000);
   CHECK(run_count(page, labels) == 1);
   REQUIRE(ee_test::unaccounted(page, labels) == 0);
+}
+
+TEST_CASE("with sampled timing a running task counts once in the busy seconds, not N times",
+          "[sampling][busy]") {
+  // The first task a thread submits is timed. While it runs it occupies one worker: the
+  // busy seconds may not grow faster than the wall clock (they used to grow 1000x as fast
+  // here, the sample rate, until the task ended).
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::ThreadPoolExecutor pool(1, sampled("long", registry, 1000));
+  std::promise<void> gate;
+  std::promise<void> started;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto f = pool.submit([&, g = gate.get_future().share()] {
+    started.set_value();
+    g.wait();
+  });
+  started.get_future().wait();
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const double running_busy = value(ee_test::scrape(registry), "executor_worker_busy_seconds_total",
+                                    {{"executor", "long"}});
+  const double elapsed =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  INFO("busy " << running_busy << " s after " << elapsed << " s of wall time");
+  CHECK(running_busy >= 0.09);
+  CHECK(running_busy <= elapsed);
+  gate.set_value();
+  f.get();
+  pool.wait();
+  // Once it ended, the timed task stands for its sample of 1000 (the finished-task
+  // estimate), and the counter never went down.
+  const double ended_busy = value(ee_test::scrape(registry), "executor_worker_busy_seconds_total",
+                                  {{"executor", "long"}});
+  CHECK(ended_busy >= running_busy);
+  CHECK(ended_busy >= 1000 * 0.09);
 }
