@@ -618,7 +618,10 @@ std::vector<OneShotTable> memory_tables() {
 #endif
     t.note = "Per executor: heap only, one worker, after its first task (shards exist), "
              "averaged over " + std::to_string(k) +
-             " executors sharing one registry; each worker thread also maps a stack (8 MiB "
+             " executors; the instrumented ones share one registry, as in a service. The "
+             "no-metrics pool gives each executor a private registry for its rare-event "
+             "series (BasicThreadPoolExecutor<NoMetrics>), so its figure includes a whole "
+             "registry's families and is larger. Each worker thread also maps a stack (8 MiB "
              "virtual) that the heap does not show. oneTBB allocates through tbbmalloc, "
              "which neither operator new nor mallinfo2 sees.";
     out.push_back(std::move(t));
