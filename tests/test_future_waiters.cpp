@@ -63,7 +63,14 @@ TEST_CASE("threads that all start waiting on one future at once are all woken wh
                  })
                  .share();
     race_first_waiters(
-        f, [&] { gate.set_value(); }, [&] { pool.wait(); });
+        f,
+        [&] {
+          // Every other round gives the threads time to block first, so that both the
+          // race for the waiter state and the race with the end are exercised.
+          if (round % 2 == 1) std::this_thread::sleep_for(std::chrono::microseconds(300));
+          gate.set_value();
+        },
+        [&] { pool.wait(); });
     REQUIRE(f.get() == round);
   }
 }
@@ -77,8 +84,15 @@ TEST_CASE("threads that all start waiting on one queued future at once are all w
   for (int round = 0; round < kRounds; ++round) {
     auto f = pool.submit([] { return 1; }).share();
     // A cancel runs the callbacks on the cancelling thread, before it returns.
+    // CHECK, not REQUIRE: leaving this lambda by an exception would destroy joinable
+    // threads. The worker is held by `blocker`, so the cancel cannot lose.
     race_first_waiters(
-        f, [&] { REQUIRE(f.cancel()); }, [] {});
+        f,
+        [&] {
+          if (round % 2 == 1) std::this_thread::sleep_for(std::chrono::microseconds(300));
+          CHECK(f.cancel());
+        },
+        [] {});
     CHECK(f.cancelled());
     CHECK_THROWS_AS(f.get(), ee::CancelledError);
   }

@@ -42,8 +42,10 @@ class Future {
   /// Waits, then returns the value or rethrows the task's exception (CancelledError if
   /// it was cancelled). Leaves the future invalid, as std::future::get does.
   T get() {
+    // Waits before taking the state: a wait that throws (no memory for the waiter
+    // state, see FutureStateBase) leaves the future valid, to be waited on again.
+    checked()->wait();
     auto state = std::move(checked());
-    state->wait();
     state->rethrow_if_failed();
     if constexpr (!std::is_void_v<T>) return std::move(state->value());
   }

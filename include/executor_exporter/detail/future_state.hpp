@@ -78,7 +78,8 @@ class FutureStateBase {
   /// Marks a started task done (its value or error already stored).
   void publish() noexcept { transition(running, done, /*publish=*/true); }
 
-  /// Blocks until the task is finished.
+  /// Blocks until the task is finished. The first wait on an unfinished task allocates
+  /// the waiter state, so it may throw std::bad_alloc (the task is unaffected).
   void wait() const {
     if (finished()) return;
     Waiters& w = waiters();
