@@ -1,4 +1,4 @@
-// The metric catalog is the single source of truth, and the committed docs match it.
+// The metric catalog is the single source of truth, and the committed docs match their sources.
 
 #include <executor_exporter/metric_catalog.hpp>
 
@@ -66,4 +66,18 @@ TEST_CASE("catalog entries follow Prometheus naming and have one-line help", "[d
     CHECK(total == (m.kind == ee::MetricKind::counter));
     if (m.kind == ee::MetricKind::histogram) CHECK((m.name.ends_with("_seconds") || m.name.ends_with("_bytes")));
   }
+}
+
+TEST_CASE("the committed benchmark page carries the current bench/analysis.md", "[docs]") {
+  // report.py copies bench/analysis.md into docs/benchmarks.md; an analysis edited after
+  // the last report leaves the page describing another run.
+  std::string analysis = read(std::string(EE_SOURCE_DIR) + "/bench/analysis.md");
+  while (!analysis.empty() && (analysis.back() == '\n' || analysis.back() == ' ')) {
+    analysis.pop_back();
+  }
+  const std::string page = read(std::string(EE_SOURCE_DIR) + "/docs/benchmarks.md");
+  INFO(
+      "docs/benchmarks.md is older than bench/analysis.md: run scripts/bench.sh "
+      "--report-only (add --scaling-json FILE to keep a scaling run) and commit");
+  REQUIRE(page.find(analysis) != std::string::npos);
 }
