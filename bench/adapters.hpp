@@ -14,7 +14,7 @@
 
 #include <prometheus/registry.h>
 
-#include <executor_exporter/thread_pool_executor.hpp>
+#include <executor_exporter/pools/thread_pool_executor.hpp>
 
 #include "reference_pool.hpp"
 

@@ -39,10 +39,10 @@
 #include <prometheus/exposer.h>
 #include <prometheus/text_serializer.h>
 
-#include <executor_exporter/exporter.hpp>
-#include <executor_exporter/registry.hpp>
-#include <executor_exporter/text_format.hpp>
-#include <executor_exporter/thread_pool_executor.hpp>
+#include <executor_exporter/metrics/exporter.hpp>
+#include <executor_exporter/metrics/registry.hpp>
+#include <executor_exporter/metrics/text_format.hpp>
+#include <executor_exporter/pools/thread_pool_executor.hpp>
 
 #include "adapters.hpp"
 #include "alloc_counter.hpp"

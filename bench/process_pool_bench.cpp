@@ -10,8 +10,8 @@
 // its worker, then the next task on the replacement); codec encode/decode speed.
 #include <benchmark/benchmark.h>
 
-#include <executor_exporter/codec.hpp>
-#include <executor_exporter/process_pool_executor.hpp>
+#include <executor_exporter/process/codec.hpp>
+#include <executor_exporter/process/process_pool_executor.hpp>
 
 #include <prometheus/registry.h>
 

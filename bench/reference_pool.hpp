@@ -26,8 +26,8 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
-#include <executor_exporter/exporter.hpp>
-#include <executor_exporter/exporter_options.hpp>
+#include <executor_exporter/metrics/exporter.hpp>
+#include <executor_exporter/metrics/exporter_options.hpp>
 
 #include "tsc_clock.hpp"
 

@@ -2,8 +2,8 @@
 // task crashes (SIGSEGV) and one hangs. Both are handled: the crash fails only its own
 // task, the hang is killed by the task timeout, the workers are replaced, and the job
 // completes. Prints what happened and the pool's metrics.
-#include <executor_exporter/process_pool_executor.hpp>
-#include <executor_exporter/registry.hpp>
+#include <executor_exporter/metrics/registry.hpp>
+#include <executor_exporter/process/process_pool_executor.hpp>
 
 #include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>

@@ -25,8 +25,8 @@
 #include <variant>
 #include <vector>
 
-#include "executor_exporter/codec.hpp"
-#include "executor_exporter/detail/frame.hpp"
+#include "executor_exporter/process/codec.hpp"
+#include "executor_exporter/process/detail/frame.hpp"
 
 namespace ee = executor_exporter;
 namespace eed = executor_exporter::detail;

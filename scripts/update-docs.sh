@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerates the metrics tables in README.md and docs/metrics.md from the metric catalog
-# (include/executor_exporter/metric_catalog.hpp). The test suite fails while they differ.
+# (include/executor_exporter/metrics/metric_catalog.hpp). The test suite fails while they differ.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${EE_BUILD_DIR:-build/release}

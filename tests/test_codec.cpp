@@ -1,4 +1,4 @@
-// Specification tests for executor_exporter/codec.hpp.
+// Specification tests for executor_exporter/process/codec.hpp.
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdint>
@@ -14,7 +14,7 @@
 #include <variant>
 #include <vector>
 
-#include "executor_exporter/codec.hpp"
+#include "executor_exporter/process/codec.hpp"
 
 namespace ee = executor_exporter;
 using ee::CodecError;

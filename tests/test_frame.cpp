@@ -1,4 +1,4 @@
-// Specification tests for executor_exporter/detail/frame.hpp.
+// Specification tests for executor_exporter/process/detail/frame.hpp.
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <map>
@@ -6,8 +6,8 @@
 #include <string_view>
 #include <vector>
 
-#include "executor_exporter/codec.hpp"
-#include "executor_exporter/detail/frame.hpp"
+#include "executor_exporter/process/codec.hpp"
+#include "executor_exporter/process/detail/frame.hpp"
 
 namespace ee = executor_exporter;
 namespace eed = executor_exporter::detail;

@@ -1,6 +1,6 @@
 // The metric catalog is the single source of truth, and the committed docs match their sources.
 
-#include <executor_exporter/metric_catalog.hpp>
+#include <executor_exporter/metrics/metric_catalog.hpp>
 
 #include <catch2/catch.hpp>
 

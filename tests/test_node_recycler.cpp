@@ -1,9 +1,9 @@
 // NodeRecycler: task nodes freed by workers come back to submitting threads intact, and
 // never to two owners at once (the suite runs this under ThreadSanitizer too).
 
-#include <executor_exporter/detail/node_recycler.hpp>
-#include <executor_exporter/detail/task.hpp>
-#include <executor_exporter/thread_pool_executor.hpp>
+#include <executor_exporter/pools/detail/node_recycler.hpp>
+#include <executor_exporter/pools/detail/task.hpp>
+#include <executor_exporter/pools/thread_pool_executor.hpp>
 
 #include <catch2/catch.hpp>
 

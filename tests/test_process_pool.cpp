@@ -4,8 +4,8 @@
 // for sanitizer runs that must skip fork-based tests).
 #include <catch2/catch.hpp>
 
-#include <executor_exporter/process_pool_executor.hpp>
-#include <executor_exporter/registry.hpp>
+#include <executor_exporter/metrics/registry.hpp>
+#include <executor_exporter/process/process_pool_executor.hpp>
 
 #include <prometheus/registry.h>
 

@@ -3,7 +3,7 @@
 // single worker must get every task exactly once, each priority in push order, and
 // every batch from the highest priorities queued when it was taken.
 
-#include <executor_exporter/detail/task_queue.hpp>
+#include <executor_exporter/pools/detail/task_queue.hpp>
 
 #include <catch2/catch.hpp>
 

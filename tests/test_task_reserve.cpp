@@ -2,8 +2,8 @@
 // which worker runs a task, never whether it runs, in what order, or whether it can
 // still be cancelled.
 
-#include <executor_exporter/detail/task_queue.hpp>
 #include <executor_exporter/executor_exporter.hpp>
+#include <executor_exporter/pools/detail/task_queue.hpp>
 
 #include <catch2/catch.hpp>
 

@@ -1,19 +1,32 @@
 #pragma once
 
-/// Umbrella header: everything a user of executor-exporter needs.
+/// Umbrella header: everything public of executor-exporter. The rooms are
+/// metrics/ (what is exported and how it is served), pools/ (the thread pool, the proxy
+/// that instruments any executor, futures) and process/ (the fork-based process pool);
+/// see docs/architecture.md. The boost::asio adapter is included when boost::asio is
+/// available, since it is the only part that needs a dependency beyond prometheus-cpp.
 
-#include "errors.hpp"                       // IWYU pragma: export
-#include "executor_concept.hpp"             // IWYU pragma: export
-#include "exporter.hpp"                     // IWYU pragma: export
-#include "exporter_options.hpp"             // IWYU pragma: export
-#include "future.hpp"                       // IWYU pragma: export
-#include "futures_toolkit.hpp"              // IWYU pragma: export
-#include "instrumented_executor_proxy.hpp"  // IWYU pragma: export
-#include "map_results.hpp"                  // IWYU pragma: export
-#include "metric_catalog.hpp"               // IWYU pragma: export
-#include "metrics_server.hpp"               // IWYU pragma: export
-#include "registry.hpp"                     // IWYU pragma: export
-#include "text_format.hpp"                  // IWYU pragma: export
-#include "thread_pool_executor.hpp"         // IWYU pragma: export
-#include "trace.hpp"                        // IWYU pragma: export
-#include "trace_options.hpp"                // IWYU pragma: export
+#include <executor_exporter/errors.hpp>                             // IWYU pragma: export
+#include <executor_exporter/metrics/exporter.hpp>                   // IWYU pragma: export
+#include <executor_exporter/metrics/exporter_options.hpp>           // IWYU pragma: export
+#include <executor_exporter/metrics/metric_catalog.hpp>             // IWYU pragma: export
+#include <executor_exporter/metrics/metrics_server.hpp>             // IWYU pragma: export
+#include <executor_exporter/metrics/registry.hpp>                   // IWYU pragma: export
+#include <executor_exporter/metrics/reject_reason.hpp>              // IWYU pragma: export
+#include <executor_exporter/metrics/text_format.hpp>                // IWYU pragma: export
+#include <executor_exporter/metrics/trace.hpp>                      // IWYU pragma: export
+#include <executor_exporter/metrics/trace_options.hpp>              // IWYU pragma: export
+#include <executor_exporter/pools/executor_concept.hpp>             // IWYU pragma: export
+#include <executor_exporter/pools/future.hpp>                       // IWYU pragma: export
+#include <executor_exporter/pools/futures_toolkit.hpp>              // IWYU pragma: export
+#include <executor_exporter/pools/instrumented_executor_proxy.hpp>  // IWYU pragma: export
+#include <executor_exporter/pools/map_results.hpp>                  // IWYU pragma: export
+#include <executor_exporter/pools/thread_pool_executor.hpp>         // IWYU pragma: export
+#include <executor_exporter/process/codec.hpp>                      // IWYU pragma: export
+#include <executor_exporter/process/process_callable.hpp>           // IWYU pragma: export
+#include <executor_exporter/process/process_pool_executor.hpp>      // IWYU pragma: export
+#include <executor_exporter/process/process_pool_options.hpp>       // IWYU pragma: export
+
+#if __has_include(<boost/asio/thread_pool.hpp>)
+#include <executor_exporter/adapters/asio_thread_pool.hpp>  // IWYU pragma: export
+#endif

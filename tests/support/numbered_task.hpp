@@ -2,7 +2,7 @@
 // only knows its number and priority.
 #pragma once
 
-#include <executor_exporter/detail/task.hpp>
+#include <executor_exporter/pools/detail/task.hpp>
 
 #include <cstdint>
 #include <exception>

@@ -3,7 +3,7 @@
 // Reads a registry the way Prometheus would: fold, collect, serialize, parse.
 
 #include <prometheus/text_serializer.h>
-#include <executor_exporter/registry.hpp>
+#include <executor_exporter/metrics/registry.hpp>
 
 #include <memory>
 #include <string>

@@ -1,0 +1,107 @@
+#pragma once
+
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <executor_exporter/metrics/exporter_options.hpp>
+
+namespace prometheus {
+class Registry;
+template <typename T>
+class Family;
+class Counter;
+class Gauge;
+class Histogram;
+class Summary;
+class Collectable;
+struct MetricFamily;
+}  // namespace prometheus
+
+namespace executor_exporter::detail {
+
+class ExecutorMetrics;
+
+/// What the library keeps per prometheus-cpp Registry: the metric families (registered
+/// once, since a Registry built with InsertBehavior::Throw refuses a second
+/// registration) and the live ExecutorMetrics, so one fold before a collect brings
+/// every executor of that registry up to date.
+class RegistryState : public std::enable_shared_from_this<RegistryState> {
+ public:
+  /// The state of `registry`, created on first use. Thread-safe.
+  static std::shared_ptr<RegistryState> of(const std::shared_ptr<prometheus::Registry>& registry);
+
+  explicit RegistryState(prometheus::Registry& registry);
+
+  /// The shared metrics of (id, type), created on first use.
+  std::shared_ptr<ExecutorMetrics> metrics_for(const std::shared_ptr<prometheus::Registry>& registry,
+                                               const std::string& id, const std::string& type,
+                                               const ExporterOptions& options);
+  /// Folds every live executor's shards into its series.
+  void fold_all();
+  /// Folds every live executor, then collects the registry, with no other fold in
+  /// between: the page is one instant, so counters and the gauges derived from them
+  /// reconcile on it even while other threads scrape, or destroy an executor (whose
+  /// last fold would otherwise land half-way through this collect).
+  std::vector<prometheus::MetricFamily> collect();
+
+  /// Serialises folds with each other and with collect(). Never taken on the hot path.
+  std::mutex& page_mutex() { return page_mutex_; }
+
+  prometheus::Registry& registry() { return registry_; }
+
+  prometheus::Family<prometheus::Gauge>* max_workers;
+  prometheus::Family<prometheus::Gauge>* workers;
+  prometheus::Family<prometheus::Counter>* workers_started;
+  prometheus::Family<prometheus::Counter>* submitted;
+  prometheus::Family<prometheus::Counter>* rejected;
+  prometheus::Family<prometheus::Counter>* cancelled;
+  prometheus::Family<prometheus::Counter>* completed;
+  prometheus::Family<prometheus::Counter>* failed;
+  prometheus::Family<prometheus::Gauge>* queued;
+  prometheus::Family<prometheus::Gauge>* running;
+  prometheus::Family<prometheus::Histogram>* wait;
+  prometheus::Family<prometheus::Histogram>* run;
+  prometheus::Family<prometheus::Counter>* busy;
+  prometheus::Family<prometheus::Gauge>* queue_capacity;
+  prometheus::Family<prometheus::Counter>* scale_events;
+  prometheus::Family<prometheus::Counter>* expired;
+  prometheus::Family<prometheus::Counter>* callback_errors;
+  prometheus::Family<prometheus::Counter>* unhandled_errors;
+  prometheus::Family<prometheus::Counter>* initializer_errors;
+  prometheus::Family<prometheus::Counter>* names_overflow;
+  prometheus::Family<prometheus::Counter>* worker_restarts;  // process pool
+  prometheus::Family<prometheus::Gauge>* worker_resident;     // process pool
+
+  /// executor_task_trace_seconds as a histogram or as a summary. One name can have only
+  /// one type in a registry, so the family is registered on first use with the type the
+  /// first traced executor asks for; asking for the other type later throws
+  /// std::invalid_argument. Thread-safe.
+  prometheus::Family<prometheus::Histogram>& trace_histogram_family();
+  prometheus::Family<prometheus::Summary>& trace_summary_family();
+
+  /// Holds a collectable handed to an Exposer (which keeps only a weak_ptr) for as
+  /// long as the registry lives.
+  void keep_alive(std::shared_ptr<prometheus::Collectable> collectable) {
+    std::lock_guard lock(mutex_);
+    exposed_.push_back(std::move(collectable));
+  }
+
+ private:
+  /// The live ExecutorMetrics. The caller drops them only after releasing the page
+  /// lock, since dropping the last reference runs a destructor that folds (and locks).
+  std::vector<std::shared_ptr<ExecutorMetrics>> live();
+
+  prometheus::Registry& registry_;
+  std::mutex page_mutex_;
+  std::vector<std::shared_ptr<prometheus::Collectable>> exposed_;
+  std::mutex mutex_;
+  std::map<std::pair<std::string, std::string>, std::weak_ptr<ExecutorMetrics>> metrics_;
+  prometheus::Family<prometheus::Histogram>* trace_histogram_ = nullptr;  // guarded by mutex_
+  prometheus::Family<prometheus::Summary>* trace_summary_ = nullptr;      // guarded by mutex_
+};
+
+}  // namespace executor_exporter::detail

@@ -1,0 +1,765 @@
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <executor_exporter/detail/clock.hpp>
+#include <executor_exporter/detail/thread_name.hpp>
+#include <executor_exporter/errors.hpp>
+#include <executor_exporter/metrics/exporter.hpp>
+#include <executor_exporter/metrics/trace.hpp>
+#include <executor_exporter/metrics/trace_options.hpp>
+#include <executor_exporter/pools/detail/error_sink.hpp>
+#include <executor_exporter/pools/detail/task.hpp>
+#include <executor_exporter/pools/detail/task_queue.hpp>
+#include <executor_exporter/pools/future.hpp>
+#include <executor_exporter/pools/map_results.hpp>
+
+namespace executor_exporter {
+
+/// What submit() does when a bounded queue is full.
+enum class QueueFullPolicy {
+  block,               ///< wait for room (back-pressure on the producer)
+  block_with_timeout,  ///< wait up to ThreadPoolOptions::full_timeout, then QueueFullError
+  reject,              ///< throw QueueFullError at once
+};
+
+/// Settings of a ThreadPoolExecutor beyond the worker count; every field has a default.
+struct ThreadPoolOptions {
+  /// Worker threads are named prefix + "-" + index (Linux keeps 15 characters).
+  std::string thread_name_prefix;
+  /// Runs once on each worker thread before it takes tasks. If it throws, the pool is
+  /// broken (as Python's BrokenThreadPool): queued tasks fail with
+  /// BrokenExecutorError, later submits throw it (counted as rejected, reason broken).
+  std::function<void()> initializer;
+  /// The `executor` label; executors sharing an id add up in the metrics.
+  std::string id;
+  /// Where the metrics are registered; the default registry when null.
+  std::shared_ptr<prometheus::Registry> registry;
+  /// Histogram buckets of this executor's metrics.
+  ExporterOptions exporter;
+  /// Most tasks waiting in the queue; 0 (the default) means unbounded.
+  std::size_t queue_capacity = 0;
+  /// What submit() does when the bounded queue is full (try_submit never blocks).
+  QueueFullPolicy on_full = QueueFullPolicy::block;
+  /// How long QueueFullPolicy::block_with_timeout waits for room.
+  std::chrono::steady_clock::duration full_timeout = std::chrono::seconds(1);
+  /// Distinct task names (submit_named) that get their own task label; later names
+  /// are counted under task="other" (and in executor_task_names_overflow_total), so a
+  /// name built from user data cannot blow up the number of series.
+  std::size_t max_task_names = 64;
+  /// How traced tasks record executor_task_trace_seconds (histogram or summary).
+  TraceOptions trace;
+};
+
+/// Per-submit settings (submit_with, post_with); the defaults are what submit() does.
+struct SubmitOptions {
+  /// Counts this task in the series labelled task=`name` instead of the executor's
+  /// unlabelled ones (see submit_named); empty: unnamed.
+  std::string name;
+  /// Higher runs first; tasks of one priority run in submission order. From a long
+  /// unbounded queue a worker takes up to 16 tasks at once, so a higher-priority task
+  /// submitted then may start after those few (see docs/pool_features.md).
+  std::int32_t priority = 0;
+  /// A task still queued at this time is not run: its future throws TaskExpiredError,
+  /// `on_expired` runs and executor_tasks_expired_total counts it. Checked when a
+  /// worker reaches the task, so it is never run late, but may be failed a bit late.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
+  /// Runs (on the worker) instead of the task when the deadline passed. An exception
+  /// from it goes to the error handler, counted as a callback error.
+  std::function<void()> on_expired;
+};
+
+/// Metrics policies of BasicThreadPoolExecutor. TaskMetrics, the default, counts and
+/// times every task. NoMetrics compiles the per-task metric updates and clock reads
+/// out, and sends the pool's remaining series (rare events) to a private registry that
+/// nobody scrapes. It exists to measure what the instrumentation costs (the benchmark
+/// suite's "metrics compiled out" row); a service has no reason to turn it off.
+struct TaskMetrics {};
+struct NoMetrics {};
+
+/// A thread pool that is instrumented out of the box: every task's queue wait and run
+/// time, outcomes and worker activity go to an ExecutorExporter with executor_type
+/// "thread_pool". submit() returns a Future with the std::future interface (plus
+/// cancel and done-callbacks); a task that throws never kills a worker. Beyond
+/// Python's ThreadPoolExecutor it offers live resizing (scale_up, scale_down, resize),
+/// a bounded queue with back-pressure (block, block with timeout, reject; try_submit),
+/// fire-and-forget post() with an error handler, wait()/wait_for() for idleness, traced
+/// tasks, named tasks, priorities and per-task deadlines. Metric updates on submit,
+/// task start and task end take no lock beyond the queue's and write only the calling
+/// thread's own shard; rarer events use atomics folded at scrape. ThreadPoolExecutor is
+/// BasicThreadPoolExecutor<TaskMetrics>.
+template <class Metrics = TaskMetrics>
+class BasicThreadPoolExecutor {
+  static_assert(std::is_same_v<Metrics, TaskMetrics> || std::is_same_v<Metrics, NoMetrics>,
+                "BasicThreadPoolExecutor<TaskMetrics> or BasicThreadPoolExecutor<NoMetrics>");
+  static constexpr bool kMetered = std::is_same_v<Metrics, TaskMetrics>;
+
+ public:
+  /// Starts `max_workers` threads (the hardware thread count when 0).
+  explicit BasicThreadPoolExecutor(std::size_t max_workers = 0, ThreadPoolOptions options = {})
+      : options_(std::move(options)),
+        exporter_(options_.id, "thread_pool",
+                  kMetered ? options_.registry : std::make_shared<prometheus::Registry>(),
+                  options_.exporter),
+        sink_(std::make_shared<detail::ErrorSink>(exporter_.metrics(), exporter_.id())),
+        queue_(options_.queue_capacity) {
+    (void)detail::now_ns();  // calibrates the clock now rather than in the first submit
+    if (max_workers == 0) max_workers = std::max(1U, std::thread::hardware_concurrency());
+    if (options_.thread_name_prefix.empty()) {
+      options_.thread_name_prefix = options_.id.empty() ? "worker" : options_.id;
+    }
+    exporter_.metrics().add_queue_capacity(static_cast<std::int64_t>(options_.queue_capacity));
+    {
+      std::lock_guard lock(workers_mutex_);
+      set_target_locked(max_workers);
+      for (std::size_t i = 0; i < max_workers; ++i) spawn_locked();
+    }
+    // Gives the workers up to 200 ms to get through their initializers (counted in
+    // executor_workers, or the pool broken), so the worker metrics are exact from the
+    // start on a loaded machine instead of depending on thread scheduling. Bounded, and
+    // outside workers_mutex_: an initializer may block on something the caller does
+    // after construction, or use the pool's resizing.
+    const auto give_up = std::chrono::steady_clock::now() + std::chrono::milliseconds(200);
+    while (ready_.load(std::memory_order_acquire) < max_workers &&
+           std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+
+  /// The Python-like signature: ThreadPoolExecutor(max_workers, thread_name_prefix,
+  /// initializer, id, registry).
+  BasicThreadPoolExecutor(std::size_t max_workers, std::string thread_name_prefix,
+                          std::function<void()> initializer = {}, std::string id = {},
+                          std::shared_ptr<prometheus::Registry> registry = nullptr)
+      : BasicThreadPoolExecutor(max_workers,
+                                make_options(std::move(thread_name_prefix), std::move(initializer),
+                                             std::move(id), std::move(registry))) {}
+
+  BasicThreadPoolExecutor(const BasicThreadPoolExecutor&) = delete;
+  BasicThreadPoolExecutor& operator=(const BasicThreadPoolExecutor&) = delete;
+
+  /// Shuts down (waiting for queued tasks) and joins the workers. Run by one of the
+  /// pool's own tasks (or done-callbacks, which drop the last reference to a pool it
+  /// owns), it cannot wait for its own thread: the other workers still run every queued
+  /// task, and when no other worker is left (a pool of one) the queued tasks are
+  /// cancelled, counted and their futures told so. The task that destroyed the pool
+  /// finishes normally, and its thread then leaves without touching the pool.
+  ~BasicThreadPoolExecutor() {
+    const bool own_worker = current_pool() == this;
+    shutdown(true, false);
+    if (own_worker) {
+      cancel_queued();
+      *pool_destroyed() = true;
+      current_pool() = nullptr;
+    }
+    std::lock_guard lock(workers_mutex_);
+    // Only a pool destroyed by one of its own tasks still has a joinable thread: itself.
+    for (auto& w : workers_) {
+      if (w.thread.joinable()) w.thread.detach();
+    }
+    exporter_.metrics().add_queue_capacity(-static_cast<std::int64_t>(options_.queue_capacity));
+  }
+
+  // ---- Submitting -----------------------------------------------------------------
+
+  /// Queues f(args...) (decayed copies) and returns its future. Throws
+  /// ExecutorShutdownError after shutdown(), BrokenExecutorError once the pool is
+  /// broken, and QueueFullError when a bounded queue stays full per the pool's
+  /// policy; each refusal is counted in executor_tasks_rejected_total{reason}.
+  template <class F, class... Args>
+  auto submit(F&& f, Args&&... args) {
+    return submit_node(nullptr, detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+  }
+
+  /// submit() with per-task settings: name, priority, deadline, expire callback.
+  template <class F, class... Args>
+  auto submit_with(const SubmitOptions& options, F&& f, Args&&... args) {
+    return submit_node(&options,
+                       detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+  }
+
+  /// submit() for a named task: it is counted in the series with the label task=`name`
+  /// (celery-exporter's `name`) instead of the executor's unlabelled ones, so summing
+  /// over `task` gives the executor's totals. Past ThreadPoolOptions::max_task_names
+  /// distinct names, new names count as task="other".
+  template <class F, class... Args>
+  auto submit_named(std::string name, F&& f, Args&&... args) {
+    SubmitOptions options;
+    options.name = std::move(name);
+    return submit_with(options, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+
+  /// submit() for a traced task (worker.go's RunTraced): f(trace, args...) receives a
+  /// Trace&, and each trace.mark("action") records the time since the previous mark
+  /// (or the task's start) in executor_task_trace_seconds{scope, action}.
+  template <class F, class... Args>
+  auto submit_traced(std::string scope, F&& f, Args&&... args) {
+    return submit(traced(std::move(scope), std::forward<F>(f)), std::forward<Args>(args)...);
+  }
+
+  /// Like submit(), but never blocks: returns an empty optional, counting a
+  /// queue_full rejection, when the bounded queue is full. Still throws after
+  /// shutdown() or once broken, since retrying cannot help there.
+  template <class F, class... Args>
+  auto try_submit(F&& f, Args&&... args) {
+    auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
+    using Node = detail::FutureTask<decltype(bound)>;
+    using R = typename Node::result_type;
+    auto* node = new Node(std::move(bound));
+    prepare_future(node, nullptr);
+    detail::StateRef<detail::FutureState<R>> future_ref(node);
+    if (!enqueue(node, nullptr, Mode::try_only)) return std::optional<Future<R>>();
+    return std::optional<Future<R>>(Future<R>(std::move(future_ref)));
+  }
+
+  /// Fire-and-forget: queues f(args...) with no future (one recycled node). Its
+  /// exception goes to the error handler (set_error_handler; stderr by default) and is
+  /// counted in executor_unhandled_errors_total, besides the failed run. Refusals
+  /// throw as for submit().
+  template <class F, class... Args>
+  void post(F&& f, Args&&... args) {
+    post_node(nullptr, detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+  }
+
+  /// post() with per-task settings (name, priority, deadline, expire callback).
+  template <class F, class... Args>
+  void post_with(const SubmitOptions& options, F&& f, Args&&... args) {
+    post_node(&options, detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+  }
+
+  /// Submits f(item) for every item of `range`; results come back in input order.
+  template <class F, std::ranges::input_range Range>
+  auto map(F f, Range&& range) {
+    return detail::map_via_submit(*this, f, std::forward<Range>(range));
+  }
+
+  /// Python's map(fn, iterable, timeout, chunksize): `chunksize` items per task (for
+  /// many tiny items), and reading a result later than `timeout` after this call
+  /// throws TimeoutError.
+  template <class F, std::ranges::input_range Range>
+  auto map(F f, Range&& range, MapOptions options) {
+    return detail::map_via_submit(*this, f, std::forward<Range>(range), options);
+  }
+
+  // ---- Errors ---------------------------------------------------------------------
+
+  /// Receives the exceptions that have no future to go to: those of posted tasks and
+  /// of done/expire callbacks run by workers (each also counted). Called on the thread
+  /// where it happened; it should not block long. An exception it throws is logged to
+  /// stderr. An empty handler restores the default, which logs to stderr.
+  void set_error_handler(std::function<void(std::exception_ptr)> handler) {
+    sink_->set_handler(std::move(handler));
+  }
+
+  // ---- Waiting and shutting down --------------------------------------------------
+
+  /// Blocks until the pool is idle: nothing queued, nothing running, every future
+  /// published and its callbacks run (thread-executor's wait). Tasks submitted while
+  /// waiting are waited for too. Does not shut down. A task of this pool must not call
+  /// it (it would wait for itself): that throws std::logic_error.
+  void wait() {
+    check_not_worker("wait");
+    queue_.wait_idle(detail::TaskQueue::no_deadline());
+  }
+  /// wait() for at most `timeout`; true when the pool became idle.
+  template <class Rep, class Period>
+  bool wait_for(const std::chrono::duration<Rep, Period>& timeout) {
+    check_not_worker("wait_for");
+    return queue_.wait_idle(std::chrono::steady_clock::now() +
+                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+  }
+
+  /// Stops accepting tasks. With cancel_futures, queued tasks that have not started are
+  /// cancelled (their futures throw CancelledError); otherwise they still run. With
+  /// wait, blocks until every worker has exited. Safe to call more than once and from
+  /// several threads; a worker calling it does not wait for itself.
+  void shutdown(bool wait = true, bool cancel_futures = false) {
+    queue_.close();
+    if (cancel_futures) cancel_queued();
+    if (wait) join();
+  }
+
+  // ---- Resizing -------------------------------------------------------------------
+
+  /// Adds `n` workers now (reusing workers asked to leave that have not left yet).
+  /// Throws ExecutorShutdownError after shutdown(), BrokenExecutorError once broken.
+  void scale_up(std::size_t n) {
+    std::lock_guard lock(workers_mutex_);
+    scale_up_locked(n);
+  }
+  /// Removes `n` workers: each leaves after its current task, so no running or queued
+  /// task is interrupted or lost. Leaving no worker is refused with
+  /// std::invalid_argument (queued tasks would never run).
+  void scale_down(std::size_t n) {
+    std::lock_guard lock(workers_mutex_);
+    scale_down_locked(n);
+  }
+  /// Sets the worker count to `n` (> 0, else std::invalid_argument) by scaling up or
+  /// down. executor_max_workers follows at once, executor_workers as threads come and
+  /// go, and executor_scale_events_total{direction} counts the change.
+  void resize(std::size_t n) {
+    if (n == 0) throw std::invalid_argument("executor_exporter: a pool needs at least 1 worker");
+    std::lock_guard lock(workers_mutex_);
+    if (n > target_) scale_up_locked(n - target_);
+    if (n < target_) scale_down_locked(target_ - n);
+  }
+
+  // ---- Introspection --------------------------------------------------------------
+
+  /// The exporter feeding this pool's metrics.
+  ExecutorExporter& exporter() { return exporter_; }
+  /// Number of worker threads configured (the target while a resize takes effect).
+  std::size_t max_workers() const { return target_atomic_.load(std::memory_order_relaxed); }
+  /// Tasks accepted and not yet taken by a worker (racy by nature; a worker may also
+  /// hold up to 15 it took from a long queue and has not started; executor_tasks_queued
+  /// counts those too and is exact at scrape).
+  std::size_t queue_size() const { return queue_.size(); }
+  /// The bound of the queue; 0 when unbounded.
+  std::size_t queue_capacity() const noexcept { return queue_.capacity(); }
+  /// True once a worker initializer threw; the pool then refuses every task.
+  bool broken() const noexcept { return broken_.load(std::memory_order_acquire); }
+
+ private:
+  enum class Mode { normal, try_only };
+
+  struct Worker {
+    std::thread thread;
+    std::atomic<bool> exited{false};
+  };
+
+  static ThreadPoolOptions make_options(std::string prefix, std::function<void()> init,
+                                        std::string id,
+                                        std::shared_ptr<prometheus::Registry> registry) {
+    ThreadPoolOptions o;
+    o.thread_name_prefix = std::move(prefix);
+    o.initializer = std::move(init);
+    o.id = std::move(id);
+    o.registry = std::move(registry);
+    return o;
+  }
+
+  template <class F>
+  auto traced(std::string scope, F&& f) {
+    return [this, scope = std::move(scope), fn = std::forward<F>(f)](auto&&... args) mutable {
+      Trace trace(exporter_.metrics(), scope, options_.trace);
+      return std::invoke(fn, trace, std::forward<decltype(args)>(args)...);
+    };
+  }
+
+  template <class Bound>
+  auto submit_node(const SubmitOptions* options, Bound&& bound) {
+    using Node = detail::FutureTask<std::decay_t<Bound>>;
+    using R = typename Node::result_type;
+    auto* node = new Node(std::forward<Bound>(bound));
+    prepare_future(node, options);
+    detail::StateRef<detail::FutureState<R>> future_ref(node);  // the future's reference
+    enqueue(node, options, Mode::normal);
+    return Future<R>(std::move(future_ref));
+  }
+
+  template <class Bound>
+  void post_node(const SubmitOptions* options, Bound&& bound) {
+    auto* node = new detail::PostTask<std::decay_t<Bound>>(std::forward<Bound>(bound));
+    apply(node, options);
+    enqueue(node, options, Mode::normal);
+  }
+
+  // Applies the options and wires the state to this pool's metrics and error sink.
+  template <class Node>
+  void prepare_future(Node* node, const SubmitOptions* options) {
+    apply(node, options);
+    node->set_owner(&exporter_.metrics(), node->named());
+    node->set_sink(sink_.get());
+    node->add_ref();  // one reference for the queue, one for the future
+  }
+
+  // A failure (no memory for the extras or a new name) releases the node, so nothing
+  // leaks, and propagates: the task was never submitted.
+  void apply(detail::Task* node, const SubmitOptions* options) {
+    if (options == nullptr) return;
+    try {
+      apply_options(node, *options);
+    } catch (...) {
+      node->drop();
+      throw;
+    }
+  }
+  void apply_options(detail::Task* node, const SubmitOptions& options) {
+    node->priority = options.priority;
+    if (options.deadline) {
+      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          options.deadline->time_since_epoch())
+                          .count();
+      node->extras_for_update().deadline_ns = ns > 0 ? static_cast<std::uint64_t>(ns) : 1;
+    }
+    if (options.on_expired) node->extras_for_update().on_expired = options.on_expired;
+    if (!options.name.empty()) {
+      node->extras_for_update().named =
+          &exporter_.metrics().named(options.name, options_.max_task_names);
+    }
+  }
+
+  // Queues `node`, or counts the rejection, releases the queue's hold and reports it:
+  // false for a full queue in try mode; throws otherwise. A post node (no future) is
+  // simply deleted by drop().
+  bool enqueue(detail::Task* node, const SubmitOptions* options, Mode mode) {
+    (void)options;  // already applied to the node
+    // Looked up before the queue lock: a first lookup registers a shard under a lock.
+    // Without per-task metrics only a refusal needs it (below).
+    detail::MetricShard* series = nullptr;
+    if constexpr (kMetered) {
+      series = &series_of(*node);
+      // Timed or not is decided here (timing_sample_rate); 0 tells the worker "not timed".
+      node->submit_ns = series->sample() ? detail::now_ns() : 0;
+    }
+    auto on_accept = [&] {
+      if constexpr (kMetered) series->task_submitted();
+    };
+    // A refusal is counted in the task's series and releases the queue's hold on it.
+    auto refuse = [&](RejectReason reason) {
+      (series != nullptr ? *series : series_of(*node)).task_rejected(reason);
+      node->drop();
+    };
+    using Result = detail::TaskQueue::PushResult;
+    Result r;
+    try {
+      if (mode == Mode::try_only || queue_.capacity() == 0 ||
+          options_.on_full == QueueFullPolicy::reject) {
+        r = queue_.push(node, on_accept, false);
+      } else if (options_.on_full == QueueFullPolicy::block) {
+        r = queue_.push(node, on_accept, true);
+      } else {
+        r = queue_.push(node, on_accept, true,
+                        std::chrono::steady_clock::now() + options_.full_timeout);
+      }
+    } catch (...) {  // no memory for a new priority level: refused, counted, not leaked
+      refuse(RejectReason::error);
+      throw;
+    }
+    if (r == Result::accepted) return true;
+    if (r == Result::cancelled) {  // accepted as the pool shut down, with no worker left
+      node->cancel(context());
+      node->drop();
+      return true;
+    }
+    const RejectReason reason = r == Result::full     ? RejectReason::queue_full
+                                : r == Result::broken ? RejectReason::broken
+                                                      : RejectReason::shutdown;
+    refuse(reason);
+    if (r == Result::full) {
+      if (mode == Mode::try_only) return false;
+      throw QueueFullError(exporter_.id());
+    }
+    if (r == Result::broken) throw BrokenExecutorError(broken_message());
+    throw ExecutorShutdownError(exporter_.id());
+  }
+
+  // Where a task's counts go: its name's series for a named task (which counts only
+  // there, so that summing over `task` counts it once), else the executor's.
+  detail::MetricShard& series_of(const detail::Task& node) {
+    detail::ExecutorMetrics* named = node.named();
+    return named != nullptr ? named->local_shard() : exporter_.metrics().local_shard();
+  }
+
+  // What tasks need from this pool when they are cancelled or fail off a worker.
+  detail::TaskContext context() noexcept { return {&exporter_.metrics(), sink_.get()}; }
+
+  // Cancels (counted, futures told) every task not yet started, reserved ones included.
+  void cancel_queued() {
+    for (detail::Task* t = queue_.take_all(); t != nullptr;) {
+      detail::Task* next = t->next;
+      t->cancel(context());
+      t->drop();
+      t = next;
+    }
+  }
+
+  void check_not_worker(const char* what) const {
+    if (current_pool() == this) {
+      throw std::logic_error(std::string("executor_exporter: ") + what +
+                             "() called from a task of the same pool would wait for itself");
+    }
+  }
+  static const BasicThreadPoolExecutor*& current_pool() {
+    thread_local const BasicThreadPoolExecutor* pool = nullptr;
+    return pool;
+  }
+  // Set by the destructor when it runs on one of the pool's own workers: that worker's
+  // flag, which it checks after each task before it touches the pool again.
+  static bool*& pool_destroyed() {
+    thread_local bool* flag = nullptr;
+    return flag;
+  }
+
+  // ---- Workers --------------------------------------------------------------------
+
+  void spawn_locked() {
+    auto& w = workers_.emplace_back();
+    const std::size_t index = next_index_++;
+    w.thread = std::thread([this, &w, index] { work(w, index); });
+  }
+
+  // Joins workers that left after a scale-down (never the calling thread).
+  void reap_locked() {
+    for (auto it = workers_.begin(); it != workers_.end();) {
+      if (it->exited.load(std::memory_order_acquire) &&
+          it->thread.get_id() != std::this_thread::get_id()) {
+        if (it->thread.joinable()) it->thread.join();
+        it = workers_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+
+  void scale_up_locked(std::size_t n) {
+    if (n == 0) return;
+    if (broken()) throw BrokenExecutorError(broken_message());
+    if (queue_.closed()) throw ExecutorShutdownError(exporter_.id());
+    reap_locked();
+    const std::size_t kept = queue_.unretire(n);
+    for (std::size_t i = kept; i < n; ++i) spawn_locked();
+    set_target_locked(target_ + n);
+    exporter_.metrics().scaled(true);
+  }
+
+  void scale_down_locked(std::size_t n) {
+    if (n == 0) return;
+    if (queue_.closed()) throw ExecutorShutdownError(exporter_.id());
+    if (n >= target_) {
+      throw std::invalid_argument(
+          "executor_exporter: scaling down to 0 workers is refused: queued tasks would never "
+          "run (use shutdown())");
+    }
+    set_target_locked(target_ - n);
+    queue_.retire(n);
+    exporter_.metrics().scaled(false);
+    reap_locked();
+  }
+
+  void set_target_locked(std::size_t n) {
+    target_ = n;
+    target_atomic_.store(n, std::memory_order_relaxed);
+    exporter_.set_max_workers(static_cast<std::int64_t>(n));
+  }
+
+  void work(Worker& self, std::size_t index) {
+    detail::set_thread_name(options_.thread_name_prefix + "-" + std::to_string(index));
+    current_pool() = this;
+    // Held by this thread, so that a task that destroys the pool is still counted and
+    // its error still reported; the thread then leaves (see the destructor).
+    const auto metrics_keep = exporter_.metrics_handle();
+    const auto sink_keep = sink_;
+    bool destroyed = false;
+    pool_destroyed() = &destroyed;
+    if (options_.initializer) {
+      // A copy: should it drop the last reference to the pool, the pool's own copy goes.
+      const auto initializer = options_.initializer;
+      try {
+        initializer();
+      } catch (...) {
+        if (destroyed) return;
+        break_pool(std::current_exception());
+        mark_ready();
+        self.exited.store(true, std::memory_order_release);
+        return;
+      }
+      if (destroyed) return;  // it dropped the last reference: the pool is gone
+    }
+    exporter_.worker_started();
+    mark_ready();
+    auto& metrics = exporter_.metrics();
+    auto& shard = metrics.local_shard();
+    // From this thread's own references: valid even after a task destroyed the pool.
+    const detail::TaskContext ctx{metrics_keep.get(), sink_keep.get()};
+    detail::TaskQueue::Reserve reserve;
+    queue_.attach(reserve);
+    std::uint64_t last_end = 0;
+    std::size_t finished = 0;  // tasks run since the last pop()
+    for (;;) {
+      bool waited = false;
+      detail::Task* task = reserve.take();
+      if (task == nullptr) {
+        task = queue_.pop(finished, waited, reserve);
+        finished = 0;
+        if (task == nullptr) break;
+      }
+      ++finished;  // reported at the next pop(), when it surely is finished
+      run(*task, ctx, shard, waited, last_end);
+      if (destroyed) {  // by that task or a done-callback: leave without touching the pool
+        metrics_keep->worker_stopped();
+        return;
+      }
+    }
+    queue_.detach(reserve);
+    exporter_.worker_stopped();
+    self.exited.store(true, std::memory_order_release);
+  }
+
+  // Runs one task taken from the queue: skips it if cancelled, expires it if its
+  // deadline passed, else runs and counts it and publishes its outcome. Once the task's
+  // code ran, only the task and the metric shards (kept alive by the worker) are used,
+  // never the pool: the task may have destroyed it.
+  void run(detail::Task& task, const detail::TaskContext& ctx, detail::MetricShard& shard,
+           bool waited, std::uint64_t& last_end) {
+    if (!task.claim()) {  // cancelled while queued; the canceller counted it
+      task.drop();
+      return;
+    }
+    detail::ExecutorMetrics* named = nullptr;
+    if (task.extras) [[unlikely]] {
+      // Deadlines are steady_clock time_points, so they are checked against steady_clock.
+      const std::uint64_t deadline = task.extras->deadline_ns;
+      if (deadline != 0 && detail::steady_ns() > deadline) {
+        expire(task, ctx);
+        last_end = 0;
+        return;
+      }
+      task.extras->on_expired = nullptr;  // not needed any more; free its captures now
+      named = task.extras->named;
+    }
+    std::exception_ptr unhandled;  // a posted task's exception, for finish()
+    if constexpr (!kMetered) {
+      (void)task.invoke(unhandled);
+      task.finish(ctx, std::move(unhandled));
+      return;
+    }
+    // A named task's outcome goes to its name's series only; the executor-level busy
+    // seconds still count its run time (workers are busy whatever the task's name).
+    detail::MetricShard& series = named != nullptr ? named->local_shard() : shard;
+    if (task.submit_ns == 0) {  // not picked for timing: counted, no clock read
+      series.task_started_untimed();
+      const bool ok = task.invoke(unhandled);
+      series.task_finished_untimed(ok);
+      last_end = 0;  // the next timed task reads the clock for its start
+      task.finish(ctx, std::move(unhandled));
+      return;
+    }
+    // Back to back on one worker, the end of one task is the start of the next.
+    const std::uint64_t start = waited || last_end == 0 ? detail::now_ns() : last_end;
+    series.task_started(start > task.submit_ns ? start - task.submit_ns : 0);
+    shard.set_running_since(start);
+    const bool ok = task.invoke(unhandled);
+    last_end = detail::now_ns();
+    shard.set_running_since(0);  // before the busy time is added (see there)
+    const std::uint64_t weight = series.sample_rate();
+    series.task_finished(last_end - start, ok, weight);
+    if (named != nullptr) shard.add_busy((last_end - start) * weight);
+    task.finish(ctx, std::move(unhandled));
+  }
+
+  void mark_ready() { ready_.fetch_add(1, std::memory_order_release); }
+
+  // A claimed task whose deadline passed: counted, its expire callback run, its
+  // future failed; all before the future is published, so its waiter sees them done.
+  // The callback may destroy the pool: from then on only `ctx` (the worker's own
+  // references) is used.
+  void expire(detail::Task& task, const detail::TaskContext& ctx) {
+    detail::ExecutorMetrics* named = task.named();
+    (named != nullptr ? *named : *ctx.owner).task_expired();
+    if (auto& callback = task.extras->on_expired) {
+      try {
+        callback();
+      } catch (...) {
+        ctx.sink->callback_failed(std::current_exception());
+      }
+      callback = nullptr;
+    }
+    task.fail_claimed(ctx, std::make_exception_ptr(TaskExpiredError()), false);
+  }
+
+  // An initializer threw: count it, refuse everything from now on, and fail what is
+  // queued (counted as cancelled: those tasks never started).
+  void break_pool(std::exception_ptr error) {
+    exporter_.metrics().initializer_error();
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(error);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    {
+      std::lock_guard lock(broken_mutex_);
+      if (broken_message_.empty()) {
+        broken_message_ = "executor '" + exporter_.id() +
+                          "' is broken: a worker initializer threw: " + what;
+      }
+    }
+    broken_.store(true, std::memory_order_release);
+    const auto failure = std::make_exception_ptr(BrokenExecutorError(broken_message()));
+    auto& shard = exporter_.metrics().local_shard();
+    for (detail::Task* t = queue_.break_and_take_all(); t != nullptr;) {
+      detail::Task* next = t->next;
+      if (t->claim()) {
+        detail::ExecutorMetrics* named = t->named();
+        (named != nullptr ? named->local_shard() : shard).task_cancelled();
+        t->fail_claimed(context(), failure, true);
+      } else {
+        t->drop();
+      }
+      t = next;
+    }
+  }
+
+  std::string broken_message() const {
+    std::lock_guard lock(broken_mutex_);
+    return broken_message_;
+  }
+
+  // Joins without holding workers_mutex_, so a task that calls resize() meanwhile gets
+  // its error instead of a deadlock. Once the queue is closed the list no longer
+  // changes (scaling throws), and join_mutex_ keeps two joiners off one thread.
+  void join() {
+    std::lock_guard join_lock(join_mutex_);
+    std::vector<Worker*> all;
+    {
+      std::lock_guard lock(workers_mutex_);
+      for (auto& w : workers_) all.push_back(&w);
+    }
+    for (Worker* w : all) {
+      if (w->thread.joinable() && w->thread.get_id() != std::this_thread::get_id()) {
+        w->thread.join();
+      }
+    }
+  }
+
+  ThreadPoolOptions options_;
+  ExecutorExporter exporter_;
+  // Shared with the workers, which may still report a task's error after a task of
+  // theirs destroyed the pool (see the destructor).
+  std::shared_ptr<detail::ErrorSink> sink_;
+  // Mutable: queue_size() moves the queue's inbox into its lists to count it.
+  mutable detail::TaskQueue queue_;
+  std::atomic<bool> broken_{false};
+  mutable std::mutex broken_mutex_;
+  std::string broken_message_;  // guarded by broken_mutex_
+  std::mutex join_mutex_;
+  std::mutex workers_mutex_;    // guards the members below
+  std::list<Worker> workers_;
+  std::size_t target_ = 0;
+  std::size_t next_index_ = 0;
+  std::atomic<std::size_t> target_atomic_{0};
+  std::atomic<std::size_t> ready_{0};  // workers through their initializer (ever)
+};
+
+/// The instrumented pool (see BasicThreadPoolExecutor).
+using ThreadPoolExecutor = BasicThreadPoolExecutor<TaskMetrics>;
+
+}  // namespace executor_exporter

@@ -1,0 +1,230 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <iterator>
+#include <memory>
+#include <ranges>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#include <executor_exporter/errors.hpp>
+#include <executor_exporter/metrics/exporter.hpp>
+#include <executor_exporter/pools/detail/error_sink.hpp>
+#include <executor_exporter/pools/future.hpp>
+#include <executor_exporter/pools/map_results.hpp>
+#include <executor_exporter/process/codec.hpp>
+#include <executor_exporter/process/detail/frame.hpp>
+#include <executor_exporter/process/detail/process_engine.hpp>
+#include <executor_exporter/process/detail/process_task.hpp>
+#include <executor_exporter/process/process_pool_options.hpp>
+
+namespace executor_exporter {
+
+namespace detail {
+template <class...>
+inline constexpr bool process_always_false = false;
+}
+
+/// Python's ProcessPoolExecutor for C++, instrumented with executor_type="process_pool".
+///
+/// Tasks run in long-lived worker processes created with fork() (no exec) by a small
+/// single-threaded "zygote" process that the constructor forks before the pool starts
+/// any thread of its own. A task is a function pointer or a capture-less lambda plus
+/// arguments; arguments and results cross the process boundary through the codec
+/// (codec.hpp). submit() returns the same Future as ThreadPoolExecutor; an exception
+/// thrown in the worker arrives as ProcessTaskError (original type name and what()).
+///
+/// Failures fail only what they must: a worker that dies (signal, exit(), memory limit,
+/// malformed reply) fails the task it was running with WorkerCrashedError, tasks sent to
+/// it but not started are sent again, and a new worker replaces it. A task past
+/// task_timeout gets TaskTimeoutError and its worker is killed and replaced. A crash loop,
+/// a dead zygote or a failing initializer break the pool: pending and later tasks fail
+/// with BrokenExecutorError. The library installs no signal handler: the zygote reaps the
+/// workers, and the pool reaps the zygote.
+///
+/// Only the parent touches prometheus-cpp: queue wait (submit to start in the child) and
+/// run time (measured in the child) travel back with each result.
+class ProcessPoolExecutor {
+ public:
+  explicit ProcessPoolExecutor(ProcessPoolOptions options = {})
+      : options_(std::move(options)),
+        exporter_(options_.id, "process_pool", options_.registry, options_.exporter),
+        sink_(exporter_.metrics(), exporter_.id()),
+        engine_(std::make_unique<detail::ProcessEngine>(options_, exporter_)) {}
+  explicit ProcessPoolExecutor(std::size_t max_workers, ProcessPoolOptions options = {})
+      : ProcessPoolExecutor(with_workers(std::move(options), max_workers)) {}
+
+  ProcessPoolExecutor(const ProcessPoolExecutor&) = delete;
+  ProcessPoolExecutor& operator=(const ProcessPoolExecutor&) = delete;
+
+  /// shutdown(true, false): waits for the queued tasks, then stops the workers and the
+  /// zygote. A task that hangs keeps it waiting unless task_timeout is set; call
+  /// kill_workers() first to give up on it.
+  ~ProcessPoolExecutor() { engine_.reset(); }
+
+  /// For applications that start threads early: forks the process-wide zygote server
+  /// now, while the process is still single-threaded. Every pool created afterwards gets
+  /// its zygote from it instead of forking the (by then multi-threaded) process, and
+  /// skips the thread check. Call it at the top of main(). Idempotent.
+  static void preinit() { detail::process_preinit(); }
+  /// Stops the preinit zygote server (pools created later fork their own zygote).
+  static void preinit_stop() { detail::process_preinit_stop(); }
+
+  /// Runs f(args...) in a worker process and returns its future. f must be a function
+  /// pointer or a capture-less lambda; arguments and result must be Encodable. Throws
+  /// ExecutorShutdownError after shutdown() and BrokenExecutorError once the pool is
+  /// broken (both counted as rejected).
+  template <class F, class... Args>
+  auto submit(F&& f, Args&&... args) {
+    using D = std::decay_t<F>;
+    if constexpr (!ProcessCallable<F>) {
+      static_assert(detail::process_always_false<F>,
+                    "ProcessPoolExecutor::submit: the task must be a function pointer or a "
+                    "capture-less lambda. A capturing lambda's captures live in the parent's "
+                    "memory and cannot reach the worker process: pass them as arguments.");
+      return Future<void>();
+    } else if constexpr (!std::is_invocable_v<D&, std::decay_t<Args>...>) {
+      static_assert(detail::process_always_false<F>,
+                    "ProcessPoolExecutor::submit: the function cannot be called with these "
+                    "arguments (they are passed as decayed rvalues).");
+      return Future<void>();
+    } else if constexpr (!(Encodable<std::decay_t<Args>> && ...)) {
+      static_assert(detail::process_always_false<F>,
+                    "ProcessPoolExecutor::submit: every argument must be Encodable (see "
+                    "codec.hpp; specialize executor_exporter::codec_traits for your types).");
+      return Future<void>();
+    } else if constexpr (!detail::encodable_result<detail::process_result_t<F, Args...>>) {
+      static_assert(detail::process_always_false<F>,
+                    "ProcessPoolExecutor::submit: the result must be void or Encodable (see "
+                    "codec.hpp; specialize executor_exporter::codec_traits for your types).");
+      return Future<void>();
+    } else {
+      using R = detail::process_result_t<F, Args...>;
+      std::uint64_t user = 0;
+      if constexpr (std::is_pointer_v<D>) user = detail::function_to_wire(static_cast<D>(f));
+      Encoder e;
+      e.write_uint<std::uint64_t>(user);
+      (encode(e, static_cast<const std::decay_t<Args>&>(args)), ...);
+      auto* state = new detail::FutureState<R>;
+      state->set_owner(&exporter_.metrics());
+      state->set_sink(&sink_);
+      state->add_ref();  // one for the future, one for the task
+      detail::StateRef<detail::FutureState<R>> future_ref(state);
+      auto* task = new detail::ProcessTask;
+      task->single = state;
+      task->complete = &detail::complete_single<R>;
+      task->id = engine_->next_task_id();
+      task->frame = detail::encode_task_frame(
+          task->id,
+          detail::function_to_wire(&detail::process_trampoline<D, R, std::decay_t<Args>...>),
+          e.buffer());
+      engine_->enqueue(task);
+      return Future<R>(std::move(future_ref));
+    }
+  }
+
+  /// f(item) for every item of `range`, results in input order (see MapResults). With
+  /// chunksize > 1 the items travel in chunks of that many, one frame per chunk (much
+  /// faster for small tasks); an exception fails every item of its chunk. Every item
+  /// counts as a task in the metrics.
+  template <class F, std::ranges::input_range Range>
+  auto map(F f, Range&& range, std::size_t chunksize = 1) {
+    using I = std::remove_cvref_t<std::ranges::range_reference_t<Range>>;
+    if (chunksize <= 1) return detail::map_via_submit(*this, f, std::forward<Range>(range));
+    static_assert(ProcessTaskFunction<F, I>,
+                  "ProcessPoolExecutor::map: the function must be a function pointer or a "
+                  "capture-less lambda taking one Encodable item and returning void or an "
+                  "Encodable value.");
+    using D = std::decay_t<F>;
+    using R = detail::process_result_t<F, I>;
+    std::vector<Future<R>> futures;
+    if constexpr (std::ranges::sized_range<Range>) futures.reserve(std::ranges::size(range));
+    std::uint64_t user = 0;
+    if constexpr (std::is_pointer_v<D>) user = detail::function_to_wire(static_cast<D>(f));
+    std::vector<I> items;
+    items.reserve(chunksize);
+    auto flush = [&] {
+      if (items.empty()) return;
+      Encoder e;
+      e.write_uint<std::uint64_t>(user);
+      encode(e, items);
+      auto* task = new detail::ProcessTask;
+      task->chunk.reserve(items.size());
+      task->started.assign(items.size(), 0);
+      task->complete = &detail::complete_chunk<R>;
+      for (std::size_t i = 0; i < items.size(); ++i) {
+        auto* state = new detail::FutureState<R>;
+        state->set_owner(&exporter_.metrics());
+        state->set_sink(&sink_);
+        state->add_ref();
+        task->chunk.push_back(state);
+        futures.emplace_back(detail::StateRef<detail::FutureState<R>>(state));
+      }
+      task->id = engine_->next_task_id();
+      task->frame = detail::encode_task_frame(
+          task->id, detail::function_to_wire(&detail::process_chunk_trampoline<D, R, I>),
+          e.buffer());
+      items.clear();
+      engine_->enqueue(task);
+    };
+    for (auto&& item : range) {
+      items.push_back(std::forward<decltype(item)>(item));
+      if (items.size() == chunksize) flush();
+    }
+    flush();
+    return MapResults<R>(std::move(futures));
+  }
+
+  /// Stops accepting tasks. With cancel_futures, tasks not yet sent to a worker are
+  /// cancelled; otherwise they still run. With wait, blocks until every task finished
+  /// and the workers and the zygote are gone (reaped). Safe to call more than once.
+  void shutdown(bool wait = true, bool cancel_futures = false) {
+    engine_->shutdown(wait, cancel_futures);
+  }
+
+  /// Python 3.14's kill_workers(): SIGKILLs every worker now; pending and running tasks
+  /// fail with BrokenExecutorError and the pool accepts nothing more.
+  void kill_workers() { engine_->kill_workers(); }
+
+  /// Receives the exceptions of done-callbacks run by the pool's completion thread (the
+  /// thread that publishes results), each also counted in executor_callback_errors_total,
+  /// as ThreadPoolExecutor's. Called on that thread; it should not block long. An
+  /// exception it throws is logged to stderr. An empty handler restores the default,
+  /// which logs to stderr. (A failing worker initializer is not handed to it: it breaks
+  /// the pool, whose futures carry the error, and counts in
+  /// executor_initializer_errors_total.)
+  void set_error_handler(std::function<void(std::exception_ptr)> handler) {
+    sink_.set_handler(std::move(handler));
+  }
+
+  /// The exporter feeding this pool's metrics.
+  ExecutorExporter& exporter() { return exporter_; }
+  std::size_t max_workers() const { return engine_->max_workers(); }
+  /// Pids of the live workers and of the zygote (for monitoring and tests).
+  std::vector<pid_t> worker_pids() const { return engine_->worker_pids(); }
+  pid_t zygote_pid() const { return engine_->zygote_pid(); }
+  /// True once a crash loop, a dead zygote, a failing initializer or kill_workers()
+  /// broke the pool.
+  bool broken() const { return engine_->broken(); }
+
+ private:
+  static ProcessPoolOptions with_workers(ProcessPoolOptions o, std::size_t n) {
+    o.max_workers = n;
+    return o;
+  }
+
+  ProcessPoolOptions options_;
+  ExecutorExporter exporter_;
+  detail::ErrorSink sink_;  // used by the engine's completion thread: declared before it
+  std::unique_ptr<detail::ProcessEngine> engine_;
+};
+
+}  // namespace executor_exporter

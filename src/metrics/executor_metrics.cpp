@@ -1,0 +1,460 @@
+#include <executor_exporter/detail/clock.hpp>
+#include <executor_exporter/metrics/detail/executor_metrics.hpp>
+#include <executor_exporter/metrics/detail/registry_state.hpp>
+
+#include <prometheus/counter.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+#include <prometheus/summary.h>
+
+#include <executor_exporter/metrics/trace_options.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+
+namespace executor_exporter::detail {
+
+namespace {
+
+std::atomic<std::uint64_t> next_unique_id{1};
+
+std::vector<std::uint64_t> to_ns(const std::vector<double>& seconds, const char* what) {
+  std::vector<std::uint64_t> ns;
+  ns.reserve(seconds.size());
+  for (double s : seconds) {
+    if (!std::isfinite(s) || s <= 0 || s > 1e9) {
+      throw std::invalid_argument(std::string("executor_exporter: ") + what +
+                                  " bucket bounds must be positive, finite seconds");
+    }
+    const auto v = static_cast<std::uint64_t>(std::llround(s * 1e9));
+    if (!ns.empty() && v <= ns.back()) {
+      throw std::invalid_argument(std::string("executor_exporter: ") + what +
+                                  " bucket bounds must increase (by at least 1 ns)");
+    }
+    ns.push_back(v);
+  }
+  return ns;
+}
+
+prometheus::Histogram* histogram(prometheus::Family<prometheus::Histogram>& family,
+                                 const prometheus::Labels& labels,
+                                 const std::vector<double>& bounds) {
+  auto& h = family.Add(labels, bounds);
+  // Family::Add returns an existing series unchanged; refuse one whose buckets differ
+  // (left behind by an earlier executor of this id), since the shards count per bucket.
+  const auto existing = h.Collect().histogram.bucket;
+  bool same = existing.size() == bounds.size() + 1;
+  for (std::size_t i = 0; same && i < bounds.size(); ++i) same = existing[i].upper_bound == bounds[i];
+  if (!same) {
+    throw std::invalid_argument(
+        "executor_exporter: this registry already holds the histogram for these labels with "
+        "other bucket bounds");
+  }
+  return &h;
+}
+
+void observe_delta(prometheus::Histogram* h, const std::vector<std::uint64_t>& delta,
+                   std::size_t base, std::size_t buckets) {
+  bool any = false;
+  std::vector<double> increments(buckets + 1);
+  for (std::size_t i = 0; i <= buckets; ++i) {
+    increments[i] = static_cast<double>(delta[base + i]);
+    any = any || delta[base + i] != 0;
+  }
+  if (any) h->ObserveMultiple(increments, static_cast<double>(delta[base + buckets + 1]) / 1e9);
+}
+
+}  // namespace
+
+ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
+                                 std::shared_ptr<prometheus::Registry> registry, std::string id,
+                                 std::string type, const ExporterOptions& options,
+                                 std::string task)
+    : state_(std::move(state)),
+      registry_(std::move(registry)),
+      id_(std::move(id)),
+      type_(std::move(type)),
+      options_(options),
+      task_(std::move(task)),
+      unique_id_(next_unique_id.fetch_add(1, std::memory_order_relaxed)),
+      run_bounds_ns_(to_ns(options.run_buckets, "run")),
+      wait_bounds_ns_(to_ns(options.wait_buckets, "wait")) {
+  if (options.timing_sample_rate == 0) {
+    throw std::invalid_argument(
+        "executor_exporter: timing_sample_rate must be at least 1 (1 times every task)");
+  }
+  layout_.run_buckets = run_bounds_ns_.size();
+  layout_.wait_buckets = wait_bounds_ns_.size();
+  totals_.assign(layout_.size(), 0);
+
+  prometheus::Labels labels{{"executor", id_}, {"executor_type", type_}};
+  if (!task_.empty()) labels.emplace("task", task_);
+  auto with = [&](const char* key, const char* value) {
+    auto l = labels;
+    l.emplace(key, value);
+    return l;
+  };
+  auto& s = *state_;
+  // A named() child exports only what is per task; the executor owns the rest.
+  const bool executor_level = task_.empty();
+  g_max_workers_ = executor_level ? &s.max_workers->Add(labels) : nullptr;
+  g_workers_ = executor_level ? &s.workers->Add(labels) : nullptr;
+  c_workers_started_ = executor_level ? &s.workers_started->Add(labels) : nullptr;
+  c_submitted_ = &s.submitted->Add(labels);
+  c_rejected_[static_cast<std::size_t>(RejectReason::shutdown)] =
+      &s.rejected->Add(with("reason", "shutdown"));
+  c_rejected_[static_cast<std::size_t>(RejectReason::queue_full)] =
+      &s.rejected->Add(with("reason", "queue_full"));
+  c_rejected_[static_cast<std::size_t>(RejectReason::broken)] =
+      &s.rejected->Add(with("reason", "broken"));
+  c_rejected_[static_cast<std::size_t>(RejectReason::error)] =
+      &s.rejected->Add(with("reason", "error"));
+  c_cancelled_ = &s.cancelled->Add(labels);
+  c_completed_ = &s.completed->Add(labels);
+  c_failed_ = &s.failed->Add(labels);
+  g_queued_ = &s.queued->Add(labels);
+  g_running_ = &s.running->Add(labels);
+  h_wait_ = histogram(*s.wait, labels, options_.wait_buckets);
+  h_run_[0] = histogram(*s.run, with("result", "completed"), options_.run_buckets);
+  h_run_[1] = histogram(*s.run, with("result", "failed"), options_.run_buckets);
+  c_busy_ = executor_level ? &s.busy->Add(labels) : nullptr;
+  c_expired_ = &s.expired->Add(labels);
+  if (executor_level) {
+    g_queue_capacity_ = &s.queue_capacity->Add(labels);
+    c_scale_[0] = &s.scale_events->Add(with("direction", "up"));
+    c_scale_[1] = &s.scale_events->Add(with("direction", "down"));
+    c_callback_errors_ = &s.callback_errors->Add(labels);
+    c_unhandled_errors_ = &s.unhandled_errors->Add(labels);
+    c_initializer_errors_ = &s.initializer_errors->Add(labels);
+    c_names_overflow_ = &s.names_overflow->Add(labels);
+  }
+}
+
+ExecutorMetrics& ExecutorMetrics::named(std::string_view name, std::size_t max_names) {
+  // Hot path for named tasks: a per-thread cache of the last few names of this executor.
+  struct CacheEntry {
+    std::uint64_t owner = 0;
+    std::string name;
+    ExecutorMetrics* metrics = nullptr;
+  };
+  thread_local CacheEntry cache[4];
+  thread_local unsigned next_slot = 0;
+  for (auto& e : cache) {
+    if (e.owner == unique_id_ && e.name == name) return *e.metrics;
+  }
+  std::lock_guard lock(named_mutex_);
+  ExecutorMetrics* found = nullptr;
+  if (auto it = named_.find(name); it != named_.end()) {
+    found = it->second.get();
+  } else if (named_.size() < max_names && name != "other") {
+    auto child = std::make_shared<ExecutorMetrics>(state_, registry_, id_, type_, options_,
+                                                   std::string(name));
+    found = child.get();
+    named_.emplace(std::string(name), std::move(child));
+  } else {
+    // Not cached: every overflowing submit is counted, and the table cannot grow.
+    names_overflow_.fetch_add(1, std::memory_order_relaxed);
+    if (!other_) {
+      other_ = std::make_shared<ExecutorMetrics>(state_, registry_, id_, type_, options_, "other");
+    }
+    return *other_;
+  }
+  auto& slot = cache[next_slot++ % 4];
+  slot.owner = unique_id_;
+  slot.name.assign(name);
+  slot.metrics = found;
+  return *found;
+}
+
+void ExecutorMetrics::observe_trace(std::string_view scope, std::string_view action,
+                                    double seconds, const TraceOptions& options) {
+  const std::pair<std::string_view, std::string_view> key(scope, action);
+  if (options.summary) {
+    prometheus::Summary* series = nullptr;
+    {
+      std::lock_guard lock(trace_mutex_);
+      auto it = trace_sum_.find(key);
+      if (it == trace_sum_.end()) {
+        prometheus::Summary::Quantiles quantiles;
+        for (const auto& q : options.quantiles) quantiles.push_back({q.quantile, q.error});
+        auto& family = state_->trace_summary_family();
+        auto& created = family.Add({{"executor", id_},
+                                    {"executor_type", type_},
+                                    {"scope", std::string(scope)},
+                                    {"action", std::string(action)}},
+                                   quantiles, options.max_age, options.age_buckets);
+        it = trace_sum_.emplace(std::pair(std::string(scope), std::string(action)), &created).first;
+      }
+      series = it->second;
+    }
+    series->Observe(seconds);
+    return;
+  }
+  prometheus::Histogram* series = nullptr;
+  {
+    std::lock_guard lock(trace_mutex_);
+    auto it = trace_hist_.find(key);
+    if (it == trace_hist_.end()) {
+      auto& family = state_->trace_histogram_family();
+      auto* created = histogram(family,
+                                {{"executor", id_},
+                                 {"executor_type", type_},
+                                 {"scope", std::string(scope)},
+                                 {"action", std::string(action)}},
+                                options.buckets);
+      it = trace_hist_.emplace(std::pair(std::string(scope), std::string(action)), created).first;
+    }
+    series = it->second;
+  }
+  series->Observe(seconds);
+}
+
+ExecutorMetrics::~ExecutorMetrics() {
+  fold();
+  std::lock_guard lock(mutex_);
+  for (auto& shard : shards_) shard->orphaned.store(true, std::memory_order_release);
+}
+
+MetricShard& ExecutorMetrics::register_shard() {
+  ShardCache& cache = shard_cache();
+  for (auto& e : cache.entries) {
+    if (e.owner == unique_id_) {
+      cache.last_owner = unique_id_;
+      cache.last = e.shard.get();
+      return *cache.last;
+    }
+  }
+  // Entries of executors that are gone would otherwise pile up in long-lived threads.
+  std::erase_if(cache.entries, [](const ShardCache::Entry& e) {
+    return e.shard->orphaned.load(std::memory_order_acquire);
+  });
+  auto shard = std::make_shared<MetricShard>(layout_, run_bounds_ns_, wait_bounds_ns_,
+                                             options_.timing_sample_rate);
+  {
+    std::lock_guard lock(mutex_);
+    shards_.push_back(shard);
+  }
+  cache.entries.push_back({unique_id_, shard});
+  cache.last_owner = unique_id_;
+  cache.last = shard.get();
+  return *cache.last;
+}
+
+std::uint64_t ExecutorMetrics::add_fold_hook(std::function<void()> hook) {
+  std::lock_guard lock(hooks_mutex_);
+  hooks_.emplace_back(next_hook_, std::move(hook));
+  return next_hook_++;
+}
+
+void ExecutorMetrics::remove_fold_hook(std::uint64_t handle) {
+  std::lock_guard lock(hooks_mutex_);
+  std::erase_if(hooks_, [&](const auto& h) { return h.first == handle; });
+}
+
+std::uint64_t ExecutorMetrics::add_running_probe(std::function<Running()> probe) {
+  std::lock_guard lock(mutex_);
+  running_probes_.emplace_back(next_probe_, std::move(probe));
+  return next_probe_++;
+}
+
+void ExecutorMetrics::remove_running_probe(std::uint64_t handle) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(running_probes_, [&](const auto& p) { return p.first == handle; });
+}
+
+void ExecutorMetrics::fold() {
+  std::lock_guard page(state_->page_mutex());
+  fold_held();
+}
+
+void ExecutorMetrics::fold_held() {
+  {
+    std::lock_guard hooks_lock(hooks_mutex_);
+    for (auto& h : hooks_) h.second();
+  }
+  {
+    // Named children fold under the same page lock; copied so that named_mutex_ is
+    // not held while they do.
+    std::vector<std::shared_ptr<ExecutorMetrics>> children;
+    {
+      std::lock_guard named_lock(named_mutex_);
+      for (auto& [name, child] : named_) children.push_back(child);
+      if (other_) children.push_back(other_);
+    }
+    for (auto& child : children) child->fold_held();
+  }
+  std::lock_guard lock(mutex_);
+  const std::size_t n = layout_.size();
+  std::vector<std::uint64_t> delta(n, 0);
+  std::vector<bool> retired(shards_.size());
+  for (std::size_t s = 0; s < shards_.size(); ++s) {
+    retired[s] = shards_[s]->retired.load(std::memory_order_acquire);
+  }
+  // Read later lifecycle stages before earlier ones: a task seen as ended is then surely
+  // seen as started, and one seen as started surely as submitted, so the gauges derived
+  // below never go negative and every scrape reconciles.
+  //
+  // A task starts and ends on one thread, so the ended and started stages are read per
+  // shard as one snapshot: the ended counts are read before and after the
+  // started counts, and the read is repeated while a task ended in between. Each shard's
+  // started - ended is then its true number of running tasks at one instant (at most one
+  // for a pool worker), and executor_tasks_running never exceeds the worker count.
+  const std::size_t run_begin = layout_.run_hist(true), run_end = layout_.wait_hist();
+  const std::size_t wait_begin = layout_.wait_hist(), wait_end = n;
+  const std::pair<std::size_t, std::size_t> per_shard[] = {
+      {SlotLayout::completed, SlotLayout::started},
+      {run_begin, run_end},
+      {SlotLayout::started, SlotLayout::cancelled},
+      {wait_begin, wait_end},
+  };
+  // Ended tasks by outcome. With every task timed they are the run histograms' counts,
+  // so the exported completed/failed counters equal the histograms' _count on every
+  // scrape, not just once the in-flight tasks are done. With sampled timing the
+  // histograms hold fewer, and the exact per-shard outcome slots count instead.
+  const bool every_task_timed = options_.timing_sample_rate == 1;
+  auto outcome_count = [&](auto&& value_of, bool ok) {
+    if (!every_task_timed) return value_of(ok ? SlotLayout::completed : SlotLayout::failed);
+    std::uint64_t n = 0;
+    for (std::size_t i = 0; i <= layout_.run_buckets; ++i) n += value_of(layout_.run_hist(ok) + i);
+    return n;
+  };
+  auto ended_count = [&](auto&& value_of) {
+    return outcome_count(value_of, true) + outcome_count(value_of, false);
+  };
+  std::vector<std::uint64_t> snapshot(n, 0);
+  // Running tasks' time so far, for the busy seconds. `now` is read before any task's
+  // start, so a task that starts during this fold is simply not counted yet.
+  const std::uint64_t now = c_busy_ != nullptr ? now_ns() : 0;
+  std::uint64_t running_ns = 0;
+  for (auto& shard : shards_) {
+    for (int attempt = 0;; ++attempt) {
+      for (auto [begin, end] : per_shard) {
+        for (std::size_t i = begin; i < end; ++i) snapshot[i] = shard->read(i);
+      }
+      const std::uint64_t before = ended_count([&](std::size_t i) { return snapshot[i]; });
+      const std::uint64_t after = ended_count([&](std::size_t i) { return shard->read(i); });
+      if (before == after || attempt == 7) break;  // under constant churn: a close bound
+    }
+    // After the busy slot (see MetricShard::set_running_since): a task whose busy time
+    // was read is never counted as running too.
+    const std::uint64_t since = shard->running_since();
+    if (since != 0 && since < now) running_ns += now - since;
+    auto& folded = shard->folded();
+    for (auto [begin, end] : per_shard) {
+      for (std::size_t i = begin; i < end; ++i) {
+        delta[i] += snapshot[i] - folded[i];
+        folded[i] = snapshot[i];
+      }
+    }
+  }
+  const std::pair<std::size_t, std::size_t> across_shards[] = {
+      {SlotLayout::cancelled, SlotLayout::submitted},
+      {SlotLayout::submitted, SlotLayout::fixed_count},
+  };
+  std::uint64_t expired = expired_folded_;
+  for (auto [begin, end] : across_shards) {
+    // Expired tasks leave the queue without starting: the same stage as cancelled, so
+    // the counter is read after the starts and before the submits.
+    if (begin == SlotLayout::submitted) expired = expired_.load(std::memory_order_acquire);
+    for (auto& shard : shards_) {
+      auto& folded = shard->folded();
+      for (std::size_t i = begin; i < end; ++i) {
+        const std::uint64_t v = shard->read(i);
+        delta[i] += v - folded[i];
+        folded[i] = v;
+      }
+    }
+  }
+  for (std::size_t i = 0; i < n; ++i) totals_[i] += delta[i];
+  // After every shard read: a task the probe reports was not yet counted as ended above.
+  Running outside;
+  for (const auto& [handle, probe] : running_probes_) {
+    const Running r = probe();
+    outside.tasks += r.tasks;
+    outside.run_ns += r.run_ns;
+  }
+
+  auto inc = [](prometheus::Counter* c, std::uint64_t d) {
+    if (d) c->Increment(static_cast<double>(d));
+  };
+  inc(c_submitted_, delta[SlotLayout::submitted]);
+  for (std::size_t r = 0; r < reject_reason_count; ++r) {
+    inc(c_rejected_[r], delta[SlotLayout::rejected + r]);
+  }
+  inc(c_cancelled_, delta[SlotLayout::cancelled]);
+  auto delta_of = [&](std::size_t i) { return delta[i]; };
+  inc(c_completed_, outcome_count(delta_of, true));
+  inc(c_failed_, outcome_count(delta_of, false));
+  inc(c_expired_, expired - expired_folded_);
+  expired_folded_ = expired;
+  if (c_busy_ != nullptr) {
+    // Finished tasks' busy time plus running tasks' time so far. A finished timed task
+    // stands for the N tasks of its sample (timing_sample_rate), but a running one is
+    // counted once: it occupies one worker, and weighting it by N made a sampled pool of
+    // long tasks report N times its worker count as busy until the task ended. A task
+    // that ends during the fold can be missed by both reads (short), or counted as
+    // running up to `now` although it ended a moment before (long by that moment,
+    // nanoseconds). The counter only ever rises to the largest total seen, so it stays
+    // monotonic, and it is exact again once later tasks' time passes that total.
+    const std::uint64_t total = totals_[SlotLayout::busy_ns] + running_ns + outside.run_ns;
+    if (total > busy_exported_ns_) {
+      c_busy_->Increment(static_cast<double>(total - busy_exported_ns_) / 1e9);
+      busy_exported_ns_ = total;
+    }
+  }
+  observe_delta(h_run_[0], delta, layout_.run_hist(true), layout_.run_buckets);
+  observe_delta(h_run_[1], delta, layout_.run_hist(false), layout_.run_buckets);
+  observe_delta(h_wait_, delta, layout_.wait_hist(), layout_.wait_buckets);
+
+  auto diff = [](std::uint64_t a, std::uint64_t b) {
+    return a > b ? static_cast<double>(a - b) : 0.0;
+  };
+  // Tasks accepted and not counted as started, cancelled or expired: queued, or running
+  // where only the probe sees them (at most all of them: the sum below stays exact).
+  const std::uint64_t unstarted_counted = totals_[SlotLayout::started] +
+                                          totals_[SlotLayout::cancelled] + expired_folded_;
+  const std::uint64_t unstarted = totals_[SlotLayout::submitted] > unstarted_counted
+                                      ? totals_[SlotLayout::submitted] - unstarted_counted
+                                      : 0;
+  const std::uint64_t outside_running = std::min(outside.tasks, unstarted);
+  g_queued_->Set(static_cast<double>(unstarted - outside_running));
+  // Ended tasks as the exported outcome counters count them: running is derived from what
+  // is exported, so submitted = completed + failed + cancelled + expired + queued +
+  // running holds exactly on every scrape, not just eventually.
+  const std::uint64_t ended = ended_count([&](std::size_t i) { return totals_[i]; });
+  g_running_->Set(diff(totals_[SlotLayout::started], ended) +
+                  static_cast<double>(outside_running));
+  if (g_max_workers_ != nullptr) {
+    g_max_workers_->Set(static_cast<double>(max_workers_.load(std::memory_order_relaxed)));
+    g_workers_->Set(static_cast<double>(workers_.load(std::memory_order_relaxed)));
+    const std::uint64_t started = workers_started_.load(std::memory_order_relaxed);
+    inc(c_workers_started_, started - workers_started_folded_);
+    workers_started_folded_ = started;
+  }
+  if (g_queue_capacity_ != nullptr) {
+    g_queue_capacity_->Set(static_cast<double>(queue_capacity_.load(std::memory_order_relaxed)));
+    auto fold_rare = [&](prometheus::Counter* c, std::atomic<std::uint64_t>& value,
+                         std::uint64_t& folded) {
+      const std::uint64_t now = value.load(std::memory_order_relaxed);
+      inc(c, now - folded);
+      folded = now;
+    };
+    fold_rare(c_scale_[0], scaled_up_, scaled_up_folded_);
+    fold_rare(c_scale_[1], scaled_down_, scaled_down_folded_);
+    fold_rare(c_callback_errors_, callback_errors_, callback_errors_folded_);
+    fold_rare(c_unhandled_errors_, unhandled_errors_, unhandled_errors_folded_);
+    fold_rare(c_initializer_errors_, initializer_errors_, initializer_errors_folded_);
+    fold_rare(c_names_overflow_, names_overflow_, names_overflow_folded_);
+  }
+
+  // A retired shard's thread is gone and its last counts are folded above.
+  std::size_t keep = 0;
+  for (std::size_t s = 0; s < shards_.size(); ++s) {
+    if (!retired[s]) shards_[keep++] = std::move(shards_[s]);
+  }
+  shards_.resize(keep);
+}
+
+}  // namespace executor_exporter::detail

@@ -1,0 +1,33 @@
+#include <executor_exporter/metrics/metric_catalog.hpp>
+
+#include <fmt/format.h>
+
+namespace executor_exporter {
+
+namespace {
+std::string_view kind_name(MetricKind kind) {
+  switch (kind) {
+    case MetricKind::counter:
+      return "counter";
+    case MetricKind::gauge:
+      return "gauge";
+    case MetricKind::histogram:
+      return "histogram";
+  }
+  return "?";
+}
+}  // namespace
+
+std::string metrics_table_markdown() {
+  std::string out =
+      "| metric | type | labels | meaning |\n"
+      "|---|---|---|---|\n";
+  for (const auto& m : metric_catalog) {
+    std::string labels = "executor, executor_type";
+    if (!m.extra_labels.empty()) labels += fmt::format(", {}", m.extra_labels);
+    out += fmt::format("| `{}` | {} | {} | {} |\n", m.name, kind_name(m.kind), labels, m.help);
+  }
+  return out;
+}
+
+}  // namespace executor_exporter

@@ -1,0 +1,62 @@
+#include <executor_exporter/metrics/detail/registry_state.hpp>
+#include <executor_exporter/metrics/exporter.hpp>
+#include <executor_exporter/metrics/registry.hpp>
+
+namespace executor_exporter {
+
+namespace {
+
+/// Folds, then collects; see make_collectable().
+class FoldingCollectable final : public prometheus::Collectable {
+ public:
+  explicit FoldingCollectable(const std::shared_ptr<prometheus::Registry>& registry)
+      : registry_(registry) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    auto registry = registry_.lock();
+    if (!registry) return {};
+    return collect(registry);
+  }
+
+ private:
+  std::weak_ptr<prometheus::Registry> registry_;
+};
+
+}  // namespace
+
+std::shared_ptr<prometheus::Registry> default_registry() {
+  // Leaked on purpose so that it outlives every static executor.
+  static auto* registry =
+      new std::shared_ptr<prometheus::Registry>(std::make_shared<prometheus::Registry>());
+  return *registry;
+}
+
+std::shared_ptr<prometheus::Collectable> make_collectable(
+    const std::shared_ptr<prometheus::Registry>& registry) {
+  return std::make_shared<FoldingCollectable>(registry);
+}
+
+void expose(prometheus::Exposer& exposer, const std::shared_ptr<prometheus::Registry>& registry,
+            const std::string& uri) {
+  auto state = detail::RegistryState::of(registry);
+  auto collectable = make_collectable(registry);
+  exposer.RegisterCollectable(collectable, uri);
+  state->keep_alive(std::move(collectable));
+}
+
+void refresh(const std::shared_ptr<prometheus::Registry>& registry) {
+  detail::RegistryState::of(registry)->fold_all();
+}
+
+std::vector<prometheus::MetricFamily> collect(
+    const std::shared_ptr<prometheus::Registry>& registry) {
+  return detail::RegistryState::of(registry)->collect();
+}
+
+ExecutorExporter::ExecutorExporter(std::string id, std::string executor_type,
+                                   std::shared_ptr<prometheus::Registry> registry,
+                                   const ExporterOptions& options) {
+  if (!registry) registry = default_registry();
+  metrics_ = detail::RegistryState::of(registry)->metrics_for(registry, id, executor_type, options);
+}
+
+}  // namespace executor_exporter
