@@ -182,7 +182,7 @@ ObviousMetrics& shared_obvious() {
 }
 
 void metric_ours(benchmark::State& st) {
-  auto& metrics = shared_exporter().metrics();
+  auto& metrics = shared_exporter().recorder().metrics();
   std::uint64_t x = static_cast<std::uint64_t>(st.thread_index()) + 1;
   for (auto _ : st) {
     const std::uint64_t wait = lcg(x);

@@ -157,22 +157,22 @@ TEST_CASE("running probes of executors that share an id add up", "[metrics][busy
   // Two executors under one id share one metrics object, as two process pools would.
   ee::ExecutorExporter a("shared", "probe", registry);
   ee::ExecutorExporter b("shared", "probe", registry);
-  REQUIRE(&a.metrics() == &b.metrics());
+  REQUIRE(&a.recorder().metrics() == &b.recorder().metrics());
   for (int i = 0; i < 3; ++i) (void)a.task_submitted();
   const auto one_second = ee::detail::ExecutorMetrics::Running{1, 1'000'000'000};
-  const auto pa = a.metrics().add_running_probe([&] { return one_second; });
-  const auto pb = b.metrics().add_running_probe([&] { return one_second; });
+  const auto pa = a.recorder().metrics().add_running_probe([&] { return one_second; });
+  const auto pb = b.recorder().metrics().add_running_probe([&] { return one_second; });
   const ee_test::prom::Labels labels{{"executor", "shared"}};
   auto page = ee_test::scrape(registry);
   CHECK(value(page, "executor_tasks_running", labels) == 2);
   CHECK(value(page, "executor_tasks_queued", labels) == 1);
   CHECK(value(page, "executor_worker_busy_seconds_total", labels) >= 2.0);
   CHECK(ee_test::unaccounted(page, labels) == 0);
-  b.metrics().remove_running_probe(pb);
+  b.recorder().metrics().remove_running_probe(pb);
   page = ee_test::scrape(registry);
   CHECK(value(page, "executor_tasks_running", labels) == 1);
   CHECK(value(page, "executor_tasks_queued", labels) == 2);
-  a.metrics().remove_running_probe(pa);
+  a.recorder().metrics().remove_running_probe(pa);
   page = ee_test::scrape(registry);
   CHECK(value(page, "executor_tasks_running", labels) == 0);
   CHECK(value(page, "executor_tasks_queued", labels) == 3);

@@ -46,7 +46,8 @@ prometheus::Histogram* histogram(prometheus::Family<prometheus::Histogram>& fami
   // (left behind by an earlier executor of this id), since the shards count per bucket.
   const auto existing = h.Collect().histogram.bucket;
   bool same = existing.size() == bounds.size() + 1;
-  for (std::size_t i = 0; same && i < bounds.size(); ++i) same = existing[i].upper_bound == bounds[i];
+  for (std::size_t i = 0; same && i < bounds.size(); ++i)
+    same = existing[i].upper_bound == bounds[i];
   if (!same) {
     throw std::invalid_argument(
         "executor_exporter: this registry already holds the histogram for these labels with "
@@ -68,19 +69,50 @@ void observe_delta(prometheus::Histogram* h, const std::vector<std::uint64_t>& d
 
 }  // namespace
 
+namespace {
+
+// Where each event metric's atomics start in events_, by catalog position (one slot per
+// value of its enumerated label, one when it has none), and the total as the last entry.
+const std::array<std::size_t, metric_catalog.size() + 1>& event_layout() noexcept {
+  static const auto offsets = [] {
+    std::array<std::size_t, metric_catalog.size() + 1> o{};
+    std::size_t next = 0;
+    for (std::size_t i = 0; i < metric_catalog.size(); ++i) {
+      o[i] = next;
+      if (metric_catalog[i].source == MetricSource::event) {
+        next += std::max<std::size_t>(1, label_values(metric_catalog[i]).size());
+      }
+    }
+    o.back() = next;
+    return o;
+  }();
+  return offsets;
+}
+
+std::size_t event_slot_count() noexcept { return event_layout().back(); }
+
+}  // namespace
+
+std::size_t ExecutorMetrics::event_offset(Metric m) noexcept {
+  return event_layout()[static_cast<std::size_t>(m)];
+}
+
 ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
                                  std::shared_ptr<prometheus::Registry> registry, std::string id,
-                                 std::string type, const ExporterOptions& options,
-                                 std::string task)
+                                 std::string type, const ExporterOptions& options, std::string task,
+                                 ExecutorMetrics* parent)
     : state_(std::move(state)),
       registry_(std::move(registry)),
       id_(std::move(id)),
       type_(std::move(type)),
       options_(options),
       task_(std::move(task)),
+      root_(parent != nullptr ? parent : this),
       unique_id_(next_unique_id.fetch_add(1, std::memory_order_relaxed)),
       run_bounds_ns_(to_ns(options.run_buckets, "run")),
-      wait_bounds_ns_(to_ns(options.wait_buckets, "wait")) {
+      wait_bounds_ns_(to_ns(options.wait_buckets, "wait")),
+      events_(std::make_unique<std::atomic<std::uint64_t>[]>(event_slot_count())),
+      events_folded_(event_slot_count(), 0) {
   if (options.timing_sample_rate == 0) {
     throw std::invalid_argument(
         "executor_exporter: timing_sample_rate must be at least 1 (1 times every task)");
@@ -88,48 +120,81 @@ ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
   layout_.run_buckets = run_bounds_ns_.size();
   layout_.wait_buckets = wait_bounds_ns_.size();
   totals_.assign(layout_.size(), 0);
+  for (std::size_t i = 0; i < event_slot_count(); ++i)
+    events_[i].store(0, std::memory_order_relaxed);
+  build_series();
+}
 
-  prometheus::Labels labels{{"executor", id_}, {"executor_type", type_}};
-  if (!task_.empty()) labels.emplace("task", task_);
-  auto with = [&](const char* key, const char* value) {
-    auto l = labels;
-    l.emplace(key, value);
-    return l;
-  };
+// One loop over the catalog builds every series this object exports. A named child
+// exports the families that have a task label; the executor level exports all but the
+// trace family and the sampled gauges, whose series appear on first use.
+void ExecutorMetrics::build_series() {
+  prometheus::Labels base{{"executor", id_}, {"executor_type", type_}};
+  if (!task_.empty()) base.emplace("task", task_);
   auto& s = *state_;
-  // A named() child exports only what is per task; the executor owns the rest.
-  const bool executor_level = task_.empty();
-  g_max_workers_ = executor_level ? &s.max_workers->Add(labels) : nullptr;
-  g_workers_ = executor_level ? &s.workers->Add(labels) : nullptr;
-  c_workers_started_ = executor_level ? &s.workers_started->Add(labels) : nullptr;
-  c_submitted_ = &s.submitted->Add(labels);
-  c_rejected_[static_cast<std::size_t>(RejectReason::shutdown)] =
-      &s.rejected->Add(with("reason", "shutdown"));
-  c_rejected_[static_cast<std::size_t>(RejectReason::queue_full)] =
-      &s.rejected->Add(with("reason", "queue_full"));
-  c_rejected_[static_cast<std::size_t>(RejectReason::broken)] =
-      &s.rejected->Add(with("reason", "broken"));
-  c_rejected_[static_cast<std::size_t>(RejectReason::error)] =
-      &s.rejected->Add(with("reason", "error"));
-  c_cancelled_ = &s.cancelled->Add(labels);
-  c_completed_ = &s.completed->Add(labels);
-  c_failed_ = &s.failed->Add(labels);
-  g_queued_ = &s.queued->Add(labels);
-  g_running_ = &s.running->Add(labels);
-  h_wait_ = histogram(*s.wait, labels, options_.wait_buckets);
-  h_run_[0] = histogram(*s.run, with("result", "completed"), options_.run_buckets);
-  h_run_[1] = histogram(*s.run, with("result", "failed"), options_.run_buckets);
-  c_busy_ = executor_level ? &s.busy->Add(labels) : nullptr;
-  c_expired_ = &s.expired->Add(labels);
-  if (executor_level) {
-    g_queue_capacity_ = &s.queue_capacity->Add(labels);
-    c_scale_[0] = &s.scale_events->Add(with("direction", "up"));
-    c_scale_[1] = &s.scale_events->Add(with("direction", "down"));
-    c_callback_errors_ = &s.callback_errors->Add(labels);
-    c_unhandled_errors_ = &s.unhandled_errors->Add(labels);
-    c_initializer_errors_ = &s.initializer_errors->Add(labels);
-    c_names_overflow_ = &s.names_overflow->Add(labels);
+  for (std::size_t i = 0; i < metric_catalog.size(); ++i) {
+    const auto m = static_cast<Metric>(i);
+    const MetricSpec& sp = metric_catalog[i];
+    if (sp.source == MetricSource::trace || sp.source == MetricSource::sampled) continue;
+    if (!task_.empty() && !has_label(sp, "task")) continue;
+    const auto values = label_values(sp);
+    const std::string label(first_label(sp));
+    auto labels_for = [&](std::size_t v) {
+      auto l = base;
+      if (!values.empty()) l.emplace(label, std::string(values[v]));
+      return l;
+    };
+    const std::size_t n = std::max<std::size_t>(1, values.size());
+    Series& out = series_[i];
+    for (std::size_t v = 0; v < n; ++v) {
+      switch (sp.kind) {
+        case MetricKind::counter:
+          out.counters.push_back(&s.counter_family(m)->Add(labels_for(v)));
+          break;
+        case MetricKind::gauge:
+          out.gauges.push_back(&s.gauge_family(m)->Add(labels_for(v)));
+          break;
+        case MetricKind::histogram:
+          out.histograms.push_back(
+              histogram(*s.histogram_family(m), labels_for(v),
+                        m == Metric::task_wait ? options_.wait_buckets : options_.run_buckets));
+          break;
+      }
+    }
   }
+}
+
+void ExecutorMetrics::sample(Metric m, const std::string& worker, double value) {
+  const auto key = std::pair(static_cast<std::size_t>(m), worker);
+  auto it = sampled_.find(key);
+  if (it == sampled_.end()) {
+    auto* g = &state_->gauge_family(m)->Add(
+        {{"executor", id_}, {"executor_type", type_}, {std::string(first_label(spec(m))), worker}});
+    it = sampled_.emplace(key, g).first;
+  }
+  it->second->Set(value);
+}
+
+void ExecutorMetrics::add_observer(std::shared_ptr<TaskObserver> observer) {
+  if (!observer) return;
+  auto& root = *root_;
+  std::lock_guard lock(root.observers_mutex_);
+  const ObserverList* current = root.observers_.load(std::memory_order_acquire);
+  auto next = std::make_unique<ObserverList>(current != nullptr ? *current : ObserverList{});
+  next->push_back(std::move(observer));
+  root.observers_.store(next.get(), std::memory_order_release);
+  root.observer_lists_.push_back(std::move(next));
+}
+
+void ExecutorMetrics::remove_observer(const TaskObserver* observer) {
+  auto& root = *root_;
+  std::lock_guard lock(root.observers_mutex_);
+  const ObserverList* current = root.observers_.load(std::memory_order_acquire);
+  if (current == nullptr) return;
+  auto next = std::make_unique<ObserverList>(*current);
+  std::erase_if(*next, [&](const auto& o) { return o.get() == observer; });
+  root.observers_.store(next->empty() ? nullptr : next.get(), std::memory_order_release);
+  root.observer_lists_.push_back(std::move(next));
 }
 
 ExecutorMetrics& ExecutorMetrics::named(std::string_view name, std::size_t max_names) {
@@ -150,14 +215,15 @@ ExecutorMetrics& ExecutorMetrics::named(std::string_view name, std::size_t max_n
     found = it->second.get();
   } else if (named_.size() < max_names && name != "other") {
     auto child = std::make_shared<ExecutorMetrics>(state_, registry_, id_, type_, options_,
-                                                   std::string(name));
+                                                   std::string(name), this);
     found = child.get();
     named_.emplace(std::string(name), std::move(child));
   } else {
     // Not cached: every overflowing submit is counted, and the table cannot grow.
-    names_overflow_.fetch_add(1, std::memory_order_relaxed);
+    count(Metric::task_names_overflow, 0, 1);
     if (!other_) {
-      other_ = std::make_shared<ExecutorMetrics>(state_, registry_, id_, type_, options_, "other");
+      other_ =
+          std::make_shared<ExecutorMetrics>(state_, registry_, id_, type_, options_, "other", this);
     }
     return *other_;
   }
@@ -168,8 +234,8 @@ ExecutorMetrics& ExecutorMetrics::named(std::string_view name, std::size_t max_n
   return *found;
 }
 
-void ExecutorMetrics::observe_trace(std::string_view scope, std::string_view action,
-                                    double seconds, const TraceOptions& options) {
+void ExecutorMetrics::observe_trace(std::string_view scope, std::string_view action, double seconds,
+                                    const TraceOptions& options) {
   const std::pair<std::string_view, std::string_view> key(scope, action);
   if (options.summary) {
     prometheus::Summary* series = nullptr;
@@ -286,6 +352,38 @@ void ExecutorMetrics::fold_held() {
     for (auto& child : children) child->fold_held();
   }
   std::lock_guard lock(mutex_);
+  fold_tasks();
+  fold_rare();
+}
+
+// Caller holds mutex_.
+void ExecutorMetrics::fold_rare() {
+  for (std::size_t i = 0; i < metric_catalog.size(); ++i) {
+    const Series& out = series_[i];
+    switch (metric_catalog[i].source) {
+      case MetricSource::event:
+        for (std::size_t v = 0; v < out.counters.size(); ++v) {
+          const std::size_t slot = event_offset(static_cast<Metric>(i)) + v;
+          const std::uint64_t now = events_[slot].load(std::memory_order_relaxed);
+          if (now != events_folded_[slot]) {
+            out.counters[v]->Increment(static_cast<double>(now - events_folded_[slot]));
+          }
+          events_folded_[slot] = now;
+        }
+        break;
+      case MetricSource::level:
+        for (auto* g : out.gauges) {
+          g->Set(static_cast<double>(levels_[i].load(std::memory_order_relaxed)));
+        }
+        break;
+      default:
+        break;
+    }
+  }
+}
+
+// Caller holds mutex_.
+void ExecutorMetrics::fold_tasks() {
   const std::size_t n = layout_.size();
   std::vector<std::uint64_t> delta(n, 0);
   std::vector<bool> retired(shards_.size());
@@ -326,7 +424,9 @@ void ExecutorMetrics::fold_held() {
   std::vector<std::uint64_t> snapshot(n, 0);
   // Running tasks' time so far, for the busy seconds. `now` is read before any task's
   // start, so a task that starts during this fold is simply not counted yet.
-  const std::uint64_t now = c_busy_ != nullptr ? now_ns() : 0;
+  const Series& busy = series_[static_cast<std::size_t>(Metric::worker_busy)];
+  const bool executor_level = !busy.counters.empty();
+  const std::uint64_t now = executor_level ? now_ns() : 0;
   std::uint64_t running_ns = 0;
   for (auto& shard : shards_) {
     for (int attempt = 0;; ++attempt) {
@@ -353,11 +453,7 @@ void ExecutorMetrics::fold_held() {
       {SlotLayout::cancelled, SlotLayout::submitted},
       {SlotLayout::submitted, SlotLayout::fixed_count},
   };
-  std::uint64_t expired = expired_folded_;
   for (auto [begin, end] : across_shards) {
-    // Expired tasks leave the queue without starting: the same stage as cancelled, so
-    // the counter is read after the starts and before the submits.
-    if (begin == SlotLayout::submitted) expired = expired_.load(std::memory_order_acquire);
     for (auto& shard : shards_) {
       auto& folded = shard->folded();
       for (std::size_t i = begin; i < end; ++i) {
@@ -376,20 +472,19 @@ void ExecutorMetrics::fold_held() {
     outside.run_ns += r.run_ns;
   }
 
-  auto inc = [](prometheus::Counter* c, std::uint64_t d) {
-    if (d) c->Increment(static_cast<double>(d));
+  auto inc = [&](Metric m, std::size_t label, std::uint64_t d) {
+    if (d) series_[static_cast<std::size_t>(m)].counters[label]->Increment(static_cast<double>(d));
   };
-  inc(c_submitted_, delta[SlotLayout::submitted]);
+  inc(Metric::tasks_submitted, 0, delta[SlotLayout::submitted]);
   for (std::size_t r = 0; r < reject_reason_count; ++r) {
-    inc(c_rejected_[r], delta[SlotLayout::rejected + r]);
+    inc(Metric::tasks_rejected, r, delta[SlotLayout::rejected + r]);
   }
-  inc(c_cancelled_, delta[SlotLayout::cancelled]);
+  inc(Metric::tasks_cancelled, 0, delta[SlotLayout::cancelled]);
+  inc(Metric::tasks_expired, 0, delta[SlotLayout::expired]);
   auto delta_of = [&](std::size_t i) { return delta[i]; };
-  inc(c_completed_, outcome_count(delta_of, true));
-  inc(c_failed_, outcome_count(delta_of, false));
-  inc(c_expired_, expired - expired_folded_);
-  expired_folded_ = expired;
-  if (c_busy_ != nullptr) {
+  inc(Metric::tasks_completed, 0, outcome_count(delta_of, true));
+  inc(Metric::tasks_failed, 0, outcome_count(delta_of, false));
+  if (executor_level) {
     // Finished tasks' busy time plus running tasks' time so far. A finished timed task
     // stands for the N tasks of its sample (timing_sample_rate), but a running one is
     // counted once: it occupies one worker, and weighting it by N made a sampled pool of
@@ -400,55 +495,35 @@ void ExecutorMetrics::fold_held() {
     // monotonic, and it is exact again once later tasks' time passes that total.
     const std::uint64_t total = totals_[SlotLayout::busy_ns] + running_ns + outside.run_ns;
     if (total > busy_exported_ns_) {
-      c_busy_->Increment(static_cast<double>(total - busy_exported_ns_) / 1e9);
+      busy.counters[0]->Increment(static_cast<double>(total - busy_exported_ns_) / 1e9);
       busy_exported_ns_ = total;
     }
   }
-  observe_delta(h_run_[0], delta, layout_.run_hist(true), layout_.run_buckets);
-  observe_delta(h_run_[1], delta, layout_.run_hist(false), layout_.run_buckets);
-  observe_delta(h_wait_, delta, layout_.wait_hist(), layout_.wait_buckets);
+  const auto& run = series_[static_cast<std::size_t>(Metric::task_run)].histograms;
+  observe_delta(run[0], delta, layout_.run_hist(true), layout_.run_buckets);
+  observe_delta(run[1], delta, layout_.run_hist(false), layout_.run_buckets);
+  observe_delta(series_[static_cast<std::size_t>(Metric::task_wait)].histograms[0], delta,
+                layout_.wait_hist(), layout_.wait_buckets);
 
   auto diff = [](std::uint64_t a, std::uint64_t b) {
     return a > b ? static_cast<double>(a - b) : 0.0;
   };
   // Tasks accepted and not counted as started, cancelled or expired: queued, or running
   // where only the probe sees them (at most all of them: the sum below stays exact).
-  const std::uint64_t unstarted_counted = totals_[SlotLayout::started] +
-                                          totals_[SlotLayout::cancelled] + expired_folded_;
+  const std::uint64_t unstarted_counted =
+      totals_[SlotLayout::started] + totals_[SlotLayout::cancelled] + totals_[SlotLayout::expired];
   const std::uint64_t unstarted = totals_[SlotLayout::submitted] > unstarted_counted
                                       ? totals_[SlotLayout::submitted] - unstarted_counted
                                       : 0;
   const std::uint64_t outside_running = std::min(outside.tasks, unstarted);
-  g_queued_->Set(static_cast<double>(unstarted - outside_running));
+  series_[static_cast<std::size_t>(Metric::tasks_queued)].gauges[0]->Set(
+      static_cast<double>(unstarted - outside_running));
   // Ended tasks as the exported outcome counters count them: running is derived from what
   // is exported, so submitted = completed + failed + cancelled + expired + queued +
   // running holds exactly on every scrape, not just eventually.
   const std::uint64_t ended = ended_count([&](std::size_t i) { return totals_[i]; });
-  g_running_->Set(diff(totals_[SlotLayout::started], ended) +
-                  static_cast<double>(outside_running));
-  if (g_max_workers_ != nullptr) {
-    g_max_workers_->Set(static_cast<double>(max_workers_.load(std::memory_order_relaxed)));
-    g_workers_->Set(static_cast<double>(workers_.load(std::memory_order_relaxed)));
-    const std::uint64_t started = workers_started_.load(std::memory_order_relaxed);
-    inc(c_workers_started_, started - workers_started_folded_);
-    workers_started_folded_ = started;
-  }
-  if (g_queue_capacity_ != nullptr) {
-    g_queue_capacity_->Set(static_cast<double>(queue_capacity_.load(std::memory_order_relaxed)));
-    auto fold_rare = [&](prometheus::Counter* c, std::atomic<std::uint64_t>& value,
-                         std::uint64_t& folded) {
-      const std::uint64_t now = value.load(std::memory_order_relaxed);
-      inc(c, now - folded);
-      folded = now;
-    };
-    fold_rare(c_scale_[0], scaled_up_, scaled_up_folded_);
-    fold_rare(c_scale_[1], scaled_down_, scaled_down_folded_);
-    fold_rare(c_callback_errors_, callback_errors_, callback_errors_folded_);
-    fold_rare(c_unhandled_errors_, unhandled_errors_, unhandled_errors_folded_);
-    fold_rare(c_initializer_errors_, initializer_errors_, initializer_errors_folded_);
-    fold_rare(c_names_overflow_, names_overflow_, names_overflow_folded_);
-  }
-
+  series_[static_cast<std::size_t>(Metric::tasks_running)].gauges[0]->Set(
+      diff(totals_[SlotLayout::started], ended) + static_cast<double>(outside_running));
   // A retired shard's thread is gone and its last counts are folded above.
   std::size_t keep = 0;
   for (std::size_t s = 0; s < shards_.size(); ++s) {

@@ -54,9 +54,27 @@ std::vector<prometheus::MetricFamily> collect(
 
 ExecutorExporter::ExecutorExporter(std::string id, std::string executor_type,
                                    std::shared_ptr<prometheus::Registry> registry,
-                                   const ExporterOptions& options) {
+                                   const ExporterOptions& options)
+    : recorder_(std::move(id), std::move(executor_type), std::move(registry), options) {}
+
+namespace detail {
+
+Recorder::Recorder(std::string id, std::string type, std::shared_ptr<prometheus::Registry> registry,
+                   const ExporterOptions& options) {
   if (!registry) registry = default_registry();
-  metrics_ = detail::RegistryState::of(registry)->metrics_for(registry, id, executor_type, options);
+  metrics_ = RegistryState::of(registry)->metrics_for(registry, id, type, options);
 }
+
+void Recorder::release() noexcept {
+  if (!metrics_) return;
+  for (std::size_t i = 0; i < own_levels_.size(); ++i) {
+    if (own_levels_[i] != 0) metrics_->adjust(static_cast<Metric>(i), -own_levels_[i]);
+  }
+  own_levels_ = {};
+  metrics_->fold();
+  metrics_.reset();
+}
+
+}  // namespace detail
 
 }  // namespace executor_exporter

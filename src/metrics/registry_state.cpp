@@ -37,31 +37,21 @@ std::vector<Entry>& states() {
 }  // namespace
 
 RegistryState::RegistryState(prometheus::Registry& registry) : registry_(registry) {
-  using prometheus::BuildCounter;
-  using prometheus::BuildGauge;
-  using prometheus::BuildHistogram;
-  max_workers = family(BuildGauge(), Metric::max_workers, registry);
-  workers = family(BuildGauge(), Metric::workers, registry);
-  workers_started = family(BuildCounter(), Metric::workers_started, registry);
-  submitted = family(BuildCounter(), Metric::tasks_submitted, registry);
-  rejected = family(BuildCounter(), Metric::tasks_rejected, registry);
-  cancelled = family(BuildCounter(), Metric::tasks_cancelled, registry);
-  completed = family(BuildCounter(), Metric::tasks_completed, registry);
-  failed = family(BuildCounter(), Metric::tasks_failed, registry);
-  queued = family(BuildGauge(), Metric::tasks_queued, registry);
-  running = family(BuildGauge(), Metric::tasks_running, registry);
-  wait = family(BuildHistogram(), Metric::task_wait, registry);
-  run = family(BuildHistogram(), Metric::task_run, registry);
-  busy = family(BuildCounter(), Metric::worker_busy, registry);
-  queue_capacity = family(BuildGauge(), Metric::queue_capacity, registry);
-  scale_events = family(BuildCounter(), Metric::scale_events, registry);
-  expired = family(BuildCounter(), Metric::tasks_expired, registry);
-  callback_errors = family(BuildCounter(), Metric::callback_errors, registry);
-  unhandled_errors = family(BuildCounter(), Metric::unhandled_errors, registry);
-  initializer_errors = family(BuildCounter(), Metric::initializer_errors, registry);
-  names_overflow = family(BuildCounter(), Metric::task_names_overflow, registry);
-  worker_restarts = family(BuildCounter(), Metric::worker_restarts, registry);
-  worker_resident = family(BuildGauge(), Metric::worker_resident, registry);
+  for (std::size_t i = 0; i < metric_catalog.size(); ++i) {
+    const auto m = static_cast<Metric>(i);
+    if (spec(m).source == MetricSource::trace) continue;  // its type is chosen on first use
+    switch (spec(m).kind) {
+      case MetricKind::counter:
+        counters_[i] = family(prometheus::BuildCounter(), m, registry);
+        break;
+      case MetricKind::gauge:
+        gauges_[i] = family(prometheus::BuildGauge(), m, registry);
+        break;
+      case MetricKind::histogram:
+        histograms_[i] = family(prometheus::BuildHistogram(), m, registry);
+        break;
+    }
+  }
 }
 
 prometheus::Family<prometheus::Histogram>& RegistryState::trace_histogram_family() {

@@ -18,6 +18,7 @@
 #include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/errors.hpp>
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
+#include <executor_exporter/metrics/detail/recorder.hpp>
 #include <executor_exporter/metrics/detail/registry_state.hpp>
 #include <executor_exporter/metrics/exporter.hpp>
 #include <executor_exporter/process/detail/frame.hpp>
@@ -585,7 +586,7 @@ struct ProcessEngine::Impl {
   };
 
   Impl(const ProcessPoolOptions& o, ExecutorExporter& e)
-      : opts(o), exporter(e), metrics(e.metrics()) {
+      : opts(o), exporter(e), recorder(e.recorder()), metrics(e.recorder().metrics()) {
     if (opts.max_workers == 0) opts.max_workers = std::max(1U, std::thread::hardware_concurrency());
     if (opts.max_inflight_per_worker == 0) opts.max_inflight_per_worker = 1;
     n = opts.max_workers;
@@ -597,6 +598,7 @@ struct ProcessEngine::Impl {
   std::size_t n = 0;
   std::string id_label;
   ExecutorExporter& exporter;
+  Recorder& recorder;
   ExecutorMetrics& metrics;
 
   // ---- descriptors and processes
@@ -639,10 +641,6 @@ struct ProcessEngine::Impl {
   // ---- scrape side
   mutable std::mutex pid_mu;
   std::vector<pid_t> pids;
-  std::atomic<std::uint64_t> restarts[3] = {0, 0, 0};
-  std::uint64_t restarts_folded[3] = {0, 0, 0};
-  prometheus::Counter* c_restarts[3] = {nullptr, nullptr, nullptr};
-  std::vector<prometheus::Gauge*> g_resident;
   std::uint64_t hook = 0;
   // Per worker index: the task whose result the I/O thread counts now or last, so that
   // running_now() does not count a task twice while its slot still names it.
@@ -751,35 +749,18 @@ struct ProcessEngine::Impl {
     std::fprintf(stderr, "%s\n", msg.c_str());
   }
 
-  void setup_metrics() {
-    auto& state = metrics.registry_state();
-    const char* reasons[3] = {"crashed", "timeout", "recycled"};
-    for (int r = 0; r < 3; ++r) {
-      c_restarts[r] = &state.worker_restarts->Add(
-          {{"executor", id_label}, {"executor_type", "process_pool"}, {"reason", reasons[r]}});
-    }
-    for (std::size_t i = 0; i < n; ++i) {
-      g_resident.push_back(&state.worker_resident->Add({{"executor", id_label},
-                                                        {"executor_type", "process_pool"},
-                                                        {"worker", std::to_string(i)}}));
-    }
-    hook = metrics.add_fold_hook([this] { sample(); });
-  }
+  void setup_metrics() { hook = metrics.add_fold_hook([this] { sample(); }); }
 
-  /// Scrape time: restart counts, and each worker's resident memory from /proc.
+  /// Scrape time: each worker's resident memory from /proc.
   void sample() {
-    for (int r = 0; r < 3; ++r) {
-      const std::uint64_t v = restarts[r].load(std::memory_order_relaxed);
-      if (v != restarts_folded[r]) c_restarts[r]->Increment(static_cast<double>(v - restarts_folded[r]));
-      restarts_folded[r] = v;
-    }
     std::vector<pid_t> now;
     {
       std::lock_guard lock(pid_mu);
       now = pids;
     }
-    for (std::size_t i = 0; i < g_resident.size(); ++i) {
-      g_resident[i]->Set(now[i] > 0 ? static_cast<double>(read_statm_field(now[i], 1)) : 0.0);
+    for (std::size_t i = 0; i < now.size(); ++i) {
+      metrics.sample(Metric::worker_resident, std::to_string(i),
+                     now[i] > 0 ? static_cast<double>(read_statm_field(now[i], 1)) : 0.0);
     }
   }
 
@@ -804,11 +785,16 @@ struct ProcessEngine::Impl {
   // Submitters
   // =====================================================================================
 
+  // The task as the recorder knows it. Its times are CLOCK_MONOTONIC, the clock the
+  // child stamps start/end with (not now_ns(), whose TSC calibration is a different,
+  // drifting time base).
+  TaskRef ref_of(const ProcessTask& task) { return {&metrics, task.submit_ns, task.observer_id}; }
+
   void enqueue(ProcessTask* task) {
-    auto& shard = metrics.local_shard();
-    // CLOCK_MONOTONIC, the clock the child stamps start/end with (not now_ns(), whose
-    // TSC calibration is a different, drifting time base).
     task->submit_ns = monotonic_ns();
+    if (metrics.observers() != nullptr) [[unlikely]]
+      task->observer_id = detail::next_task_id();
+    const TaskRef ref = ref_of(*task);
     const std::size_t items = task->items();
     bool was_empty;
     {
@@ -818,7 +804,7 @@ struct ProcessEngine::Impl {
         const std::string reason = broken_reason;
         lock.unlock();
         for (std::size_t i = 0; i < items; ++i) {
-          shard.task_rejected(is_broken ? RejectReason::broken : RejectReason::shutdown);
+          Recorder::rejected(ref, is_broken ? RejectReason::broken : RejectReason::shutdown);
         }
         delete task;
         if (is_broken) throw BrokenExecutorError(broken_message(reason));
@@ -826,7 +812,7 @@ struct ProcessEngine::Impl {
       }
       was_empty = queue.empty();
       queue.push_back(task);
-      for (std::size_t i = 0; i < items; ++i) shard.task_submitted();
+      Recorder::submitted(ref, items);
     }
     if (was_empty) wake();
   }
@@ -1200,13 +1186,13 @@ struct ProcessEngine::Impl {
         if (w.state != Worker::starting) throw FrameError("frame: unexpected Hello from a worker");
         const HelloMessage hello = decode_hello(frame);
         if (!hello.initializer_ok) {
-          metrics.initializer_error();  // as ThreadPoolExecutor: counted per failing worker
+          recorder.count(Metric::initializer_errors);  // as ThreadPoolExecutor: per worker
           break_pool("the initializer failed in worker " + std::to_string(w.index) + ": " +
                      hello.message);
           return;
         }
         w.state = Worker::ready;
-        exporter.worker_started();
+        recorder.worker_started();
         return;
       }
       case FrameKind::kResult:
@@ -1251,16 +1237,12 @@ struct ProcessEngine::Impl {
 
   /// A task ran (start_ns/end_ns from the child): metrics, outcome, hand-off to publish.
   void finish(ProcessTask* t, std::uint64_t start, std::uint64_t end, std::exception_ptr error) {
-    auto& shard = metrics.local_shard();
     const auto states = t->states();
     std::size_t started = 0;
     for (std::size_t i = 0; i < states.size(); ++i) started += is_started(*t, i) ? 1 : 0;
-    const std::uint64_t wait = start > t->submit_ns ? start - t->submit_ns : 0;
-    const std::uint64_t run = (end > start ? end - start : 0) / std::max<std::size_t>(started, 1);
+    Recorder::ran(ref_of(*t), start, end, error == nullptr, error, started);
     for (std::size_t i = 0; i < states.size(); ++i) {
       if (!is_started(*t, i)) continue;
-      shard.task_started(wait);
-      shard.task_finished(run, error == nullptr);
       if (error) states[i]->store_error(error);
       to_publish.push_back(states[i]);
       states[i] = nullptr;  // the reference moves to the publisher
@@ -1274,12 +1256,11 @@ struct ProcessEngine::Impl {
 
   /// A task that never ran (broken pool): it fails, counted as cancelled.
   void fail_unstarted(ProcessTask* t, const std::exception_ptr& error) {
-    auto& shard = metrics.local_shard();
     if (!t->dispatched) start_task(*t);
     const auto states = t->states();
     for (std::size_t i = 0; i < states.size(); ++i) {
       if (!is_started(*t, i)) continue;
-      shard.task_cancelled();
+      Recorder::cancelled(ref_of(*t));
       states[i]->store_error(error);
       to_publish.push_back(states[i]);
       states[i] = nullptr;
@@ -1294,7 +1275,7 @@ struct ProcessEngine::Impl {
     close_worker_fd(w);
     set_pid(w.index, 0);
     const bool was_ready = w.state == Worker::ready;
-    if (was_ready) exporter.worker_stopped();
+    if (was_ready) exporter.worker_stopped();  // the reason, if any, is counted below
     w.state = Worker::gone;
 
     WorkerSlot& slot = slots[w.index];
@@ -1354,7 +1335,7 @@ struct ProcessEngine::Impl {
     if (!was_ready && w.kill == Worker::no_kill) {
       // With an initializer, a worker that dies before its Hello died in it (abort(),
       // a signal, exit()): a failing initializer as much as one that throws.
-      if (opts.initializer != nullptr) metrics.initializer_error();
+      if (opts.initializer != nullptr) recorder.count(Metric::initializer_errors);
       break_pool(who + " " + describe_status(status) + " before it was ready (in the initializer?)");
       return;
     }
@@ -1373,7 +1354,7 @@ struct ProcessEngine::Impl {
         return;
       }
     }
-    restarts[reason].fetch_add(1, std::memory_order_relaxed);
+    recorder.count(Metric::worker_restarts, reason);
     // No replacement needed once everything is done during shutdown.
     if (io_closed && redo.empty() && idle()) {
       std::lock_guard lock(mu);

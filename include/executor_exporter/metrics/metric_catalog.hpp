@@ -4,20 +4,44 @@
 #include <cstddef>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace executor_exporter {
 
 /// The Prometheus type a catalog entry is exported as.
 enum class MetricKind { counter, gauge, histogram };
 
+/// Where a family's values come from, which decides how the library builds and folds
+/// its series (one loop over the catalog, see detail::ExecutorMetrics):
+enum class MetricSource {
+  /// The task lifecycle, counted in per-thread shards on the hot path and derived at
+  /// the fold (submitted, started, ended, queued, running, wait and run times).
+  task,
+  /// A rare event counted with Recorder::count(metric, label): one atomic per series.
+  event,
+  /// A level set where it changes with Recorder::adjust(metric, delta): executors that
+  /// share an id add their contributions up.
+  level,
+  /// Read at scrape time by the executor, one series per worker (Recorder::sample).
+  sampled,
+  /// Recorded per traced task (Trace::mark); histogram or summary as configured.
+  trace,
+};
+
 /// One exported metric family. Every family also carries the labels `executor` and
 /// `executor_type`; `extra_labels` lists any others (comma separated) so the generated
-/// documentation can show them.
+/// documentation can show them. A family whose extra labels include `task` also has
+/// one set of series per task name (submit_named). `label_values` lists the values of
+/// the first extra label where the library fixes them (`reason`, `result`,
+/// `direction`): one series per value exists from the start, so a rate() over them
+/// never starts from a missing series.
 struct MetricSpec {
   std::string_view name;
   MetricKind kind;
   std::string_view help;
   std::string_view extra_labels;
+  MetricSource source;
+  std::string_view label_values = {};
 };
 
 /// Positions in metric_catalog; the code refers to families only through these, so a
@@ -36,7 +60,6 @@ enum class Metric : std::size_t {
   task_wait,
   task_run,
   worker_busy,
-  // Pool features (issue 3): bounded queue, resizing, callbacks, deadlines, traces.
   queue_capacity,
   scale_events,
   tasks_expired,
@@ -45,7 +68,6 @@ enum class Metric : std::size_t {
   initializer_errors,
   task_names_overflow,
   task_trace,
-  // Process pool (issue 5).
   worker_restarts,
   worker_resident,
   count_,
@@ -57,61 +79,104 @@ enum class Metric : std::size_t {
 /// prometheus-cpp writes HELP unescaped.
 inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)> metric_catalog{{
     {"executor_max_workers", MetricKind::gauge,
-     "Configured worker count; executors sharing an id add up.", ""},
-    {"executor_workers", MetricKind::gauge, "Worker threads or processes alive now.", ""},
+     "Configured worker count; executors sharing an id add up.", "", MetricSource::level},
+    {"executor_workers", MetricKind::gauge, "Worker threads or processes alive now.", "",
+     MetricSource::level},
     {"executor_workers_started_total", MetricKind::counter,
-     "Workers started (initializer run), restarts included.", ""},
+     "Workers started (initializer run), restarts included.", "", MetricSource::event},
     {"executor_tasks_submitted_total", MetricKind::counter,
-     "Tasks accepted by submit or map; a named task counts only in its task series.", "task"},
+     "Tasks accepted by submit or map; a named task counts only in its task series.", "task",
+     MetricSource::task},
     {"executor_tasks_rejected_total", MetricKind::counter,
      "Submits refused, by reason (shutdown, queue_full, broken; error: the submit threw another "
      "error).",
-     "reason, task"},
+     "reason, task", MetricSource::task, "shutdown,queue_full,broken,error"},
     {"executor_tasks_cancelled_total", MetricKind::counter,
-     "Tasks cancelled before they started (or dropped by a broken pool).", "task"},
+     "Tasks cancelled before they started (or dropped by a broken pool).", "task",
+     MetricSource::task},
     {"executor_tasks_completed_total", MetricKind::counter,
-     "Tasks that ran and returned normally; exact even when timing is sampled.", "task"},
+     "Tasks that ran and returned normally; exact even when timing is sampled.", "task",
+     MetricSource::task},
     {"executor_tasks_failed_total", MetricKind::counter,
-     "Tasks that ran and threw; exact even when timing is sampled.", "task"},
-    {"executor_tasks_queued", MetricKind::gauge, "Tasks accepted and not yet started.", "task"},
-    {"executor_tasks_running", MetricKind::gauge, "Tasks started and not yet finished.", "task"},
+     "Tasks that ran and threw; exact even when timing is sampled.", "task", MetricSource::task},
+    {"executor_tasks_queued", MetricKind::gauge, "Tasks accepted and not yet started.", "task",
+     MetricSource::task},
+    {"executor_tasks_running", MetricKind::gauge, "Tasks started and not yet finished.", "task",
+     MetricSource::task},
     {"executor_task_wait_seconds", MetricKind::histogram,
-     "Time from submit to the start of the task; with timing_sample_rate N, 1 in N tasks.", "task"},
+     "Time from submit to the start of the task; with timing_sample_rate N, 1 in N tasks.", "task",
+     MetricSource::task},
     {"executor_task_run_seconds", MetricKind::histogram,
      "Time from the start to the end of the task, by result; with timing_sample_rate N, 1 in N "
      "tasks.",
-     "result, task"},
+     "result, task", MetricSource::task, "completed,failed"},
     {"executor_worker_busy_seconds_total", MetricKind::counter,
      "Time workers spent running tasks, running ones up to the scrape (scaled up from the timed "
      "ones when timing is sampled); rate / max_workers is utilization.",
-     ""},
+     "", MetricSource::task},
     {"executor_queue_capacity", MetricKind::gauge,
-     "Bound of the task queue (0 when unbounded); executors sharing an id add up.", ""},
+     "Bound of the task queue (0 when unbounded); executors sharing an id add up.", "",
+     MetricSource::level},
     {"executor_scale_events_total", MetricKind::counter,
-     "Live resizes of the worker count, by direction (up, down).", "direction"},
+     "Live resizes of the worker count, by direction (up, down).", "direction", MetricSource::event,
+     "up,down"},
     {"executor_tasks_expired_total", MetricKind::counter,
-     "Tasks still queued past their deadline, failed without running.", "task"},
+     "Tasks still queued past their deadline, failed without running.", "task", MetricSource::task},
     {"executor_callback_errors_total", MetricKind::counter,
-     "Exceptions thrown by done or expire callbacks, handed to the error handler.", ""},
+     "Exceptions thrown by done or expire callbacks, handed to the error handler.", "",
+     MetricSource::event},
     {"executor_unhandled_errors_total", MetricKind::counter,
-     "Exceptions of posted (fire-and-forget) tasks, handed to the error handler.", ""},
+     "Exceptions of posted (fire-and-forget) tasks, handed to the error handler.", "",
+     MetricSource::event},
     {"executor_initializer_errors_total", MetricKind::counter,
      "Worker initializers that failed (threw, or the worker died in one); each breaks the pool.",
-     ""},
+     "", MetricSource::event},
     {"executor_task_names_overflow_total", MetricKind::counter,
-     "Named submits counted under task=other because the distinct-name limit was reached.", ""},
+     "Named submits counted under task=other because the distinct-name limit was reached.", "",
+     MetricSource::event},
     {"executor_task_trace_seconds", MetricKind::histogram,
      "Time between marks of a traced task, by scope and action (a summary if so configured).",
-     "scope, action"},
+     "scope, action", MetricSource::trace},
     {"executor_worker_restarts_total", MetricKind::counter,
-     "Worker processes replaced, by reason (crashed, timeout, recycled).", "reason"},
+     "Worker processes replaced, by reason (crashed, timeout, recycled).", "reason",
+     MetricSource::event, "crashed,timeout,recycled"},
     {"executor_worker_resident_bytes", MetricKind::gauge,
-     "Resident memory of each worker process, read from /proc at scrape.", "worker"},
+     "Resident memory of each worker process, read from /proc at scrape.", "worker",
+     MetricSource::sampled},
 }};
 
 /// The catalog entry of one metric.
-constexpr const MetricSpec& spec(Metric m) {
-  return metric_catalog[static_cast<std::size_t>(m)];
+constexpr const MetricSpec& spec(Metric m) { return metric_catalog[static_cast<std::size_t>(m)]; }
+
+/// The values of the entry's enumerated label (MetricSpec::label_values), in order;
+/// empty when it has none.
+inline std::vector<std::string_view> label_values(const MetricSpec& s) {
+  std::vector<std::string_view> out;
+  std::string_view rest = s.label_values;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    out.push_back(rest.substr(0, comma));
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+  }
+  return out;
+}
+
+/// The first of the entry's extra labels (the enumerated one, where it has values).
+constexpr std::string_view first_label(const MetricSpec& s) {
+  return s.extra_labels.substr(0, s.extra_labels.find(','));
+}
+
+/// Whether `label` is one of the entry's extra labels.
+constexpr bool has_label(const MetricSpec& s, std::string_view label) {
+  std::string_view rest = s.extra_labels;
+  while (!rest.empty()) {
+    const auto comma = rest.find(',');
+    std::string_view item = rest.substr(0, comma);
+    while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+    if (item == label) return true;
+    rest = comma == std::string_view::npos ? std::string_view{} : rest.substr(comma + 1);
+  }
+  return false;
 }
 
 /// Renders the catalog as the Markdown table committed in README.md and docs/metrics.md.

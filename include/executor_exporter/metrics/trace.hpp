@@ -19,8 +19,9 @@ namespace executor_exporter {
 class Trace {
  public:
   /// Starts the stopwatch now. Executors create traces; users receive them.
-  Trace(detail::ExecutorMetrics& metrics, std::string scope, const TraceOptions& options)
-      : metrics_(&metrics), options_(&options), scope_(std::move(scope)), last_ns_(detail::now_ns()) {}
+  /// `metrics` null: the executor's metrics are compiled out and marks record nothing.
+  Trace(detail::ExecutorMetrics* metrics, std::string scope, const TraceOptions& options)
+      : metrics_(metrics), options_(&options), scope_(std::move(scope)), last_ns_(detail::now_ns()) {}
   Trace(const Trace&) = delete;
   Trace& operator=(const Trace&) = delete;
 
@@ -29,7 +30,7 @@ class Trace {
   double mark(std::string_view action) {
     const std::uint64_t now = detail::now_ns();
     const double seconds = static_cast<double>(now - last_ns_) / 1e9;
-    metrics_->observe_trace(scope_, action, seconds, *options_);
+    if (metrics_ != nullptr) metrics_->observe_trace(scope_, action, seconds, *options_);
     // The recording itself counts toward the next interval, as a stopwatch would.
     last_ns_ = now;
     return seconds;

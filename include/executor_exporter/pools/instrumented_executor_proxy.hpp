@@ -9,11 +9,15 @@
 #include <mutex>
 #include <ranges>
 #include <string>
+#include <string_view>
+#include <thread>
+#include <vector>
 #include <utility>
 
 #include <executor_exporter/detail/type_name.hpp>
 #include <executor_exporter/errors.hpp>
 #include <executor_exporter/metrics/exporter.hpp>
+#include <executor_exporter/metrics/task_observer.hpp>
 #include <executor_exporter/metrics/trace.hpp>
 #include <executor_exporter/metrics/trace_options.hpp>
 #include <executor_exporter/pools/detail/error_sink.hpp>
@@ -34,27 +38,45 @@ namespace executor_exporter {
 /// the exceptions of posted tasks and of done-callbacks run on the executor's threads.
 /// Use it for executors you cannot replace; ThreadPoolExecutor is the faster choice when
 /// you can.
+/// Settings of an InstrumentedExecutorProxy beyond the executor and its exporter.
+struct ProxyOptions {
+  /// What executor_max_workers reports for the wrapped executor.
+  std::size_t max_workers = 0;
+  /// How traced tasks record executor_task_trace_seconds (histogram or summary).
+  TraceOptions trace;
+  /// Distinct task names (submit_named) that get their own task label; later names
+  /// count under task="other", as in ThreadPoolOptions.
+  std::size_t max_task_names = 64;
+  /// Attached to the exporter's id at construction (see TaskObserver).
+  std::vector<std::shared_ptr<TaskObserver>> observers;
+};
+
 template <Executor E>
 class InstrumentedExecutorProxy {
  public:
-  /// Takes over `executor`; `max_workers` is what executor_max_workers reports; `trace`
-  /// says how traced tasks record executor_task_trace_seconds.
+  /// Takes over `executor` and reports it through `exporter`, configured by `options`.
+  InstrumentedExecutorProxy(E executor, ExecutorExporter exporter, ProxyOptions options)
+      : exporter_(std::move(exporter)),
+        sink_(exporter_.recorder().storage(), exporter_.id()),
+        options_(std::move(options)),
+        executor_(std::move(executor)) {
+    init();
+  }
+  /// The short form: `max_workers` is what executor_max_workers reports; `trace` says
+  /// how traced tasks record executor_task_trace_seconds.
   InstrumentedExecutorProxy(E executor, ExecutorExporter exporter, std::size_t max_workers,
                             TraceOptions trace = {})
-      : exporter_(std::move(exporter)),
-        sink_(exporter_.metrics(), exporter_.id()),
-        trace_(std::move(trace)),
-        executor_(std::move(executor)) {
-    exporter_.set_max_workers(static_cast<std::int64_t>(max_workers));
-  }
+      : InstrumentedExecutorProxy(std::move(executor), std::move(exporter),
+                                  make_options(max_workers, std::move(trace))) {}
   /// Builds the executor in place from `args` (for executors that cannot move).
   template <class... Args>
   InstrumentedExecutorProxy(std::in_place_t, ExecutorExporter exporter, std::size_t max_workers,
                             Args&&... args)
       : exporter_(std::move(exporter)),
-        sink_(exporter_.metrics(), exporter_.id()),
+        sink_(exporter_.recorder().storage(), exporter_.id()),
+        options_(make_options(max_workers, {})),
         executor_(std::forward<Args>(args)...) {
-    exporter_.set_max_workers(static_cast<std::int64_t>(max_workers));
+    init();
   }
   InstrumentedExecutorProxy(const InstrumentedExecutorProxy&) = delete;
   InstrumentedExecutorProxy& operator=(const InstrumentedExecutorProxy&) = delete;
@@ -67,20 +89,18 @@ class InstrumentedExecutorProxy {
   /// (the wrapped executor's refusal by its reason when it is one of this library's
   /// errors, as reason="error" otherwise).
   template <class F, class... Args>
-  auto submit(F&& f, Args&&... args) {
-    auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
-    using Node = detail::FutureTask<decltype(bound)>;
-    using R = typename Node::result_type;
-    check_open();
-    auto* node = new Node(std::move(bound));
-    node->set_owner(&exporter_.metrics());
-    // A done-callback that throws on the executor's thread is counted and handed to the
-    // error handler instead of escaping into the wrapped executor.
-    node->set_sink(&sink_);
-    node->add_ref();
-    detail::StateRef<detail::FutureState<R>> future_ref(node);
-    hand_over(node);
-    return Future<R>(std::move(future_ref));
+  [[nodiscard]] auto submit(F&& f, Args&&... args) {
+    return submit_in(nullptr, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+
+  /// submit() for a named task: counted in the series labelled task=`name` instead of
+  /// the executor's unlabelled ones, as ThreadPoolExecutor::submit_named. Past
+  /// ProxyOptions::max_task_names distinct names, new names count as task="other".
+  template <class F, class... Args>
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
+    check_open(nullptr);
+    return submit_in(exporter_.recorder().named(name, options_.max_task_names),
+                     std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// Fire-and-forget: runs f(args...) on the wrapped executor with no future. Its
@@ -90,8 +110,8 @@ class InstrumentedExecutorProxy {
   template <class F, class... Args>
   void post(F&& f, Args&&... args) {
     auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
-    check_open();
-    hand_over(new detail::PostTask<decltype(bound)>(std::move(bound)));
+    check_open(nullptr);
+    hand_over(new detail::PostTask<decltype(bound)>(std::move(bound)), nullptr);
   }
 
   /// submit() for a traced task (worker.go's RunTraced), as ThreadPoolExecutor's:
@@ -99,10 +119,10 @@ class InstrumentedExecutorProxy {
   /// since the previous mark (or the task's start) in
   /// executor_task_trace_seconds{scope, action}.
   template <class F, class... Args>
-  auto submit_traced(std::string scope, F&& f, Args&&... args) {
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, Args&&... args) {
     return submit(
         [this, scope = std::move(scope), fn = std::forward<F>(f)](auto&&... a) mutable {
-          Trace trace(exporter_.metrics(), scope, trace_);
+          Trace trace(exporter_.recorder().storage(), scope, options_.trace);
           return std::invoke(fn, trace, std::forward<decltype(a)>(a)...);
         },
         std::forward<Args>(args)...);
@@ -119,9 +139,24 @@ class InstrumentedExecutorProxy {
 
   /// Submits f(item) for every item; results in input order, retrieved lazily.
   template <class F, std::ranges::input_range Range>
-  auto map(F f, Range&& range) {
+  [[nodiscard]] auto map(F f, Range&& range) {
     return detail::map_via_submit(*this, f, std::forward<Range>(range));
   }
+
+  /// map() with Python's timeout and chunksize, as ThreadPoolExecutor::map: `chunksize`
+  /// items per task (a chunk counts as one task in the metrics), and reading a result
+  /// later than `timeout` after this call throws TimeoutError.
+  template <class F, std::ranges::input_range Range>
+  [[nodiscard]] auto map(F f, Range&& range, MapOptions options) {
+    return detail::map_via_submit(*this, f, std::forward<Range>(range), options);
+  }
+
+  /// Attaches an observer to this proxy's id (see TaskObserver).
+  void add_observer(std::shared_ptr<TaskObserver> observer) {
+    exporter_.add_observer(std::move(observer));
+  }
+  /// Detaches an observer; a hook already running on another thread may still finish.
+  void remove_observer(const TaskObserver* observer) { exporter_.remove_observer(observer); }
 
   /// Stops accepting tasks and shuts the wrapped executor down. With cancel_futures,
   /// tasks that have not started are cancelled when the executor reaches them (or drops
@@ -145,32 +180,66 @@ class InstrumentedExecutorProxy {
   ExecutorExporter& exporter() { return exporter_; }
 
  private:
-  // What tasks need from the proxy when they are cancelled or a posted one throws.
-  detail::TaskContext context() noexcept { return {&exporter_.metrics(), &sink_}; }
+  static ProxyOptions make_options(std::size_t max_workers, TraceOptions trace) {
+    ProxyOptions o;
+    o.max_workers = max_workers;
+    o.trace = std::move(trace);
+    return o;
+  }
 
-  void check_open() {
+  void init() {
+    exporter_.set_max_workers(static_cast<std::int64_t>(options_.max_workers));
+    for (auto& observer : options_.observers) exporter_.add_observer(observer);
+  }
+
+  template <class F, class... Args>
+  auto submit_in(detail::ExecutorMetrics* named, F&& f, Args&&... args) {
+    auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
+    using Node = detail::FutureTask<decltype(bound)>;
+    using R = typename Node::result_type;
+    check_open(named);
+    auto* node = new Node(std::move(bound));
+    node->set_owner(exporter_.recorder().storage(), named);
+    // A done-callback that throws on the executor's thread is counted and handed to the
+    // error handler instead of escaping into the wrapped executor.
+    node->set_sink(&sink_);
+    node->add_ref();
+    detail::StateRef<detail::FutureState<R>> future_ref(node);
+    hand_over(node, named);
+    return Future<R>(std::move(future_ref));
+  }
+
+  // What tasks need from the proxy when they are cancelled or a posted one throws.
+  detail::TaskContext context() noexcept { return {exporter_.recorder().storage(), &sink_}; }
+
+  void check_open(detail::ExecutorMetrics* named) {
     if (closed_.load(std::memory_order_acquire)) {
-      exporter_.task_rejected(RejectReason::shutdown);
+      detail::Recorder::rejected(exporter_.recorder().prepare(named), RejectReason::shutdown);
       throw ExecutorShutdownError(exporter_.id());
     }
   }
 
   // Passes `node` (holding the executor's reference) to the wrapped executor; on a
   // refusal the node is released, the rejection counted and the exception rethrown.
-  void hand_over(detail::Task* node) {
+  void hand_over(detail::Task* node, detail::ExecutorMetrics* named) {
+    auto& recorder = exporter_.recorder();
+    if (recorder.metrics().observers() != nullptr) [[unlikely]] {
+      node->extras_for_update();  // the observer id travels in the extras
+    }
+    if (named != nullptr) node->extras_for_update().named = named;
     // Whether to time it is decided here, at submit (0: counted, not timed).
-    node->submit_ns = exporter_.metrics().local_shard().sample() ? detail::now_ns() : 0;
+    const detail::TaskRef ref = recorder.prepare(named);
+    node->submit_ns = ref.submit_ns;
+    if (node->extras) node->extras->task_id = ref.id;
     auto ticket = std::make_shared<Ticket>(node, this);
     try {
       executor_.submit(std::function<void()>([ticket] { (*ticket)(); }));
     } catch (...) {
       ticket->refused();
-      exporter_.task_rejected(refusal_reason(std::current_exception()));
+      detail::Recorder::rejected(ref, refusal_reason(std::current_exception()));
       throw;
     }
-    // Counted once accepted: a task the executor starts at once may be seen as started
-    // a moment before it is seen as submitted; the queued gauge is clamped at zero.
-    exporter_.metrics().local_shard().task_submitted();
+    ticket->count_submitted(Ticket::submitter);
   }
 
   // The `reason` label of a refusal by the wrapped executor. This library's own
@@ -192,13 +261,20 @@ class InstrumentedExecutorProxy {
 
   // Runs the task once; if the last copy of the callable is destroyed without running
   // (the executor dropped it), the task counts as cancelled and its future says so.
+  // The submission is counted once, by whichever comes first: the submitter once the
+  // executor accepted, or the task itself when the executor runs (or drops) it before
+  // that. So a task is always counted as submitted before it counts as started or
+  // cancelled, and executor_tasks_queued never has to be clamped.
   class Ticket {
    public:
+    enum Counter : std::uint8_t { nobody = 0, submitter = 1, task = 2, counted = 3 };
+
     Ticket(detail::Task* node, InstrumentedExecutorProxy* proxy) : node_(node), proxy_(proxy) {}
     Ticket(const Ticket&) = delete;
     Ticket& operator=(const Ticket&) = delete;
     ~Ticket() {
       if (node_ != nullptr) {
+        count_submitted(task);
         node_->cancel(proxy_->context());
         node_->drop();
       }
@@ -206,6 +282,7 @@ class InstrumentedExecutorProxy {
     void operator()() {
       detail::Task* node = std::exchange(node_, nullptr);
       if (node == nullptr) return;
+      count_submitted(task);
       // cancel() counts the task; a posted task (no future) is then simply dropped.
       const detail::TaskContext ctx = proxy_->context();
       if (proxy_->cancelling_.load(std::memory_order_acquire) && node->cancel(ctx)) {
@@ -216,26 +293,42 @@ class InstrumentedExecutorProxy {
         node->drop();
         return;
       }
-      auto& exporter = proxy_->exporter_;
-      const std::uint64_t start = exporter.task_started(node->submit_ns);
+      const detail::TaskRef ref = node->ref(ctx.owner);
+      const std::uint64_t start = detail::Recorder::started(ref);
       std::exception_ptr unhandled;
       const bool ok = node->invoke(unhandled);
-      exporter.task_finished(start, ok);
+      detail::Recorder::finished(ref, start, ok,
+                                 ok ? nullptr : (unhandled ? unhandled : node->stored_error()));
       node->finish(ctx, std::move(unhandled));
     }
     void refused() {
       detail::Task* node = std::exchange(node_, nullptr);
       node->drop();  // a future's reference goes with the exception; a posted task is freed
     }
+    // Counts the submission if nobody has; `who` is the caller. The submitter's count
+    // may be under way when the task gets here: the task then waits for it (a few
+    // nanoseconds, unless the submitting thread is preempted right there).
+    void count_submitted(Counter who) {
+      std::uint8_t expected = nobody;
+      if (counter_.compare_exchange_strong(expected, who, std::memory_order_acq_rel)) {
+        // Alive: whoever else holds the task waits for `counted` before touching it.
+        detail::Recorder::submitted(task_->ref(proxy_->exporter_.recorder().storage()));
+        counter_.store(counted, std::memory_order_release);
+        return;
+      }
+      while (counter_.load(std::memory_order_acquire) != counted) std::this_thread::yield();
+    }
 
    private:
     detail::Task* node_;
+    detail::Task* const task_ = node_;  // node_ as handed over; node_ is cleared when run
     InstrumentedExecutorProxy* proxy_;
+    std::atomic<std::uint8_t> counter_{nobody};
   };
 
   ExecutorExporter exporter_;  // declared first: outlives the executor's tasks
   detail::ErrorSink sink_;     // used by the executor's tasks and callbacks: before it too
-  TraceOptions trace_;
+  ProxyOptions options_;
   E executor_;
   std::atomic<bool> closed_{false};
   std::atomic<bool> cancelling_{false};

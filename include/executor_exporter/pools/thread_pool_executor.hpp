@@ -21,7 +21,9 @@
 #include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/detail/thread_name.hpp>
 #include <executor_exporter/errors.hpp>
-#include <executor_exporter/metrics/exporter.hpp>
+#include <executor_exporter/metrics/detail/recorder.hpp>
+#include <executor_exporter/metrics/exporter_options.hpp>
+#include <executor_exporter/metrics/task_observer.hpp>
 #include <executor_exporter/metrics/trace.hpp>
 #include <executor_exporter/metrics/trace_options.hpp>
 #include <executor_exporter/pools/detail/error_sink.hpp>
@@ -65,6 +67,8 @@ struct ThreadPoolOptions {
   std::size_t max_task_names = 64;
   /// How traced tasks record executor_task_trace_seconds (histogram or summary).
   TraceOptions trace;
+  /// Attached to the pool's id at construction (see TaskObserver and add_observer).
+  std::vector<std::shared_ptr<TaskObserver>> observers;
 };
 
 /// Per-submit settings (submit_with, post_with); the defaults are what submit() does.
@@ -114,17 +118,19 @@ class BasicThreadPoolExecutor {
   /// Starts `max_workers` threads (the hardware thread count when 0).
   explicit BasicThreadPoolExecutor(std::size_t max_workers = 0, ThreadPoolOptions options = {})
       : options_(std::move(options)),
-        exporter_(options_.id, "thread_pool",
-                  kMetered ? options_.registry : std::make_shared<prometheus::Registry>(),
-                  options_.exporter),
-        sink_(std::make_shared<detail::ErrorSink>(exporter_.metrics(), exporter_.id())),
+        recorder_(options_.id, "thread_pool", options_.registry, options_.exporter),
+        sink_(std::make_shared<detail::ErrorSink>(recorder_.storage(), recorder_.id())),
         queue_(options_.queue_capacity) {
     (void)detail::now_ns();  // calibrates the clock now rather than in the first submit
     if (max_workers == 0) max_workers = std::max(1U, std::thread::hardware_concurrency());
     if (options_.thread_name_prefix.empty()) {
       options_.thread_name_prefix = options_.id.empty() ? "worker" : options_.id;
     }
-    exporter_.metrics().add_queue_capacity(static_cast<std::int64_t>(options_.queue_capacity));
+    recorder_.set_level(Metric::queue_capacity,
+                        static_cast<std::int64_t>(options_.queue_capacity));
+    if constexpr (kMetered) {
+      for (auto& observer : options_.observers) add_observer(observer);
+    }
     {
       std::lock_guard lock(workers_mutex_);
       set_target_locked(max_workers);
@@ -173,7 +179,6 @@ class BasicThreadPoolExecutor {
     for (auto& w : workers_) {
       if (w.thread.joinable()) w.thread.detach();
     }
-    exporter_.metrics().add_queue_capacity(-static_cast<std::int64_t>(options_.queue_capacity));
   }
 
   // ---- Submitting -----------------------------------------------------------------
@@ -224,7 +229,7 @@ class BasicThreadPoolExecutor {
     auto* node = new Node(std::move(bound));
     prepare_future(node, nullptr);
     detail::StateRef<detail::FutureState<R>> future_ref(node);
-    if (!enqueue(node, nullptr, Mode::try_only)) return std::optional<Future<R>>();
+    if (!enqueue(node, Mode::try_only)) return std::optional<Future<R>>();
     return std::optional<Future<R>>(Future<R>(std::move(future_ref)));
   }
 
@@ -322,8 +327,21 @@ class BasicThreadPoolExecutor {
 
   // ---- Introspection --------------------------------------------------------------
 
-  /// The exporter feeding this pool's metrics.
-  ExecutorExporter& exporter() { return exporter_; }
+  /// The `executor` label of this pool's metrics.
+  const std::string& id() const { return recorder_.id(); }
+  /// Attaches an observer to this pool's id: it sees every transition of every task
+  /// (see TaskObserver), from the next submit on.
+  void add_observer(std::shared_ptr<TaskObserver> observer)
+    requires kMetered
+  {
+    recorder_.metrics().add_observer(std::move(observer));
+  }
+  /// Detaches an observer; a hook already running on another thread may still finish.
+  void remove_observer(const TaskObserver* observer)
+    requires kMetered
+  {
+    recorder_.metrics().remove_observer(observer);
+  }
   /// Number of worker threads configured (the target while a resize takes effect).
   std::size_t max_workers() const { return target_atomic_.load(std::memory_order_relaxed); }
   /// Tasks accepted and not yet taken by a worker (racy by nature; a worker may also
@@ -357,7 +375,7 @@ class BasicThreadPoolExecutor {
   template <class F>
   auto traced(std::string scope, F&& f) {
     return [this, scope = std::move(scope), fn = std::forward<F>(f)](auto&&... args) mutable {
-      Trace trace(exporter_.metrics(), scope, options_.trace);
+      Trace trace(recorder_.storage(), scope, options_.trace);
       return std::invoke(fn, trace, std::forward<decltype(args)>(args)...);
     };
   }
@@ -369,7 +387,7 @@ class BasicThreadPoolExecutor {
     auto* node = new Node(std::forward<Bound>(bound));
     prepare_future(node, options);
     detail::StateRef<detail::FutureState<R>> future_ref(node);  // the future's reference
-    enqueue(node, options, Mode::normal);
+    enqueue(node, Mode::normal);
     return Future<R>(std::move(future_ref));
   }
 
@@ -377,14 +395,14 @@ class BasicThreadPoolExecutor {
   void post_node(const SubmitOptions* options, Bound&& bound) {
     auto* node = new detail::PostTask<std::decay_t<Bound>>(std::forward<Bound>(bound));
     apply(node, options);
-    enqueue(node, options, Mode::normal);
+    enqueue(node, Mode::normal);
   }
 
   // Applies the options and wires the state to this pool's metrics and error sink.
   template <class Node>
   void prepare_future(Node* node, const SubmitOptions* options) {
     apply(node, options);
-    node->set_owner(&exporter_.metrics(), node->named());
+    node->set_owner(recorder_.storage(), node->named());
     node->set_sink(sink_.get());
     node->add_ref();  // one reference for the queue, one for the future
   }
@@ -410,30 +428,31 @@ class BasicThreadPoolExecutor {
     }
     if (options.on_expired) node->extras_for_update().on_expired = options.on_expired;
     if (!options.name.empty()) {
-      node->extras_for_update().named =
-          &exporter_.metrics().named(options.name, options_.max_task_names);
+      node->extras_for_update().named = recorder_.named(options.name, options_.max_task_names);
     }
   }
 
   // Queues `node`, or counts the rejection, releases the queue's hold and reports it:
   // false for a full queue in try mode; throws otherwise. A post node (no future) is
   // simply deleted by drop().
-  bool enqueue(detail::Task* node, const SubmitOptions* options, Mode mode) {
-    (void)options;  // already applied to the node
-    // Looked up before the queue lock: a first lookup registers a shard under a lock.
-    // Without per-task metrics only a refusal needs it (below).
-    detail::MetricShard* series = nullptr;
+  bool enqueue(detail::Task* node, Mode mode) {
+    // Prepared before the queue lock: a first lookup registers a shard under a lock.
+    // Timed or not is decided here (timing_sample_rate); 0 tells the worker "not timed".
+    detail::TaskRef ref;
     if constexpr (kMetered) {
-      series = &series_of(*node);
-      // Timed or not is decided here (timing_sample_rate); 0 tells the worker "not timed".
-      node->submit_ns = series->sample() ? detail::now_ns() : 0;
+      if (recorder_.metrics().observers() != nullptr) [[unlikely]] {
+        node->extras_for_update();  // the observer id travels in the extras
+      }
+      ref = recorder_.prepare(node->named());
+      node->submit_ns = ref.submit_ns;
+      if (node->extras) node->extras->task_id = ref.id;
     }
     auto on_accept = [&] {
-      if constexpr (kMetered) series->task_submitted();
+      if constexpr (kMetered) detail::Recorder::submitted(ref);
     };
     // A refusal is counted in the task's series and releases the queue's hold on it.
     auto refuse = [&](RejectReason reason) {
-      (series != nullptr ? *series : series_of(*node)).task_rejected(reason);
+      if constexpr (kMetered) detail::Recorder::rejected(ref, reason);
       node->drop();
     };
     using Result = detail::TaskQueue::PushResult;
@@ -464,21 +483,14 @@ class BasicThreadPoolExecutor {
     refuse(reason);
     if (r == Result::full) {
       if (mode == Mode::try_only) return false;
-      throw QueueFullError(exporter_.id());
+      throw QueueFullError(recorder_.id());
     }
     if (r == Result::broken) throw BrokenExecutorError(broken_message());
-    throw ExecutorShutdownError(exporter_.id());
-  }
-
-  // Where a task's counts go: its name's series for a named task (which counts only
-  // there, so that summing over `task` counts it once), else the executor's.
-  detail::MetricShard& series_of(const detail::Task& node) {
-    detail::ExecutorMetrics* named = node.named();
-    return named != nullptr ? named->local_shard() : exporter_.metrics().local_shard();
+    throw ExecutorShutdownError(recorder_.id());
   }
 
   // What tasks need from this pool when they are cancelled or fail off a worker.
-  detail::TaskContext context() noexcept { return {&exporter_.metrics(), sink_.get()}; }
+  detail::TaskContext context() noexcept { return {recorder_.storage(), sink_.get()}; }
 
   // Cancels (counted, futures told) every task not yet started, reserved ones included.
   void cancel_queued() {
@@ -531,17 +543,17 @@ class BasicThreadPoolExecutor {
   void scale_up_locked(std::size_t n) {
     if (n == 0) return;
     if (broken()) throw BrokenExecutorError(broken_message());
-    if (queue_.closed()) throw ExecutorShutdownError(exporter_.id());
+    if (queue_.closed()) throw ExecutorShutdownError(recorder_.id());
     reap_locked();
     const std::size_t kept = queue_.unretire(n);
     for (std::size_t i = kept; i < n; ++i) spawn_locked();
     set_target_locked(target_ + n);
-    exporter_.metrics().scaled(true);
+    recorder_.count(Metric::scale_events, 0);  // direction="up"
   }
 
   void scale_down_locked(std::size_t n) {
     if (n == 0) return;
-    if (queue_.closed()) throw ExecutorShutdownError(exporter_.id());
+    if (queue_.closed()) throw ExecutorShutdownError(recorder_.id());
     if (n >= target_) {
       throw std::invalid_argument(
           "executor_exporter: scaling down to 0 workers is refused: queued tasks would never "
@@ -549,14 +561,14 @@ class BasicThreadPoolExecutor {
     }
     set_target_locked(target_ - n);
     queue_.retire(n);
-    exporter_.metrics().scaled(false);
+    recorder_.count(Metric::scale_events, 1);  // direction="down"
     reap_locked();
   }
 
   void set_target_locked(std::size_t n) {
     target_ = n;
     target_atomic_.store(n, std::memory_order_relaxed);
-    exporter_.set_max_workers(static_cast<std::int64_t>(n));
+    recorder_.set_level(Metric::max_workers, static_cast<std::int64_t>(n));
   }
 
   void work(Worker& self, std::size_t index) {
@@ -564,7 +576,7 @@ class BasicThreadPoolExecutor {
     current_pool() = this;
     // Held by this thread, so that a task that destroys the pool is still counted and
     // its error still reported; the thread then leaves (see the destructor).
-    const auto metrics_keep = exporter_.metrics_handle();
+    const auto metrics_keep = handle();
     const auto sink_keep = sink_;
     bool destroyed = false;
     pool_destroyed() = &destroyed;
@@ -582,15 +594,13 @@ class BasicThreadPoolExecutor {
       }
       if (destroyed) return;  // it dropped the last reference: the pool is gone
     }
-    exporter_.worker_started();
+    recorder_.worker_started();
     mark_ready();
-    auto& metrics = exporter_.metrics();
-    auto& shard = metrics.local_shard();
     // From this thread's own references: valid even after a task destroyed the pool.
     const detail::TaskContext ctx{metrics_keep.get(), sink_keep.get()};
+    Tally tally(metrics_keep.get());
     detail::TaskQueue::Reserve reserve;
     queue_.attach(reserve);
-    std::uint64_t last_end = 0;
     std::size_t finished = 0;  // tasks run since the last pop()
     for (;;) {
       bool waited = false;
@@ -601,67 +611,67 @@ class BasicThreadPoolExecutor {
         if (task == nullptr) break;
       }
       ++finished;  // reported at the next pop(), when it surely is finished
-      run(*task, ctx, shard, waited, last_end);
+      run(*task, ctx, tally, waited);
       if (destroyed) {  // by that task or a done-callback: leave without touching the pool
-        metrics_keep->worker_stopped();
+        if constexpr (kMetered) detail::Recorder::worker_stopped(*metrics_keep);
         return;
       }
     }
     queue_.detach(reserve);
-    exporter_.worker_stopped();
+    recorder_.worker_stopped();
     self.exited.store(true, std::memory_order_release);
+  }
+
+  // The worker's recording state: the recorder's, or nothing when metrics are compiled
+  // out.
+  struct NoTally {
+    explicit NoTally(detail::ExecutorMetrics* /*unused*/) {}
+  };
+  struct MeteredTally : detail::Recorder::Worker {
+    explicit MeteredTally(detail::ExecutorMetrics* m) : detail::Recorder::Worker(*m) {}
+  };
+  using Tally = std::conditional_t<kMetered, MeteredTally, NoTally>;
+
+  // A shared reference to the metrics, for a worker that must be able to finish its
+  // bookkeeping after a task of its destroyed the pool.
+  std::shared_ptr<detail::ExecutorMetrics> handle() const {
+    if constexpr (kMetered) {
+      return recorder_.handle();
+    } else {
+      return nullptr;
+    }
   }
 
   // Runs one task taken from the queue: skips it if cancelled, expires it if its
   // deadline passed, else runs and counts it and publishes its outcome. Once the task's
   // code ran, only the task and the metric shards (kept alive by the worker) are used,
   // never the pool: the task may have destroyed it.
-  void run(detail::Task& task, const detail::TaskContext& ctx, detail::MetricShard& shard,
-           bool waited, std::uint64_t& last_end) {
+  void run(detail::Task& task, const detail::TaskContext& ctx, Tally& tally, bool waited) {
     if (!task.claim()) {  // cancelled while queued; the canceller counted it
       task.drop();
       return;
     }
-    detail::ExecutorMetrics* named = nullptr;
     if (task.extras) [[unlikely]] {
       // Deadlines are steady_clock time_points, so they are checked against steady_clock.
       const std::uint64_t deadline = task.extras->deadline_ns;
       if (deadline != 0 && detail::steady_ns() > deadline) {
+        if constexpr (kMetered) tally.forget_end();
         expire(task, ctx);
-        last_end = 0;
         return;
       }
       task.extras->on_expired = nullptr;  // not needed any more; free its captures now
-      named = task.extras->named;
     }
     std::exception_ptr unhandled;  // a posted task's exception, for finish()
     if constexpr (!kMetered) {
       (void)task.invoke(unhandled);
       task.finish(ctx, std::move(unhandled));
-      return;
-    }
-    // A named task's outcome goes to its name's series only; the executor-level busy
-    // seconds still count its run time (workers are busy whatever the task's name).
-    detail::MetricShard& series = named != nullptr ? named->local_shard() : shard;
-    if (task.submit_ns == 0) {  // not picked for timing: counted, no clock read
-      series.task_started_untimed();
+    } else {
+      const detail::TaskRef ref = task.ref(ctx.owner);
+      const std::uint64_t start = tally.start(ref, waited);
       const bool ok = task.invoke(unhandled);
-      series.task_finished_untimed(ok);
-      last_end = 0;  // the next timed task reads the clock for its start
+      tally.finish(ref, start, ok, [&] { return unhandled ? unhandled : task.stored_error(); });
       task.finish(ctx, std::move(unhandled));
-      return;
     }
-    // Back to back on one worker, the end of one task is the start of the next.
-    const std::uint64_t start = waited || last_end == 0 ? detail::now_ns() : last_end;
-    series.task_started(start > task.submit_ns ? start - task.submit_ns : 0);
-    shard.set_running_since(start);
-    const bool ok = task.invoke(unhandled);
-    last_end = detail::now_ns();
-    shard.set_running_since(0);  // before the busy time is added (see there)
-    const std::uint64_t weight = series.sample_rate();
-    series.task_finished(last_end - start, ok, weight);
-    if (named != nullptr) shard.add_busy((last_end - start) * weight);
-    task.finish(ctx, std::move(unhandled));
   }
 
   void mark_ready() { ready_.fetch_add(1, std::memory_order_release); }
@@ -671,8 +681,7 @@ class BasicThreadPoolExecutor {
   // The callback may destroy the pool: from then on only `ctx` (the worker's own
   // references) is used.
   void expire(detail::Task& task, const detail::TaskContext& ctx) {
-    detail::ExecutorMetrics* named = task.named();
-    (named != nullptr ? *named : *ctx.owner).task_expired();
+    if (ctx.owner != nullptr) detail::Recorder::expired(task.ref(ctx.owner));
     if (auto& callback = task.extras->on_expired) {
       try {
         callback();
@@ -687,7 +696,7 @@ class BasicThreadPoolExecutor {
   // An initializer threw: count it, refuse everything from now on, and fail what is
   // queued (counted as cancelled: those tasks never started).
   void break_pool(std::exception_ptr error) {
-    exporter_.metrics().initializer_error();
+    recorder_.count(Metric::initializer_errors);
     std::string what = "unknown exception";
     try {
       std::rethrow_exception(error);
@@ -698,18 +707,16 @@ class BasicThreadPoolExecutor {
     {
       std::lock_guard lock(broken_mutex_);
       if (broken_message_.empty()) {
-        broken_message_ = "executor '" + exporter_.id() +
+        broken_message_ = "executor '" + recorder_.id() +
                           "' is broken: a worker initializer threw: " + what;
       }
     }
     broken_.store(true, std::memory_order_release);
     const auto failure = std::make_exception_ptr(BrokenExecutorError(broken_message()));
-    auto& shard = exporter_.metrics().local_shard();
     for (detail::Task* t = queue_.break_and_take_all(); t != nullptr;) {
       detail::Task* next = t->next;
       if (t->claim()) {
-        detail::ExecutorMetrics* named = t->named();
-        (named != nullptr ? named->local_shard() : shard).task_cancelled();
+        if constexpr (kMetered) detail::Recorder::cancelled(t->ref(recorder_.storage()));
         t->fail_claimed(context(), failure, true);
       } else {
         t->drop();
@@ -741,7 +748,7 @@ class BasicThreadPoolExecutor {
   }
 
   ThreadPoolOptions options_;
-  ExecutorExporter exporter_;
+  std::conditional_t<kMetered, detail::Recorder, detail::NullRecorder> recorder_;
   // Shared with the workers, which may still report a task's error after a task of
   // theirs destroyed the pool (see the destructor).
   std::shared_ptr<detail::ErrorSink> sink_;

@@ -57,7 +57,7 @@ class ProcessPoolExecutor {
   explicit ProcessPoolExecutor(ProcessPoolOptions options = {})
       : options_(std::move(options)),
         exporter_(options_.id, "process_pool", options_.registry, options_.exporter),
-        sink_(exporter_.metrics(), exporter_.id()),
+        sink_(exporter_.recorder().storage(), exporter_.id()),
         engine_(std::make_unique<detail::ProcessEngine>(options_, exporter_)) {}
   explicit ProcessPoolExecutor(std::size_t max_workers, ProcessPoolOptions options = {})
       : ProcessPoolExecutor(with_workers(std::move(options), max_workers)) {}
@@ -114,7 +114,7 @@ class ProcessPoolExecutor {
       e.write_uint<std::uint64_t>(user);
       (encode(e, static_cast<const std::decay_t<Args>&>(args)), ...);
       auto* state = new detail::FutureState<R>;
-      state->set_owner(&exporter_.metrics());
+      state->set_owner(exporter_.recorder().storage());
       state->set_sink(&sink_);
       state->add_ref();  // one for the future, one for the task
       detail::StateRef<detail::FutureState<R>> future_ref(state);
@@ -162,7 +162,7 @@ class ProcessPoolExecutor {
       task->complete = &detail::complete_chunk<R>;
       for (std::size_t i = 0; i < items.size(); ++i) {
         auto* state = new detail::FutureState<R>;
-        state->set_owner(&exporter_.metrics());
+        state->set_owner(exporter_.recorder().storage());
         state->set_sink(&sink_);
         state->add_ref();
         task->chunk.push_back(state);

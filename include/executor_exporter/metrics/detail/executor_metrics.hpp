@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
@@ -13,6 +14,8 @@
 
 #include <executor_exporter/metrics/detail/metric_shard.hpp>
 #include <executor_exporter/metrics/exporter_options.hpp>
+#include <executor_exporter/metrics/metric_catalog.hpp>
+#include <executor_exporter/metrics/task_observer.hpp>
 
 namespace prometheus {
 class Counter;
@@ -54,19 +57,27 @@ inline ShardCache& shard_cache() {
   return cache;
 }
 
-/// All metrics of one (registry, executor id, executor type): the prometheus-cpp
-/// series, the per-thread shards that feed them, and the rarely changing worker
-/// gauges. Every ExecutorExporter with the same id and type shares one instance, which
-/// is how instances add up. It lives while an exporter refers to it; its last fold
-/// happens in the destructor, and the prometheus-cpp series stay in the registry so a
-/// later executor with the same id continues the counters.
+/// The observers attached to one executor id: an immutable snapshot, replaced whole on
+/// every change so the hot path reads it with one load and no lock.
+using ObserverList = std::vector<std::shared_ptr<TaskObserver>>;
+
+/// The storage of one (registry, executor id, executor type): the prometheus-cpp series,
+/// the per-thread shards that feed the task lifecycle, and one atomic per rare event or
+/// level. Every series is built by one loop over metric_catalog, keyed by the catalog
+/// entry and the value of its enumerated label, so a new event or level metric needs
+/// a catalog row and nothing here. Executors never use this type directly: they call
+/// detail::Recorder, which decides what to record where. Every ExecutorExporter with the
+/// same id and type shares one instance, which is how instances add up. It lives while
+/// an exporter refers to it; its last fold happens in the destructor, and the series
+/// stay in the registry so a later executor with the same id continues the counters.
 class ExecutorMetrics {
  public:
-  /// With a non-empty `task`, the metrics of the tasks of that name: only the per-task
-  /// series, each with the extra label task=`task` (see named()).
+  /// With a non-null `parent`, the series of the tasks named `task`: only the catalog
+  /// families with a `task` label, each series with task=`task` (see named()).
   ExecutorMetrics(std::shared_ptr<RegistryState> state,
                   std::shared_ptr<prometheus::Registry> registry, std::string id, std::string type,
-                  const ExporterOptions& options, std::string task = {});
+                  const ExporterOptions& options, std::string task = {},
+                  ExecutorMetrics* parent = nullptr);
   ExecutorMetrics(const ExecutorMetrics&) = delete;
   ExecutorMetrics& operator=(const ExecutorMetrics&) = delete;
   ~ExecutorMetrics();
@@ -79,34 +90,19 @@ class ExecutorMetrics {
     return register_shard();
   }
 
-  void add_max_workers(std::int64_t delta) noexcept {
-    max_workers_.fetch_add(delta, std::memory_order_relaxed);
+  /// A rare event: catalog entry `m` (MetricSource::event), the series of the `label`-th
+  /// value of its enumerated label, grows by `n`. Shared atomics, folded at scrape.
+  void count(Metric m, std::size_t label, std::uint64_t n) noexcept {
+    events_[event_offset(m) + label].fetch_add(n, std::memory_order_relaxed);
   }
-  void worker_started() noexcept {
-    workers_.fetch_add(1, std::memory_order_relaxed);
-    workers_started_.fetch_add(1, std::memory_order_relaxed);
+  /// A level (MetricSource::level) changes by `delta`.
+  void adjust(Metric m, std::int64_t delta) noexcept {
+    levels_[static_cast<std::size_t>(m)].fetch_add(delta, std::memory_order_relaxed);
   }
-  void worker_stopped() noexcept { workers_.fetch_sub(1, std::memory_order_relaxed); }
-
-  // Rare events (pool features): shared atomics, never touched per task, folded at scrape.
-
-  /// This executor's share of executor_queue_capacity changes by `delta`.
-  void add_queue_capacity(std::int64_t delta) noexcept {
-    queue_capacity_.fetch_add(delta, std::memory_order_relaxed);
-  }
-  /// A live resize happened (up: workers added, else removed).
-  void scaled(bool up) noexcept { (up ? scaled_up_ : scaled_down_).fetch_add(1, std::memory_order_relaxed); }
-  /// A queued task passed its deadline and was failed without running. Release, so a
-  /// fold that sees it also sees the task's submit (the fold reads it before submits).
-  void task_expired() noexcept { expired_.fetch_add(1, std::memory_order_release); }
-  /// A done/expire callback threw.
-  void callback_error() noexcept { callback_errors_.fetch_add(1, std::memory_order_relaxed); }
-  /// A posted task threw and nobody holds a future for it.
-  void unhandled_error() noexcept { unhandled_errors_.fetch_add(1, std::memory_order_relaxed); }
-  /// A worker initializer threw.
-  void initializer_error() noexcept {
-    initializer_errors_.fetch_add(1, std::memory_order_relaxed);
-  }
+  /// During a fold (from a fold hook): sets the MetricSource::sampled gauge `m` of the
+  /// worker labelled `worker` (created on first use). Series of workers that are gone
+  /// stay, at the last value their owner set (an owner sets 0 for a slot now empty).
+  void sample(Metric m, const std::string& worker, double value);
 
   /// The metrics of the tasks named `name` (same executor labels plus task=`name`),
   /// created on first use and kept as long as this object. Once `max_names` distinct
@@ -128,7 +124,7 @@ class ExecutorMetrics {
   void fold();
 
   /// Scrape-time hooks: each runs at the start of every fold(), so before every collect
-  /// (e.g. to sample a value from /proc into a gauge). remove_fold_hook waits for a
+  /// (e.g. to sample a value from /proc with sample()). remove_fold_hook waits for a
   /// running call of that hook to return, so a hook may refer to its owner until then.
   std::uint64_t add_fold_hook(std::function<void()> hook);
   void remove_fold_hook(std::uint64_t handle);
@@ -147,20 +143,45 @@ class ExecutorMetrics {
   std::uint64_t add_running_probe(std::function<Running()> probe);
   void remove_running_probe(std::uint64_t handle);
 
-  /// The registry's families, for executors that export series of their own.
-  RegistryState& registry_state() { return *state_; }
+  /// Observers of this executor id (see TaskObserver). The executor level holds them;
+  /// a named child answers with its parent's.
+  void add_observer(std::shared_ptr<TaskObserver> observer);
+  void remove_observer(const TaskObserver* observer);
+  /// The current snapshot, or null when none is attached (the hot path's one branch).
+  const ObserverList* observers() const noexcept {
+    return root_->observers_.load(std::memory_order_acquire);
+  }
 
   const std::string& id() const { return id_; }
   const std::string& type() const { return type_; }
   const ExporterOptions& options() const { return options_; }
   /// The task label of a named() child; empty for the executor itself.
   const std::string& task() const { return task_; }
+  /// The executor level: itself, or a named child's parent.
+  ExecutorMetrics& root() noexcept { return *root_; }
 
  private:
   friend class RegistryState;
+
+  /// One catalog family's series for this executor: one per value of the enumerated
+  /// label (one when it has none). Null where the family is not this object's (an
+  /// executor-level family in a named child).
+  struct Series {
+    std::vector<prometheus::Counter*> counters;
+    std::vector<prometheus::Gauge*> gauges;
+    std::vector<prometheus::Histogram*> histograms;
+  };
+
   /// fold() for a caller that already holds the page lock.
   void fold_held();
+  /// Folds the shards: the task lifecycle.
+  void fold_tasks();
+  /// Folds the event counters and levels.
+  void fold_rare();
   MetricShard& register_shard();
+  void build_series();
+  /// First slot in events_ of catalog entry `m`.
+  static std::size_t event_offset(Metric m) noexcept;
 
   std::shared_ptr<RegistryState> state_;
   std::shared_ptr<prometheus::Registry> registry_;  // keeps the series below alive
@@ -168,14 +189,17 @@ class ExecutorMetrics {
   std::string type_;
   ExporterOptions options_;
   std::string task_;
+  ExecutorMetrics* root_;
   std::uint64_t unique_id_;
   SlotLayout layout_;
   std::vector<std::uint64_t> run_bounds_ns_;
   std::vector<std::uint64_t> wait_bounds_ns_;
+  std::array<Series, metric_catalog.size()> series_;
 
-  std::atomic<std::int64_t> max_workers_{0};
-  std::atomic<std::int64_t> workers_{0};
-  std::atomic<std::uint64_t> workers_started_{0};
+  // Rare events and levels, indexed as event_offset(m) + label and by catalog position.
+  std::unique_ptr<std::atomic<std::uint64_t>[]> events_;
+  std::vector<std::uint64_t> events_folded_;  // guarded by mutex_
+  std::array<std::atomic<std::int64_t>, metric_catalog.size()> levels_{};
 
   std::mutex hooks_mutex_;  // guards hooks_; held while they run
   std::vector<std::pair<std::uint64_t, std::function<void()>>> hooks_;
@@ -183,26 +207,25 @@ class ExecutorMetrics {
 
   std::mutex mutex_;  // guards the members below; never taken on the hot path
   std::vector<std::shared_ptr<MetricShard>> shards_;
-  std::vector<std::uint64_t> totals_;  // everything folded so far, per slot
-  std::uint64_t busy_exported_ns_ = 0;  // what c_busy_ was raised to, running tasks included
-  // Guarded by mutex_, which fold_held() holds while it calls them.
+  std::vector<std::uint64_t> totals_;   // everything folded so far, per slot
+  std::uint64_t busy_exported_ns_ = 0;  // what the busy counter was raised to
   std::vector<std::pair<std::uint64_t, std::function<Running()>>> running_probes_;
   std::uint64_t next_probe_ = 1;
-  std::uint64_t workers_started_folded_ = 0;
-
-  // Rare-event atomics and what of them was folded (the latter guarded by mutex_).
-  std::atomic<std::int64_t> queue_capacity_{0};
-  std::atomic<std::uint64_t> scaled_up_{0}, scaled_down_{0}, expired_{0}, callback_errors_{0},
-      unhandled_errors_{0}, initializer_errors_{0}, names_overflow_{0};
-  std::uint64_t scaled_up_folded_ = 0, scaled_down_folded_ = 0, expired_folded_ = 0,
-                callback_errors_folded_ = 0, unhandled_errors_folded_ = 0,
-                initializer_errors_folded_ = 0, names_overflow_folded_ = 0;
+  // Sampled gauges by (catalog position, worker label); guarded by the page lock.
+  std::map<std::pair<std::size_t, std::string>, prometheus::Gauge*> sampled_;
 
   // named() children, by name; "other" holds the overflow. Guarded by named_mutex_,
   // which is never held while a child folds.
   std::mutex named_mutex_;
   std::map<std::string, std::shared_ptr<ExecutorMetrics>, std::less<>> named_;
   std::shared_ptr<ExecutorMetrics> other_;
+
+  // Observers: the current snapshot, and every snapshot ever published, kept until this
+  // object dies because a hot-path reader may still walk an old one (no reclamation
+  // scheme is worth it for a list that changes a handful of times).
+  std::mutex observers_mutex_;
+  std::atomic<const ObserverList*> observers_{nullptr};
+  std::vector<std::unique_ptr<const ObserverList>> observer_lists_;
 
   // Trace series by (scope, action); guarded by trace_mutex_.
   struct TraceKeyLess {
@@ -216,28 +239,6 @@ class ExecutorMetrics {
   std::mutex trace_mutex_;
   std::map<std::pair<std::string, std::string>, prometheus::Histogram*, TraceKeyLess> trace_hist_;
   std::map<std::pair<std::string, std::string>, prometheus::Summary*, TraceKeyLess> trace_sum_;
-
-  prometheus::Gauge* g_max_workers_;
-  prometheus::Gauge* g_workers_;
-  prometheus::Counter* c_workers_started_;
-  prometheus::Counter* c_submitted_;
-  prometheus::Counter* c_rejected_[reject_reason_count];
-  prometheus::Counter* c_cancelled_;
-  prometheus::Counter* c_completed_;
-  prometheus::Counter* c_failed_;
-  prometheus::Gauge* g_queued_;
-  prometheus::Gauge* g_running_;
-  prometheus::Histogram* h_wait_;
-  prometheus::Histogram* h_run_[2];  // [0] completed, [1] failed
-  prometheus::Counter* c_busy_;
-  // Null in a named() child, which exports only per-task series.
-  prometheus::Gauge* g_queue_capacity_ = nullptr;
-  prometheus::Counter* c_scale_[2] = {nullptr, nullptr};  // [0] up, [1] down
-  prometheus::Counter* c_expired_ = nullptr;
-  prometheus::Counter* c_callback_errors_ = nullptr;
-  prometheus::Counter* c_unhandled_errors_ = nullptr;
-  prometheus::Counter* c_initializer_errors_ = nullptr;
-  prometheus::Counter* c_names_overflow_ = nullptr;
 };
 
 }  // namespace executor_exporter::detail

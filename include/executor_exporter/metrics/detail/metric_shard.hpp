@@ -22,9 +22,10 @@ struct SlotLayout {
   static constexpr std::size_t started = 3;
   // Stage "dequeued without running".
   static constexpr std::size_t cancelled = 4;
+  static constexpr std::size_t expired = 5;
   // Stage "submitted": read last.
-  static constexpr std::size_t submitted = 5;
-  static constexpr std::size_t rejected = 6;  // + RejectReason
+  static constexpr std::size_t submitted = 6;
+  static constexpr std::size_t rejected = 7;  // + RejectReason
   static constexpr std::size_t fixed_count = rejected + reject_reason_count;
 
   std::size_t run_buckets = 0;   // finite bounds of the run histogram
@@ -65,11 +66,13 @@ class MetricShard {
   MetricShard& operator=(const MetricShard&) = delete;
   ~MetricShard() { ::operator delete[](slots_, std::align_val_t{64}); }
 
-  void task_submitted() noexcept { bump(SlotLayout::submitted, 1); }
+  void task_submitted(std::uint64_t n = 1) noexcept { bump(SlotLayout::submitted, n); }
   void task_rejected(RejectReason r) noexcept {
     bump(SlotLayout::rejected + static_cast<std::size_t>(r), 1);
   }
   void task_cancelled(std::uint64_t n = 1) noexcept { bump(SlotLayout::cancelled, n); }
+  /// A queued task passed its deadline and left the queue without running.
+  void task_expired() noexcept { bump(SlotLayout::expired, 1); }
   /// A timed task started after waiting `wait_ns` in the queue.
   void task_started(std::uint64_t wait_ns) noexcept {
     observe(layout_.wait_hist(), wait_bounds_, wait_n_, wait_ns);

@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include <executor_exporter/metrics/exporter_options.hpp>
+#include <executor_exporter/metrics/metric_catalog.hpp>
 
 namespace prometheus {
 class Registry;
@@ -53,28 +55,18 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
 
   prometheus::Registry& registry() { return registry_; }
 
-  prometheus::Family<prometheus::Gauge>* max_workers;
-  prometheus::Family<prometheus::Gauge>* workers;
-  prometheus::Family<prometheus::Counter>* workers_started;
-  prometheus::Family<prometheus::Counter>* submitted;
-  prometheus::Family<prometheus::Counter>* rejected;
-  prometheus::Family<prometheus::Counter>* cancelled;
-  prometheus::Family<prometheus::Counter>* completed;
-  prometheus::Family<prometheus::Counter>* failed;
-  prometheus::Family<prometheus::Gauge>* queued;
-  prometheus::Family<prometheus::Gauge>* running;
-  prometheus::Family<prometheus::Histogram>* wait;
-  prometheus::Family<prometheus::Histogram>* run;
-  prometheus::Family<prometheus::Counter>* busy;
-  prometheus::Family<prometheus::Gauge>* queue_capacity;
-  prometheus::Family<prometheus::Counter>* scale_events;
-  prometheus::Family<prometheus::Counter>* expired;
-  prometheus::Family<prometheus::Counter>* callback_errors;
-  prometheus::Family<prometheus::Counter>* unhandled_errors;
-  prometheus::Family<prometheus::Counter>* initializer_errors;
-  prometheus::Family<prometheus::Counter>* names_overflow;
-  prometheus::Family<prometheus::Counter>* worker_restarts;  // process pool
-  prometheus::Family<prometheus::Gauge>* worker_resident;     // process pool
+  /// The family of catalog entry `m`, registered at construction by one loop over the
+  /// catalog (all but the trace family, registered on first use, below). Null when the
+  /// entry is of another kind.
+  prometheus::Family<prometheus::Counter>* counter_family(Metric m) const {
+    return counters_[static_cast<std::size_t>(m)];
+  }
+  prometheus::Family<prometheus::Gauge>* gauge_family(Metric m) const {
+    return gauges_[static_cast<std::size_t>(m)];
+  }
+  prometheus::Family<prometheus::Histogram>* histogram_family(Metric m) const {
+    return histograms_[static_cast<std::size_t>(m)];
+  }
 
   /// executor_task_trace_seconds as a histogram or as a summary. One name can have only
   /// one type in a registry, so the family is registered on first use with the type the
@@ -96,6 +88,9 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
   std::vector<std::shared_ptr<ExecutorMetrics>> live();
 
   prometheus::Registry& registry_;
+  std::array<prometheus::Family<prometheus::Counter>*, metric_catalog.size()> counters_{};
+  std::array<prometheus::Family<prometheus::Gauge>*, metric_catalog.size()> gauges_{};
+  std::array<prometheus::Family<prometheus::Histogram>*, metric_catalog.size()> histograms_{};
   std::mutex page_mutex_;
   std::vector<std::shared_ptr<prometheus::Collectable>> exposed_;
   std::mutex mutex_;

@@ -20,8 +20,9 @@ class ErrorSink {
  public:
   using Handler = std::function<void(std::exception_ptr)>;
 
-  ErrorSink(ExecutorMetrics& metrics, std::string executor)
-      : metrics_(&metrics), executor_(std::move(executor)) {}
+  /// `metrics` counts the errors; null for an executor whose metrics are compiled out.
+  ErrorSink(ExecutorMetrics* metrics, std::string executor)
+      : metrics_(metrics), executor_(std::move(executor)) {}
   ErrorSink(const ErrorSink&) = delete;
   ErrorSink& operator=(const ErrorSink&) = delete;
 
@@ -35,12 +36,12 @@ class ErrorSink {
 
   /// A done or expire callback threw `error`.
   void callback_failed(std::exception_ptr error) noexcept {
-    metrics_->callback_error();
+    if (metrics_ != nullptr) metrics_->count(Metric::callback_errors, 0, 1);
     deliver(std::move(error), "a done/expire callback");
   }
   /// A posted task threw `error` (or could not run, e.g. the pool broke).
   void task_failed(std::exception_ptr error) noexcept {
-    metrics_->unhandled_error();
+    if (metrics_ != nullptr) metrics_->count(Metric::unhandled_errors, 0, 1);
     deliver(std::move(error), "a posted task");
   }
 

@@ -13,7 +13,7 @@
 #include <vector>
 
 #include <executor_exporter/errors.hpp>
-#include <executor_exporter/metrics/detail/executor_metrics.hpp>
+#include <executor_exporter/metrics/detail/recorder.hpp>
 #include <executor_exporter/pools/detail/error_sink.hpp>
 
 namespace executor_exporter::detail {
@@ -61,7 +61,7 @@ class FutureStateBase {
     if (!transition(pending, cancelled, /*publish=*/false, &before)) return false;
     // Counted before anyone is woken, so a scrape after get() threw sees it.
     // A named task counts only in its name's series.
-    if (counts_ != nullptr) counts_->local_shard().task_cancelled();
+    if (counts_ != nullptr) Recorder::cancelled(cancel_ref());
     if (before & (has_waiters | has_callbacks)) notify(before);
     return true;
   }
@@ -128,6 +128,8 @@ class FutureStateBase {
     if (state() == cancelled) throw CancelledError();
     if (error_) std::rethrow_exception(error_);
   }
+  /// Where a cancel counts (see set_owner).
+  ExecutorMetrics* counts() const noexcept { return counts_; }
   std::exception_ptr error() const noexcept {
     if (state() == cancelled) return std::make_exception_ptr(CancelledError());
     return error_;
@@ -138,6 +140,9 @@ class FutureStateBase {
   void set_owner(ExecutorMetrics* owner, ExecutorMetrics* named = nullptr) noexcept {
     counts_ = named != nullptr ? named : owner;
   }
+  /// The task as the recorder knows it, for the cancel it counts; a task node that
+  /// keeps its submit time and observer id says so.
+  virtual TaskRef cancel_ref() const noexcept { return {counts_, 0, 0}; }
   /// Where exceptions of callbacks run by the finishing thread go; set at submit.
   void set_sink(ErrorSink* sink) noexcept { sink_ = sink; }
 

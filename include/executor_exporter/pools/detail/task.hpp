@@ -8,7 +8,7 @@
 #include <type_traits>
 #include <utility>
 
-#include <executor_exporter/metrics/detail/executor_metrics.hpp>
+#include <executor_exporter/metrics/detail/recorder.hpp>
 #include <executor_exporter/pools/detail/error_sink.hpp>
 #include <executor_exporter/pools/detail/future_state.hpp>
 #include <executor_exporter/pools/detail/node_recycler.hpp>
@@ -22,7 +22,7 @@ namespace executor_exporter::detail {
 /// queued tasks touches half the memory (4 producers ahead of 2 workers ran ~1.5x
 /// faster, mostly fewer page faults).
 struct TaskContext {
-  ExecutorMetrics* owner;  // counts a cancelled task without a name
+  ExecutorMetrics* owner;  // counts a cancelled task without a name; null: no metrics
   ErrorSink* sink;         // receives a posted task's exception
 };
 
@@ -30,6 +30,7 @@ struct TaskContext {
 /// line so that a task without them pays one pointer. Recycled like the nodes.
 struct TaskExtras : RecycledNode {
   ExecutorMetrics* named = nullptr;  // the series of its name (submit_named), if any
+  std::uint64_t task_id = 0;         // its id for observers, if any was attached at submit
   std::uint64_t deadline_ns = 0;     // steady_ns() past which it must not start; 0: none
   std::function<void()> on_expired;  // runs instead of the task once its deadline passed
 };
@@ -53,6 +54,9 @@ class Task : public RecycledNode {
   /// Publishes the outcome and releases the executor's hold on the task; `unhandled`
   /// (from invoke()) goes to the context's error sink.
   virtual void finish(const TaskContext& ctx, std::exception_ptr unhandled) noexcept = 0;
+  /// What invoke() stored as the task's exception (a future's), for observers; null
+  /// for a task that keeps none (a posted task hands its exception to invoke()'s caller).
+  virtual std::exception_ptr stored_error() const noexcept { return nullptr; }
   /// Releases the executor's hold without running the task.
   virtual void drop() noexcept = 0;
   /// Cancels the task if it has not started, counting it; true on success.
@@ -65,8 +69,12 @@ class Task : public RecycledNode {
 
   /// The series of the task's name, or null for an unnamed task.
   ExecutorMetrics* named() const noexcept { return extras ? extras->named : nullptr; }
-  /// The task's deadline in steady_ns(), or 0 for none.
-  std::uint64_t deadline_ns() const noexcept { return extras ? extras->deadline_ns : 0; }
+  /// The task as the recorder knows it (`owner`: the executor's series, used when the
+  /// task has no name of its own).
+  TaskRef ref(ExecutorMetrics* owner) const noexcept {
+    if (!extras) return {owner, submit_ns, 0};
+    return {extras->named != nullptr ? extras->named : owner, submit_ns, extras->task_id};
+  }
   /// The extras, created on first use.
   TaskExtras& extras_for_update() {
     if (!extras) extras = std::make_unique<TaskExtras>();
@@ -117,6 +125,8 @@ class FutureTask final : public FutureState<std::invoke_result_t<F&>>, public Ta
   // The future state counts in the owner it was given at submit: a Future's own
   // cancel() has no executor at hand.
   bool cancel(const TaskContext& /*ctx*/) noexcept override { return FutureStateBase::cancel(); }
+  TaskRef cancel_ref() const noexcept override { return ref(this->counts()); }
+  std::exception_ptr stored_error() const noexcept override { return this->error(); }
   void fail_claimed(const TaskContext& /*ctx*/, std::exception_ptr error,
                     bool /*report: the future reports*/) noexcept override {
     fn_.reset();
@@ -154,8 +164,7 @@ class PostTask final : public Task {
   }
   void drop() noexcept override { delete this; }
   bool cancel(const TaskContext& ctx) noexcept override {
-    ExecutorMetrics* series = named();
-    (series != nullptr ? series : ctx.owner)->local_shard().task_cancelled();
+    if (ctx.owner != nullptr) Recorder::cancelled(ref(ctx.owner));
     return true;
   }
   void fail_claimed(const TaskContext& ctx, std::exception_ptr error,
