@@ -57,8 +57,11 @@ class ProcessPoolExecutor {
   explicit ProcessPoolExecutor(ProcessPoolOptions options = {})
       : options_(std::move(options)),
         exporter_(options_.id, "process_pool", options_.registry, options_.exporter),
-        sink_(exporter_.recorder().storage(), exporter_.id()),
-        engine_(std::make_unique<detail::ProcessEngine>(options_, exporter_)) {}
+        sink_(exporter_.recorder().storage(), exporter_.id()) {
+    // Before the engine starts, so the observers see the first workers come up.
+    for (auto& observer : options_.observers) exporter_.add_observer(observer);
+    engine_ = std::make_unique<detail::ProcessEngine>(options_, exporter_);
+  }
   explicit ProcessPoolExecutor(std::size_t max_workers, ProcessPoolOptions options = {})
       : ProcessPoolExecutor(with_workers(std::move(options), max_workers)) {}
 
@@ -207,6 +210,14 @@ class ProcessPoolExecutor {
 
   /// The exporter feeding this pool's metrics.
   ExecutorExporter& exporter() { return exporter_; }
+  /// Attaches an observer to this pool's id (see TaskObserver). Start and end of a task
+  /// reach it together, when the worker's result arrives; their timestamps are the
+  /// worker's CLOCK_MONOTONIC readings (steady_clock), which now_ns() approximates.
+  void add_observer(std::shared_ptr<TaskObserver> observer) {
+    exporter_.add_observer(std::move(observer));
+  }
+  /// Detaches an observer; a hook already running on another thread may still finish.
+  void remove_observer(const TaskObserver* observer) { exporter_.remove_observer(observer); }
   std::size_t max_workers() const { return engine_->max_workers(); }
   /// Pids of the live workers and of the zygote (for monitoring and tests).
   std::vector<pid_t> worker_pids() const { return engine_->worker_pids(); }

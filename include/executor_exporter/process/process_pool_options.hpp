@@ -5,8 +5,10 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <executor_exporter/metrics/exporter_options.hpp>
+#include <executor_exporter/metrics/task_observer.hpp>
 
 namespace prometheus {
 class Registry;
@@ -57,6 +59,8 @@ struct ProcessPoolOptions {
   std::shared_ptr<prometheus::Registry> registry;
   /// Histogram buckets of this executor's metrics.
   ExporterOptions exporter;
+  /// Attached to the pool's id before its workers start (see TaskObserver).
+  std::vector<std::shared_ptr<TaskObserver>> observers;
 };
 
 }  // namespace executor_exporter
