@@ -635,6 +635,7 @@ std::vector<OneShotTable> memory_tables() {
 const char* kOurs = "ThreadPoolExecutor (instrumented)";
 const char* kNoMetrics = "ThreadPoolExecutor, metrics compiled out";
 const char* kSampled = "ThreadPoolExecutor, timing 1 in 64 tasks";
+const char* kObserved = "ThreadPoolExecutor + a TaskObserver whose hooks do nothing";
 const char* kRef = "mutex+condvar+deque reference";
 const char* kRefShards = "reference + our shards (3 clock reads)";
 const char* kRefObvious = "reference + prometheus-cpp per task (3 clock reads)";
@@ -656,6 +657,7 @@ void add_pool_rows(Suite& s, const std::string& block, const std::string& prefix
   add("ref", kRef, [body] { return body.template operator()<Reference<NoHooks>>(); });
   if (with_hooks) {
     add("sampled", kSampled, [body] { return body.template operator()<OursSampled>(); });
+    add("observed", kObserved, [body] { return body.template operator()<OursObserved>(); });
     add("ref_shards", kRefShards, [body] { return body.template operator()<Reference<ShardHooks>>(); });
     add("ref_obvious", kRefObvious,
         [body] { return body.template operator()<Reference<ObviousHooks>>(); });
@@ -779,6 +781,8 @@ void build_main_suite(Suite& s, bool py) {
                       auto p = ours_vs_all("ff", names, {{"nometrics", 0.85}, {"tbb", 0.9}, {"asio", 1.0}});
                       p.push_back({"ff_sampled", "ff_ours", NAN,
                                    "what timing_sample_rate = 64 saves"});
+                      p.push_back({"ff_observed", "ff_ours", NAN,
+                                   "a do-nothing observer vs none attached"});
                       p.push_back({"ff_sampled", "ff_nometrics", NAN,
                                    "timing 1 in 64 vs metrics compiled out"});
                       p.push_back({"ff_ref_shards", "ff_ref_obvious", NAN,
