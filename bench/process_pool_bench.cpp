@@ -72,7 +72,7 @@ void BM_MapChunked(benchmark::State& state) {
   std::vector<int> items(static_cast<std::size_t>(n));
   std::iota(items.begin(), items.end(), 0);
   for (auto _ : state) {
-    auto results = p.map(noop, items, 100);
+    auto results = p.map(noop, items, {.chunksize = 100});
     for (int v : results) benchmark::DoNotOptimize(v);
   }
   state.SetItemsProcessed(state.iterations() * n);

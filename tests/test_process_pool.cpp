@@ -710,25 +710,28 @@ TEST_CASE("process pool: map, plain and chunked", "[process_pool][fork]") {
   std::vector<int> in(1000);
   std::iota(in.begin(), in.end(), 0);
   auto square = [](int x) { return x * x; };
-  auto chunked = pool.map(square, in, 64).to_vector();
+  auto chunked = pool.map(square, in, {.chunksize = 64}).to_vector();
   REQUIRE(chunked.size() == in.size());
   for (int i = 0; i < 1000; ++i) CHECK(chunked[static_cast<std::size_t>(i)] == i * i);
   auto plain = pool.map(square, std::vector<int>{1, 2, 3}).to_vector();
   CHECK(plain == std::vector<int>{1, 4, 9});
-  auto voids = pool.map([](int) {}, in, 100).to_vector();
+  auto voids = pool.map([](int) {}, in, {.chunksize = 100}).to_vector();
   CHECK(voids.size() == 1000);
   // An exception fails every item of its chunk, and only those.
   auto picky = [](int x) {
     if (x == 5) throw std::invalid_argument("five");
     return x;
   };
-  auto results = pool.map(picky, std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}, 4);
+  auto results = pool.map(picky, std::vector<int>{0, 1, 2, 3, 4, 5, 6, 7}, {.chunksize = 4});
   auto& fs = results.futures();
   for (int i = 0; i < 4; ++i) CHECK(fs[static_cast<std::size_t>(i)].get() == i);
   for (int i = 4; i < 8; ++i)
     CHECK_THROWS_AS(fs[static_cast<std::size_t>(i)].get(), ProcessTaskError);
-  CHECK(value(reg, "executor_tasks_submitted_total") == 1000 + 3 + 1000 + 8);
-  CHECK(value(reg, "executor_task_run_seconds", {{"result", "failed"}}) == 4);
+  // A chunk is one task, as in the thread pool: 16 chunks of up to 64, 3 single items,
+  // 10 chunks of 100, 2 chunks of 4 (one of which failed).
+  CHECK(value(reg, "executor_tasks_submitted_total") == 16 + 3 + 10 + 2);
+  CHECK(value(reg, "executor_tasks_completed_total") == 16 + 3 + 10 + 1);
+  CHECK(value(reg, "executor_task_run_seconds", {{"result", "failed"}}) == 1);
 }
 
 TEST_CASE("process pool: the thread check", "[process_pool][fork]") {
@@ -807,7 +810,7 @@ TEST_CASE("process pool: callbacks of chunked map futures report to the handler 
     auto blocker = pool.submit(sleep_ms, 300);  // holds the only worker
     std::vector<int> items{1, 2, 3, 4};
     auto results = pool.map(
-        +[](int x) { return x * 10; }, items, 2);
+        +[](int x) { return x * 10; }, items, {.chunksize = 2});
     auto& futures = results.futures();
     for (auto& f : futures) {
       f.add_done_callback([](const SharedFuture<int>&) { throw std::logic_error("cb"); });
@@ -859,4 +862,42 @@ TEST_CASE("process pool: a failing initializer is counted", "[process_pool][fork
     CHECK(pool.submit(add, 1, 1).get() == 2);
     CHECK(value(reg, "executor_initializer_errors_total") == 0);
   }
+}
+
+TEST_CASE("process pool: map honours MapOptions::timeout, plain and chunked", "[process_pool][fork]") {
+  LeakCheck leaks;
+  auto reg = fresh();
+  ProcessPoolExecutor pool(opts(1, reg));
+  auto blocker = pool.submit(sleep_ms, 400);  // holds the only worker
+  for (std::size_t chunksize : {std::size_t{1}, std::size_t{2}}) {
+    INFO("chunksize " << chunksize);
+    auto results = pool.map(+[](int x) { return x + 1; }, std::vector<int>{1, 2, 3},
+                            {.timeout = 50ms, .chunksize = chunksize});
+    CHECK_THROWS_AS(*results.begin(), TimeoutError);
+  }
+  CHECK(blocker.get() == 400);
+}
+
+TEST_CASE("process pool: a map chunk that never runs counts as one cancelled task",
+          "[process_pool][fork]") {
+  LeakCheck leaks;
+  auto reg = fresh();
+  {
+    auto o = opts(1, reg);
+    o.max_inflight_per_worker = 1;  // nothing is sent ahead to the busy worker
+    ProcessPoolExecutor pool(o);
+    auto blocker = pool.submit(sleep_ms, 200);  // holds the only worker
+    REQUIRE(eventually([&] { return value(reg, "executor_tasks_running") == 1; }));
+    auto results = pool.map(+[](int x) { return x; }, std::vector<int>{1, 2, 3, 4, 5, 6, 7, 8},
+                            {.chunksize = 4});
+    // Every item of the first chunk cancelled by the user: the chunk never runs.
+    for (std::size_t i = 0; i < 4; ++i) CHECK(results.futures()[i].cancel());
+    pool.shutdown(true, /*cancel_futures=*/true);  // the second chunk is still queued
+    CHECK(blocker.get() == 200);
+  }
+  CHECK(value(reg, "executor_tasks_submitted_total") == 3);
+  CHECK(value(reg, "executor_tasks_completed_total") == 1);
+  CHECK(value(reg, "executor_tasks_cancelled_total") == 2);
+  CHECK(value(reg, "executor_tasks_queued") == 0);
+  CHECK(value(reg, "executor_tasks_running") == 0);
 }

@@ -794,8 +794,8 @@ struct ProcessEngine::Impl {
     task->submit_ns = monotonic_ns();
     if (metrics.observers() != nullptr) [[unlikely]]
       task->observer_id = detail::next_task_id();
+    // A map() chunk is one task, as in every executor: it is what the pool schedules.
     const TaskRef ref = ref_of(*task);
-    const std::size_t items = task->items();
     bool was_empty;
     {
       std::unique_lock lock(mu);
@@ -803,16 +803,14 @@ struct ProcessEngine::Impl {
         const bool is_broken = !broken_reason.empty();
         const std::string reason = broken_reason;
         lock.unlock();
-        for (std::size_t i = 0; i < items; ++i) {
-          Recorder::rejected(ref, is_broken ? RejectReason::broken : RejectReason::shutdown);
-        }
+        Recorder::rejected(ref, is_broken ? RejectReason::broken : RejectReason::shutdown);
         delete task;
         if (is_broken) throw BrokenExecutorError(broken_message(reason));
         throw ExecutorShutdownError(id_label);
       }
       was_empty = queue.empty();
       queue.push_back(task);
-      Recorder::submitted(ref, items);
+      Recorder::submitted(ref);
     }
     if (was_empty) wake();
   }
@@ -831,6 +829,9 @@ struct ProcessEngine::Impl {
     wake();
     for (ProcessTask* t : cancelled) {
       for (FutureStateBase* s : t->states()) s->cancel();
+      // A single task's cancel() counted it; a chunk's items count nowhere (see
+      // ProcessPoolExecutor::map), so the chunk leaving the queue is counted here.
+      if (!t->chunk.empty()) Recorder::cancelled(ref_of(*t));
       delete t;
     }
     if (wait) join();
@@ -999,7 +1000,8 @@ struct ProcessEngine::Impl {
       }
     }
     for (ProcessTask* t : batch) {
-      if (!start_task(*t)) {  // cancelled while queued; cancel() counted it
+      if (!start_task(*t)) {  // cancelled while queued; cancel() counted a single task
+        if (!t->chunk.empty()) Recorder::cancelled(ref_of(*t));
         delete t;
         continue;
       }
@@ -1238,9 +1240,7 @@ struct ProcessEngine::Impl {
   /// A task ran (start_ns/end_ns from the child): metrics, outcome, hand-off to publish.
   void finish(ProcessTask* t, std::uint64_t start, std::uint64_t end, std::exception_ptr error) {
     const auto states = t->states();
-    std::size_t started = 0;
-    for (std::size_t i = 0; i < states.size(); ++i) started += is_started(*t, i) ? 1 : 0;
-    Recorder::ran(ref_of(*t), start, end, error == nullptr, error, started);
+    Recorder::ran(ref_of(*t), start, end, error == nullptr, error);
     for (std::size_t i = 0; i < states.size(); ++i) {
       if (!is_started(*t, i)) continue;
       if (error) states[i]->store_error(error);
@@ -1254,13 +1254,15 @@ struct ProcessEngine::Impl {
     return t.chunk.empty() ? t.dispatched : t.started[i] != 0;
   }
 
-  /// A task that never ran (broken pool): it fails, counted as cancelled.
+  /// A task that never ran (broken pool): it fails, counted as cancelled. A chunk counts
+  /// once, whatever became of its items; a single task cancelled by its future was
+  /// counted then.
   void fail_unstarted(ProcessTask* t, const std::exception_ptr& error) {
-    if (!t->dispatched) start_task(*t);
+    const bool started = start_task(*t);
+    if (!t->chunk.empty() || started) Recorder::cancelled(ref_of(*t));
     const auto states = t->states();
     for (std::size_t i = 0; i < states.size(); ++i) {
       if (!is_started(*t, i)) continue;
-      Recorder::cancelled(ref_of(*t));
       states[i]->store_error(error);
       to_publish.push_back(states[i]);
       states[i] = nullptr;

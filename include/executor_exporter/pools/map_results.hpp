@@ -19,7 +19,7 @@ namespace executor_exporter {
 struct MapOptions {
   /// Reading a result that is not ready this long after map() was called throws
   /// TimeoutError (the task keeps its place; destroying the results cancels the rest).
-  std::optional<std::chrono::steady_clock::duration> timeout;
+  std::optional<std::chrono::steady_clock::duration> timeout = std::nullopt;
   /// Items per task: with many tiny items, one task per chunk saves the per-task cost.
   /// Metrics then count chunks as tasks; a chunk's exception surfaces at the first of
   /// its items that is read. 0 is treated as 1.

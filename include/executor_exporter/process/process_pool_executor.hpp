@@ -134,20 +134,38 @@ class ProcessPoolExecutor {
     }
   }
 
-  /// f(item) for every item of `range`, results in input order (see MapResults). With
-  /// chunksize > 1 the items travel in chunks of that many, one frame per chunk (much
-  /// faster for small tasks); an exception fails every item of its chunk. Every item
-  /// counts as a task in the metrics.
+  /// f(item) for every item of `range`, one task per item, results in input order (see
+  /// MapResults).
   template <class F, std::ranges::input_range Range>
-  auto map(F f, Range&& range, std::size_t chunksize = 1) {
+  [[nodiscard]] auto map(F f, Range&& range) {
+    return map(f, std::forward<Range>(range), MapOptions{});
+  }
+
+  /// map() with Python's timeout and chunksize, as ThreadPoolExecutor::map: reading a
+  /// result later than `timeout` after this call throws TimeoutError, and with
+  /// chunksize > 1 the items travel in chunks of that many, one frame per chunk (much
+  /// faster for small tasks); an exception fails every item of its chunk. A chunk counts
+  /// as one task in the metrics, as in every executor: cancelling one of its items
+  /// before it starts keeps that item from being computed, but the chunk still runs.
+  template <class F, std::ranges::input_range Range>
+  [[nodiscard]] auto map(F f, Range&& range, MapOptions options) {
     using I = std::remove_cvref_t<std::ranges::range_reference_t<Range>>;
-    if (chunksize <= 1) return detail::map_via_submit(*this, f, std::forward<Range>(range));
+    std::optional<std::chrono::steady_clock::time_point> deadline;
+    if (options.timeout) deadline = std::chrono::steady_clock::now() + *options.timeout;
+    if (options.chunksize <= 1) {
+      using Fut = decltype(submit(f, std::declval<I>()));
+      std::vector<Fut> futures;
+      if constexpr (std::ranges::sized_range<Range>) futures.reserve(std::ranges::size(range));
+      for (auto&& item : range) futures.push_back(submit(f, std::forward<decltype(item)>(item)));
+      return MapResults<typename Fut::value_type>(std::move(futures), deadline);
+    }
     static_assert(ProcessTaskFunction<F, I>,
                   "ProcessPoolExecutor::map: the function must be a function pointer or a "
                   "capture-less lambda taking one Encodable item and returning void or an "
                   "Encodable value.");
     using D = std::decay_t<F>;
     using R = detail::process_result_t<F, I>;
+    const std::size_t chunksize = options.chunksize;
     std::vector<Future<R>> futures;
     if constexpr (std::ranges::sized_range<Range>) futures.reserve(std::ranges::size(range));
     std::uint64_t user = 0;
@@ -165,7 +183,7 @@ class ProcessPoolExecutor {
       task->complete = &detail::complete_chunk<R>;
       for (std::size_t i = 0; i < items.size(); ++i) {
         auto* state = new detail::FutureState<R>;
-        state->set_owner(exporter_.recorder().storage());
+        // No owner: an item's cancel is not a task's; the engine counts the chunk.
         state->set_sink(&sink_);
         state->add_ref();
         task->chunk.push_back(state);
@@ -183,7 +201,7 @@ class ProcessPoolExecutor {
       if (items.size() == chunksize) flush();
     }
     flush();
-    return MapResults<R>(std::move(futures));
+    return MapResults<R>(std::move(futures), deadline);
   }
 
   /// Stops accepting tasks. With cancel_futures, tasks not yet sent to a worker are
