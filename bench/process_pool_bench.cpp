@@ -1,4 +1,4 @@
-// ProcessPoolExecutor benchmarks (issue 5), Google Benchmark, standalone:
+// ProcessPoolExecutor benchmarks, Google Benchmark, standalone:
 //
 //   g++ -std=c++20 -O2 -DNDEBUG -Iinclude bench/process_pool_bench.cpp src/*.cpp
 //       -lbenchmark -lprometheus-cpp-pull -lprometheus-cpp-core -lfmt -lz -pthread

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The Python reference row of the benchmark suite (issue 4).
+"""The Python reference row of the benchmark suite.
 
 Runs one workload on concurrent.futures.ThreadPoolExecutor and prints one JSON object
 with the same keys and units as the C++ rows:
@@ -8,7 +8,7 @@ with the same keys and units as the C++ rows:
   producers  `producers` threads submitting n tasks in all      {"mtps": ...}
   rtt        one task at a time, submit + result()              {"p50_us": ..., "p99_us": ...}
   busy       n tasks of 10 µs busy work                          {"efficiency_pct": % of n*10µs/workers}
-and one workload on concurrent.futures.ProcessPoolExecutor (issue 5), with
+and one workload on concurrent.futures.ProcessPoolExecutor, with
 --start-method fork or forkserver:
   pp_submit  n no-op tasks submitted one by one, then every result read   {"ktps": k tasks/s}
   pp_map     map(noop, range(n), chunksize=--chunksize), every result read {"ktps": k items/s}

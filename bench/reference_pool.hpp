@@ -29,7 +29,7 @@
 #include <executor_exporter/metrics/exporter.hpp>
 #include <executor_exporter/metrics/exporter_options.hpp>
 
-#include "tsc_clock.hpp"
+#include "raw_clock.hpp"
 
 namespace bench {
 

@@ -555,7 +555,7 @@ def scaling_md(sdata, heading="##"):
 
 PP_BEGIN = "<!-- process-pool:begin -->"
 PP_END = "<!-- process-pool:end -->"
-# (row, C++ benchmark name prefix, Python workload, issue 5's target ratio vs Python)
+# (row, C++ benchmark name prefix, Python workload, target ratio vs Python)
 PP_ROWS = [
     ("submit one by one, then wait", "BM_SubmitThenWait", "pp_submit", 15.0),
     ("map, chunksize=100", "BM_MapChunked", "pp_map", 5.0),
@@ -572,7 +572,7 @@ def process_pool_md(pp):
            "%d workers, %d no-op tasks (`int noop(int)` / `def ident(i)`), results read back; %d "
            "interleaved rounds (each round runs every row once); median, with the range over rounds "
            "in brackets. Ratios are paired: C++ over Python within each round, then the median. "
-           "Python workers are started before its clock starts; issue 5's targets apply to the lower "
+           "Python workers are started before its clock starts; the targets apply to the lower "
            "of the two ratios. Rows: `bench/process_pool_bench.cpp` "
            "(`executor_exporter_process_pool_bench`) and `bench/python_peer.py --workload pp_submit|pp_map "
            "--start-method fork|forkserver`. Reproduce: `scripts/bench.sh --process-pool`."

@@ -1,4 +1,4 @@
-// The pool workloads of issue 4, written once over the adapter interface.
+// The pool workloads, written once over the adapter interface.
 // Every workload builds its pool before the clock starts and stops the clock when the
 // last task has finished (drain() or the last get()).
 #pragma once
@@ -15,7 +15,7 @@
 #include <thread>
 #include <vector>
 
-#include "tsc_clock.hpp"
+#include "raw_clock.hpp"
 
 namespace bench {
 

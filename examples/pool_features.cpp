@@ -1,4 +1,4 @@
-// Tour of the ThreadPoolExecutor features of issue 3: bounded queue with back-pressure,
+// Tour of the ThreadPoolExecutor features: bounded queue with back-pressure,
 // live resizing, done-callbacks and the error handler, post(), wait(), traced and named
 // tasks, priorities, deadlines, as_completed/wait, chunked map with a timeout. Prints
 // the resulting metrics page once at the end.

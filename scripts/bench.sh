@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The benchmark suite (issue 4): installs what it needs, builds bench/ in build-bench/,
+# The benchmark suite: installs what it needs, builds bench/ in build-bench/,
 # runs it and writes the report.
 #
 #   scripts/bench.sh                      full suite (~4 min on 2 cores), rewrites
@@ -102,7 +102,7 @@ bench_bin() {
   echo "$b"
 }
 
-# ProcessPoolExecutor vs Python's ProcessPoolExecutor (issue 5): 2 workers, 20 k no-op
+# ProcessPoolExecutor vs Python's ProcessPoolExecutor: 2 workers, 20 k no-op
 # tasks, submit-then-wait and map(chunksize=100), Python with fork and with forkserver.
 # Rounds interleave every row, so a load change hits all of them; the report takes
 # per-round ratios. Writes OUT/process_pool.json for report.py --process-pool.

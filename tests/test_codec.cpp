@@ -580,3 +580,10 @@ TEST_CASE("a valueless variant cannot be encoded", "[codec]") {
   Encoder e;
   CHECK_THROWS_WITH(ee::encode(e, v), Catch::Contains("valueless"));
 }
+
+TEST_CASE("a codec error is an ExecutorError, as every error of the library", "[codec]") {
+  STATIC_REQUIRE(
+      std::is_base_of_v<executor_exporter::ExecutorError, executor_exporter::CodecError>);
+  executor_exporter::Decoder d(std::string_view("\x01", 1));
+  CHECK_THROWS_AS(d.read_uint<std::uint64_t>(), executor_exporter::ExecutorError);
+}

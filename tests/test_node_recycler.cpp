@@ -123,7 +123,7 @@ TEST_CASE("a burst far beyond what the recycler keeps gives its slabs back to th
 
 TEST_CASE("small tasks take one small block: 64 bytes for a post and 128 with a future",
           "[recycler]") {
-  // The size that halves the memory of a burst of queued posts (issue 4): a regression
+  // The size that halves the memory of a burst of queued posts: a regression
   // here costs the 4-producer benchmark about a third of its throughput.
   auto small = [a = std::uint64_t{1}, b = std::uint64_t{2}] { (void)(a + b); };
   auto empty = [] {};

@@ -1,4 +1,4 @@
-// Done callbacks, the error handler, post() and wait()/wait_for() (issue 3).
+// Done callbacks, the error handler, post() and wait()/wait_for().
 #include <catch2/catch.hpp>
 
 #include <atomic>

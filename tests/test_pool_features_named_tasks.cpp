@@ -1,4 +1,4 @@
-// Named tasks: the task label and its cardinality guard (issue 3). A named task is counted
+// Named tasks: the task label and its cardinality guard. A named task is counted
 // only in its task-labelled series, so summing over `task` gives the executor's totals
 // (as celery-exporter's `name` label), never twice.
 #include <catch2/catch.hpp>

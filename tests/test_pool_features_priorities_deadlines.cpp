@@ -1,4 +1,4 @@
-// Priorities and per-task deadlines (issue 3).
+// Priorities and per-task deadlines.
 #include <catch2/catch.hpp>
 
 #include <atomic>

@@ -1,4 +1,4 @@
-// Live resizing: scale_up / scale_down / resize (issue 3).
+// Live resizing: scale_up / scale_down / resize.
 #include <catch2/catch.hpp>
 
 #include <atomic>

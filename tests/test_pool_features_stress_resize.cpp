@@ -1,5 +1,5 @@
 // Stress: resizing up and down while producers submit, callbacks run and a scrape loop
-// collects; every task runs exactly once and the counters reconcile (issue 3).
+// collects; every task runs exactly once and the counters reconcile.
 #include <executor_exporter/metrics/metrics_server.hpp>
 
 #include <catch2/catch.hpp>

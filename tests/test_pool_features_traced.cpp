@@ -1,4 +1,4 @@
-// Traced tasks: submit_traced + Trace::mark (issue 3).
+// Traced tasks: submit_traced + Trace::mark.
 #include <catch2/catch.hpp>
 
 #include <chrono>

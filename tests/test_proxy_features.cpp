@@ -1,5 +1,5 @@
-// InstrumentedExecutorProxy gets the pool's error handling, post() and traced tasks
-// (issue 3: "where it makes sense, to InstrumentedExecutorProxy").
+// InstrumentedExecutorProxy gets the pool's error handling, post() and traced tasks,
+// wherever they make sense for an executor it does not own.
 #include <executor_exporter/adapters/asio_thread_pool.hpp>
 #include <executor_exporter/executor_exporter.hpp>
 

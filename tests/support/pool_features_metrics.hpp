@@ -1,4 +1,4 @@
-// Exact metric reads for the pool-feature tests (issue 3): collect() folds every shard,
+// Exact metric reads for the pool-feature tests: collect() folds every shard,
 // then these helpers pick one series out of the prometheus-cpp families.
 #pragma once
 

@@ -188,13 +188,13 @@ class BasicThreadPoolExecutor {
   /// broken, and QueueFullError when a bounded queue stays full per the pool's
   /// policy; each refusal is counted in executor_tasks_rejected_total{reason}.
   template <class F, class... Args>
-  auto submit(F&& f, Args&&... args) {
+  [[nodiscard]] auto submit(F&& f, Args&&... args) {
     return submit_node(nullptr, detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
   }
 
   /// submit() with per-task settings: name, priority, deadline, expire callback.
   template <class F, class... Args>
-  auto submit_with(const SubmitOptions& options, F&& f, Args&&... args) {
+  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, Args&&... args) {
     return submit_node(&options,
                        detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
   }
@@ -204,7 +204,7 @@ class BasicThreadPoolExecutor {
   /// over `task` gives the executor's totals. Past ThreadPoolOptions::max_task_names
   /// distinct names, new names count as task="other".
   template <class F, class... Args>
-  auto submit_named(std::string name, F&& f, Args&&... args) {
+  [[nodiscard]] auto submit_named(std::string name, F&& f, Args&&... args) {
     SubmitOptions options;
     options.name = std::move(name);
     return submit_with(options, std::forward<F>(f), std::forward<Args>(args)...);
@@ -214,7 +214,7 @@ class BasicThreadPoolExecutor {
   /// Trace&, and each trace.mark("action") records the time since the previous mark
   /// (or the task's start) in executor_task_trace_seconds{scope, action}.
   template <class F, class... Args>
-  auto submit_traced(std::string scope, F&& f, Args&&... args) {
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, Args&&... args) {
     return submit(traced(std::move(scope), std::forward<F>(f)), std::forward<Args>(args)...);
   }
 
@@ -222,7 +222,7 @@ class BasicThreadPoolExecutor {
   /// queue_full rejection, when the bounded queue is full. Still throws after
   /// shutdown() or once broken, since retrying cannot help there.
   template <class F, class... Args>
-  auto try_submit(F&& f, Args&&... args) {
+  [[nodiscard]] auto try_submit(F&& f, Args&&... args) {
     auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
     using Node = detail::FutureTask<decltype(bound)>;
     using R = typename Node::result_type;
@@ -250,7 +250,7 @@ class BasicThreadPoolExecutor {
 
   /// Submits f(item) for every item of `range`; results come back in input order.
   template <class F, std::ranges::input_range Range>
-  auto map(F f, Range&& range) {
+  [[nodiscard]] auto map(F f, Range&& range) {
     return detail::map_via_submit(*this, f, std::forward<Range>(range));
   }
 
@@ -258,7 +258,7 @@ class BasicThreadPoolExecutor {
   /// many tiny items), and reading a result later than `timeout` after this call
   /// throws TimeoutError.
   template <class F, std::ranges::input_range Range>
-  auto map(F f, Range&& range, MapOptions options) {
+  [[nodiscard]] auto map(F f, Range&& range, MapOptions options) {
     return detail::map_via_submit(*this, f, std::forward<Range>(range), options);
   }
 

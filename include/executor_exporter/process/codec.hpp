@@ -53,18 +53,20 @@
 #include <variant>
 #include <vector>
 
+#include <executor_exporter/errors.hpp>
+
 namespace executor_exporter {
 
 /// Thrown for any input the codec cannot decode (truncation, a length larger
 /// than the remaining input, an invalid tag or bool, a duplicate map key,
 /// trailing bytes, nesting deeper than the limit) and for values that cannot
-/// be encoded faithfully. It derives from std::runtime_error so callers that
-/// only care about "the wire is broken" can catch one type; the message always
-/// says what was being decoded and at which byte offset, because these errors
+/// be encoded faithfully. It is an ExecutorError (and so a std::runtime_error), so
+/// `catch (const ExecutorError&)` catches every error of the library; the message
+/// always says what was being decoded and at which byte offset, because these errors
 /// are usually diagnosed from logs of a worker that is already gone.
-class CodecError : public std::runtime_error {
+class CodecError : public ExecutorError {
  public:
-  using std::runtime_error::runtime_error;
+  using ExecutorError::ExecutorError;
 };
 
 /// The single customization point for user types. Specialize it in namespace

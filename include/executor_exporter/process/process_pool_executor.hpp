@@ -86,7 +86,7 @@ class ProcessPoolExecutor {
   /// ExecutorShutdownError after shutdown() and BrokenExecutorError once the pool is
   /// broken (both counted as rejected).
   template <class F, class... Args>
-  auto submit(F&& f, Args&&... args) {
+  [[nodiscard]] auto submit(F&& f, Args&&... args) {
     using D = std::decay_t<F>;
     if constexpr (!ProcessCallable<F>) {
       static_assert(detail::process_always_false<F>,
