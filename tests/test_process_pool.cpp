@@ -901,3 +901,16 @@ TEST_CASE("process pool: a map chunk that never runs counts as one cancelled tas
   CHECK(value(reg, "executor_tasks_queued") == 0);
   CHECK(value(reg, "executor_tasks_running") == 0);
 }
+
+TEST_CASE("process pool: submit_named counts in the task's series", "[process_pool][fork]") {
+  LeakCheck leaks;
+  auto reg = fresh();
+  {
+    ProcessPoolExecutor pool(opts(1, reg));
+    CHECK(pool.submit_named("double", +[](int x) { return 2 * x; }, 21).get() == 42);
+    CHECK(pool.submit(add, 1, 2).get() == 3);
+  }
+  CHECK(value(reg, "executor_tasks_completed_total", {{"task", "double"}}) == 1);
+  CHECK(value(reg, "executor_tasks_completed_total") == 1);
+  CHECK(value(reg, "executor_task_run_seconds", {{"task", "double"}, {"result", "completed"}}) == 1);
+}

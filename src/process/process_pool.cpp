@@ -788,7 +788,9 @@ struct ProcessEngine::Impl {
   // The task as the recorder knows it. Its times are CLOCK_MONOTONIC, the clock the
   // child stamps start/end with (not now_ns(), whose TSC calibration is a different,
   // drifting time base).
-  TaskRef ref_of(const ProcessTask& task) { return {&metrics, task.submit_ns, task.observer_id}; }
+  TaskRef ref_of(const ProcessTask& task) {
+    return {task.series != nullptr ? task.series : &metrics, task.submit_ns, task.observer_id};
+  }
 
   void enqueue(ProcessTask* task) {
     task->submit_ns = monotonic_ns();

@@ -87,51 +87,16 @@ class ProcessPoolExecutor {
   /// broken (both counted as rejected).
   template <class F, class... Args>
   [[nodiscard]] auto submit(F&& f, Args&&... args) {
-    using D = std::decay_t<F>;
-    if constexpr (!ProcessCallable<F>) {
-      static_assert(detail::process_always_false<F>,
-                    "ProcessPoolExecutor::submit: the task must be a function pointer or a "
-                    "capture-less lambda. A capturing lambda's captures live in the parent's "
-                    "memory and cannot reach the worker process: pass them as arguments.");
-      return Future<void>();
-    } else if constexpr (!std::is_invocable_v<D&, std::decay_t<Args>...>) {
-      static_assert(detail::process_always_false<F>,
-                    "ProcessPoolExecutor::submit: the function cannot be called with these "
-                    "arguments (they are passed as decayed rvalues).");
-      return Future<void>();
-    } else if constexpr (!(Encodable<std::decay_t<Args>> && ...)) {
-      static_assert(detail::process_always_false<F>,
-                    "ProcessPoolExecutor::submit: every argument must be Encodable (see "
-                    "codec.hpp; specialize executor_exporter::codec_traits for your types).");
-      return Future<void>();
-    } else if constexpr (!detail::encodable_result<detail::process_result_t<F, Args...>>) {
-      static_assert(detail::process_always_false<F>,
-                    "ProcessPoolExecutor::submit: the result must be void or Encodable (see "
-                    "codec.hpp; specialize executor_exporter::codec_traits for your types).");
-      return Future<void>();
-    } else {
-      using R = detail::process_result_t<F, Args...>;
-      std::uint64_t user = 0;
-      if constexpr (std::is_pointer_v<D>) user = detail::function_to_wire(static_cast<D>(f));
-      Encoder e;
-      e.write_uint<std::uint64_t>(user);
-      (encode(e, static_cast<const std::decay_t<Args>&>(args)), ...);
-      auto* state = new detail::FutureState<R>;
-      state->set_owner(exporter_.recorder().storage());
-      state->set_sink(&sink_);
-      state->add_ref();  // one for the future, one for the task
-      detail::StateRef<detail::FutureState<R>> future_ref(state);
-      auto* task = new detail::ProcessTask;
-      task->single = state;
-      task->complete = &detail::complete_single<R>;
-      task->id = engine_->next_task_id();
-      task->frame = detail::encode_task_frame(
-          task->id,
-          detail::function_to_wire(&detail::process_trampoline<D, R, std::decay_t<Args>...>),
-          e.buffer());
-      engine_->enqueue(task);
-      return Future<R>(std::move(future_ref));
-    }
+    return submit_in(nullptr, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+
+  /// submit() for a named task: counted in the series labelled task=`name` instead of
+  /// the pool's unlabelled ones, as ThreadPoolExecutor::submit_named. Past
+  /// ProcessPoolOptions::max_task_names distinct names, new names count as task="other".
+  template <class F, class... Args>
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
+    return submit_in(exporter_.recorder().named(name, options_.max_task_names),
+                     std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// f(item) for every item of `range`, one task per item, results in input order (see
@@ -245,6 +210,56 @@ class ProcessPoolExecutor {
   bool broken() const { return engine_->broken(); }
 
  private:
+  template <class F, class... Args>
+  auto submit_in(detail::ExecutorMetrics* named, F&& f, Args&&... args) {
+    using D = std::decay_t<F>;
+    if constexpr (!ProcessCallable<F>) {
+      static_assert(detail::process_always_false<F>,
+                    "ProcessPoolExecutor::submit: the task must be a function pointer or a "
+                    "capture-less lambda. A capturing lambda's captures live in the parent's "
+                    "memory and cannot reach the worker process: pass them as arguments.");
+      return Future<void>();
+    } else if constexpr (!std::is_invocable_v<D&, std::decay_t<Args>...>) {
+      static_assert(detail::process_always_false<F>,
+                    "ProcessPoolExecutor::submit: the function cannot be called with these "
+                    "arguments (they are passed as decayed rvalues).");
+      return Future<void>();
+    } else if constexpr (!(Encodable<std::decay_t<Args>> && ...)) {
+      static_assert(detail::process_always_false<F>,
+                    "ProcessPoolExecutor::submit: every argument must be Encodable (see "
+                    "codec.hpp; specialize executor_exporter::codec_traits for your types).");
+      return Future<void>();
+    } else if constexpr (!detail::encodable_result<detail::process_result_t<F, Args...>>) {
+      static_assert(detail::process_always_false<F>,
+                    "ProcessPoolExecutor::submit: the result must be void or Encodable (see "
+                    "codec.hpp; specialize executor_exporter::codec_traits for your types).");
+      return Future<void>();
+    } else {
+      using R = detail::process_result_t<F, Args...>;
+      std::uint64_t user = 0;
+      if constexpr (std::is_pointer_v<D>) user = detail::function_to_wire(static_cast<D>(f));
+      Encoder e;
+      e.write_uint<std::uint64_t>(user);
+      (encode(e, static_cast<const std::decay_t<Args>&>(args)), ...);
+      auto* state = new detail::FutureState<R>;
+      state->set_owner(exporter_.recorder().storage(), named);
+      state->set_sink(&sink_);
+      state->add_ref();  // one for the future, one for the task
+      detail::StateRef<detail::FutureState<R>> future_ref(state);
+      auto* task = new detail::ProcessTask;
+      task->single = state;
+      task->series = named;
+      task->complete = &detail::complete_single<R>;
+      task->id = engine_->next_task_id();
+      task->frame = detail::encode_task_frame(
+          task->id,
+          detail::function_to_wire(&detail::process_trampoline<D, R, std::decay_t<Args>...>),
+          e.buffer());
+      engine_->enqueue(task);
+      return Future<R>(std::move(future_ref));
+    }
+  }
+
   static ProcessPoolOptions with_workers(ProcessPoolOptions o, std::size_t n) {
     o.max_workers = n;
     return o;

@@ -59,6 +59,9 @@ struct ProcessPoolOptions {
   std::shared_ptr<prometheus::Registry> registry;
   /// Histogram buckets of this executor's metrics.
   ExporterOptions exporter;
+  /// Distinct task names (submit_named) that get their own task label; later names
+  /// count under task="other", as in ThreadPoolOptions.
+  std::size_t max_task_names = 64;
   /// Attached to the pool's id before its workers start (see TaskObserver).
   std::vector<std::shared_ptr<TaskObserver>> observers;
 };

@@ -72,7 +72,8 @@ void process_chunk_trampoline(std::uint64_t user, std::string_view args, std::st
 /// finishes, so a task that was sent to a worker that died before starting it can be
 /// sent again) and the futures it completes (one, or one per item of a map chunk).
 struct ProcessTask {
-  std::uint64_t observer_id = 0;  // its id for observers, if one was attached at submit
+  std::uint64_t observer_id = 0;      // its id for observers, if one was attached at submit
+  ExecutorMetrics* series = nullptr;  // its name's series (submit_named); null: the pool's
   /// Decodes the child's encoded result into the started futures (values stored, not
   /// yet published). Throws CodecError for a result that does not decode.
   using Completer = void (*)(ProcessTask& task, std::string_view value);
