@@ -29,11 +29,14 @@ inline void cpu_relax() noexcept {
 
 /// The queue between submitters and workers: one intrusive FIFO list per priority
 /// (highest first) under one mutex, fed without the lock by most submits (see inbox_).
-/// Besides handing out tasks it is the one place that knows how many tasks are queued
-/// or running, so it also implements the bounded capacity (back-pressure), the pool's
-/// idle wait (wait()), worker retirement for live resizing, and the broken state. Every condition
-/// variable is notified only when somebody sleeps on it, which keeps the futex system call off the
-/// common path.
+/// It also decides back-pressure (the bounded capacity), idleness (the pool's wait()),
+/// which workers leave on a scale-down, and refusal once closed or broken. These stay
+/// in one class on purpose: each is a decision about the same state (how many tasks
+/// are queued or held by workers, who sleeps), taken at the instant a task moves and
+/// under the lock that moves it. Split into classes, they would need that lock across
+/// them or a second synchronisation on the hot path, and the hot path is what this
+/// class is for. Every condition variable is notified only when somebody sleeps on it,
+/// which keeps the futex system call off the common path.
 class TaskQueue {
  public:
   /// What push() did with the task. `cancelled`: it was counted (on_accept ran) but
