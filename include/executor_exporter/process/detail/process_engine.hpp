@@ -17,7 +17,8 @@ class ExecutorExporter;
 
 namespace executor_exporter::detail {
 
-/// The non-template part of ProcessPoolExecutor (src/process/process_pool.cpp): the zygote,
+/// The non-template part of ProcessPoolExecutor (src/process/, one file per process and
+/// the parent split by concern; process_internal.hpp says who talks to whom): the zygote,
 /// the workers, the parent's I/O thread and the thread that publishes results.
 class ProcessEngine {
  public:

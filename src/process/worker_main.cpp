@@ -1,0 +1,94 @@
+// The worker process of the process pool: forked by the zygote, it runs the tasks the
+// parent sends over its socket, one at a time, and names the running one in its shared
+// slot so the parent knows what a crash interrupted.
+#include "process_internal.hpp"
+
+namespace executor_exporter::detail::process {
+
+[[noreturn]] void worker_main(int channel, std::uint32_t index, const ZygoteConfig& cfg,
+                              WorkerSlot* slots, pid_t zygote) {
+  keep_only(channel);
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() != zygote) child_exit(kExitIo);
+  char name[16];
+  std::snprintf(name, sizeof name, "ee-worker-%u", index);
+  ::prctl(PR_SET_NAME, name);
+  WorkerSlot& me = slots[index];
+  me.task_id.store(0);
+
+  if (cfg.memory_limit != 0) {
+    const std::uint64_t base = read_statm_field(0, 0);
+    rlimit lim{};
+    lim.rlim_cur = lim.rlim_max = static_cast<rlim_t>(base + cfg.memory_limit);
+    ::setrlimit(RLIMIT_AS, &lim);
+  }
+
+  bool init_ok = true;
+  std::string init_message;
+  if (cfg.initializer != 0) {
+    try {
+      function_from_wire<void (*)()>(cfg.initializer)();
+    } catch (...) {
+      auto [type, what] = describe_current_exception();
+      init_ok = false;
+      init_message = type + (what.empty() ? "" : ": " + what);
+    }
+  }
+  {
+    const std::string hello = encode_hello_frame(::getpid(), init_ok, init_message);
+    if (!send_all(kWorkerFd, hello.data(), hello.size())) child_exit(kExitIo);
+  }
+  if (!init_ok) child_exit(0);
+
+  FrameDecoder decoder;
+  std::vector<char> buf(64 * 1024);
+  std::string value;
+  std::uint64_t done = 0;
+  for (;;) {
+    const ssize_t n = ::read(kWorkerFd, buf.data(), buf.size());
+    if (n == 0) child_exit(0);
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      child_exit(kExitIo);
+    }
+    try {
+      decoder.feed(std::string_view(buf.data(), static_cast<std::size_t>(n)));
+      while (auto frame = decoder.next()) {
+        if (frame->kind == FrameKind::kShutdown) child_exit(0);
+        const std::uint64_t id = frame->task_id;
+        TaskMessage task = decode_task(std::move(*frame));
+        Decoder d(task.args);
+        const std::uint64_t user = d.read_uint<std::uint64_t>("task function");
+        const std::string_view args = std::string_view(task.args).substr(d.position());
+        const auto trampoline = function_from_wire<ProcessTrampoline>(task.function);
+
+        std::string reply;
+        const std::uint64_t start = monotonic_ns();
+        me.start_ns.store(start);
+        me.task_id.store(id);
+        try {
+          try {
+            trampoline(user, args, value);
+            reply = encode_result_frame(id, value, start, monotonic_ns());
+          } catch (const std::bad_alloc&) {
+            if (cfg.memory_limit != 0) child_exit(kExitMemory);
+            throw;
+          }
+        } catch (...) {
+          const std::uint64_t end = monotonic_ns();
+          auto [type, what] = describe_current_exception();
+          reply = encode_error_frame(id, type, what, start, end);
+        }
+        if (!send_all(kWorkerFd, reply.data(), reply.size())) child_exit(kExitIo);
+        me.task_id.store(0);
+        if (cfg.max_tasks_per_child != 0 && ++done >= cfg.max_tasks_per_child) child_exit(0);
+      }
+    } catch (const std::bad_alloc&) {
+      child_exit(cfg.memory_limit != 0 ? kExitMemory : kExitIo);
+    } catch (...) {
+      child_exit(kExitProtocol);
+    }
+  }
+}
+
+}  // namespace executor_exporter::detail::process
