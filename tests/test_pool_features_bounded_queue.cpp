@@ -126,7 +126,7 @@ TEST_CASE("unbounded pools export capacity 0", "[pool_features][bounded_queue]")
     ee::ThreadPoolExecutor pool(1, pool_test::options(reg));
     CHECK(pool.queue_capacity() == 0);
     auto fams = ee::collect(reg);
-    REQUIRE(pool_test::find(fams, "executor_queue_capacity", {}) != nullptr);
+    REQUIRE(pool_test::has(fams, "executor_queue_capacity"));
     CHECK(value(fams, "executor_queue_capacity") == 0);
   }
 }

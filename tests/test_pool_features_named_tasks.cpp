@@ -6,6 +6,7 @@
 #include <chrono>
 #include <future>
 #include <latch>
+#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,36 +19,16 @@ using pool_test::value;
 namespace {
 
 // What `sum by (executor) (metric{...})` returns: every series of `name` whose labels
-// include `labels`, whatever their task label. Histograms sum their sample counts.
+// include `labels`, whatever their task label. Histograms sum their sample counts. Read
+// from the exposition page, as every metric in the tests; a family that is not on the
+// page fails instead of summing to 0.
 double sum_over_tasks(const std::vector<prometheus::MetricFamily>& fams, const std::string& name,
                       const pool_test::Labels& labels = {}) {
-  double total = 0;
-  for (const auto& f : fams) {
-    if (f.name != name) continue;
-    for (const auto& m : f.metric) {
-      bool ok = true;
-      for (const auto& [k, v] : labels) {
-        bool found = false;
-        for (const auto& l : m.label) found = found || (l.name == k && l.value == v);
-        ok = ok && found;
-      }
-      if (!ok) continue;
-      switch (f.type) {
-        case prometheus::MetricType::Counter:
-          total += m.counter.value;
-          break;
-        case prometheus::MetricType::Gauge:
-          total += m.gauge.value;
-          break;
-        case prometheus::MetricType::Histogram:
-          total += static_cast<double>(m.histogram.sample_count);
-          break;
-        default:
-          break;
-      }
-    }
-  }
-  return total;
+  const auto page = pool_test::page_of(fams);
+  const auto* family = page.family(name);
+  if (family == nullptr) throw std::runtime_error("no family " + name + " on the page");
+  const bool counted = family->type == "histogram" || family->type == "summary";
+  return ee_test::prom::sum(page, counted ? name + "_count" : name, labels);
 }
 
 // submitted = completed + failed + cancelled + expired + queued + running, summed over
@@ -91,9 +72,8 @@ TEST_CASE("a named task is counted only in its own series", "[pool_features][nam
   CHECK(pool_test::reconciles(fams, {{"task", "resize"}}));
   CHECK(reconciles_summed(fams));
   // Per-task series only: no worker gauges with a task label.
-  CHECK(pool_test::find(fams, "executor_workers", {{"task", "resize"}}) == nullptr);
-  CHECK(pool_test::find(fams, "executor_worker_busy_seconds_total", {{"task", "resize"}}) ==
-        nullptr);
+  CHECK_FALSE(pool_test::has(fams, "executor_workers", {{"task", "resize"}}));
+  CHECK_FALSE(pool_test::has(fams, "executor_worker_busy_seconds_total", {{"task", "resize"}}));
 }
 
 TEST_CASE("the executor's busy seconds still include named tasks",
@@ -157,7 +137,7 @@ TEST_CASE("names past the limit fold into task=other", "[pool_features][named_ta
   auto fams = ee::collect(reg);
   CHECK(value(fams, "executor_tasks_submitted_total", {{"task", "n0"}}) == 2);
   CHECK(value(fams, "executor_tasks_submitted_total", {{"task", "n1"}}) == 1);
-  CHECK(pool_test::find(fams, "executor_tasks_submitted_total", {{"task", "n2"}}) == nullptr);
+  CHECK_FALSE(pool_test::has(fams, "executor_tasks_submitted_total", {{"task", "n2"}}));
   CHECK(value(fams, "executor_tasks_submitted_total", {{"task", "other"}}) == 3);
   CHECK(value(fams, "executor_task_names_overflow_total") == 3);
   CHECK(value(fams, "executor_tasks_submitted_total") == 0);

@@ -29,10 +29,8 @@ TEST_CASE("marks land in executor_task_trace_seconds by scope and action",
   auto fams = ee::collect(reg);
   CHECK(value(fams, "executor_task_trace_seconds", {{"scope", "import"}, {"action", "fetch"}}) == 1);
   CHECK(value(fams, "executor_task_trace_seconds", {{"scope", "import"}, {"action", "parse"}}) == 1);
-  const auto* fetch =
-      pool_test::find(fams, "executor_task_trace_seconds", {{"scope", "import"}, {"action", "fetch"}});
-  REQUIRE(fetch != nullptr);
-  CHECK(fetch->histogram.sample_sum >= 0.002);
+  CHECK(ee_test::prom::metric(pool_test::page_of(fams), "executor_task_trace_seconds",
+                              {{"scope", "import"}, {"action", "fetch"}}, "_sum") >= 0.002);
   // The traced task is an ordinary task for the other metrics.
   CHECK(value(fams, "executor_task_run_seconds", {{"result", "completed"}}) == 1);
 }
@@ -59,16 +57,12 @@ TEST_CASE("a summary is exported when asked for", "[pool_features][traced]") {
   ee::ThreadPoolExecutor pool(1, o);
   pool.submit_traced("t", [](ee::Trace& t) { t.mark("a"); }).get();
   auto fams = ee::collect(reg);
-  const prometheus::MetricFamily* fam = nullptr;
-  for (const auto& f : fams) {
-    if (f.name == "executor_task_trace_seconds") fam = &f;
-  }
+  const auto page = pool_test::page_of(fams);
+  const auto* fam = page.family("executor_task_trace_seconds");
   REQUIRE(fam != nullptr);
-  CHECK(fam->type == prometheus::MetricType::Summary);
+  CHECK(fam->type == "summary");
   CHECK(value(fams, "executor_task_trace_seconds", {{"scope", "t"}, {"action", "a"}}) == 1);
-  const auto* m = pool_test::find(fams, "executor_task_trace_seconds", {{"action", "a"}});
-  REQUIRE(m != nullptr);
-  CHECK(m->summary.quantile.size() == 3);
+  CHECK(ee_test::prom::count(page, "executor_task_trace_seconds", {{"action", "a"}}) == 3);
 
   // One name, one type per registry: a histogram-tracing pool fails at its first mark.
   ee::ThreadPoolExecutor other(1, pool_test::options(reg, "other"));

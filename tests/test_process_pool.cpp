@@ -36,6 +36,8 @@
 #include <thread>
 #include <vector>
 
+#include "scrape.hpp"
+
 using namespace executor_exporter;
 
 using namespace std::chrono_literals;
@@ -102,48 +104,17 @@ ProcessPoolOptions opts(std::size_t workers, std::shared_ptr<prometheus::Registr
   return o;
 }
 
-const prometheus::ClientMetric* find_metric(const std::vector<prometheus::MetricFamily>& fams,
-                                            const std::string& name,
-                                            const std::map<std::string, std::string>& labels) {
-  for (const auto& f : fams) {
-    if (f.name != name) continue;
-    for (const auto& m : f.metric) {
-      bool ok = true;
-      for (const auto& [k, v] : labels) {
-        bool found = false;
-        for (const auto& l : m.label) found = found || (l.name == k && l.value == v);
-        ok = ok && found;
-      }
-      if (ok) return &m;
-    }
-  }
-  return nullptr;
-}
-
+// One metric of the pool, read from the exposition page like every metric in the tests
+// (ee_test::prom::metric: a missing or ambiguous series fails the test).
 double value(const std::shared_ptr<prometheus::Registry>& r, const std::string& name,
-             const std::map<std::string, std::string>& labels = {}) {
-  const auto fams = collect(r);
-  const auto* m = find_metric(fams, name, labels);
-  if (m == nullptr) return -1;
-  for (const auto& f : fams) {
-    if (f.name != name) continue;
-    switch (f.type) {
-      case prometheus::MetricType::Counter:
-        return m->counter.value;
-      case prometheus::MetricType::Gauge:
-        return m->gauge.value;
-      default:
-        return static_cast<double>(m->histogram.sample_count);
-    }
-  }
-  return -1;
+             const ee_test::prom::Labels& labels = {}) {
+  return ee_test::prom::metric(ee_test::scrape(r), name, labels);
 }
 
+// The _sum of a histogram, likewise.
 double hist_sum(const std::shared_ptr<prometheus::Registry>& r, const std::string& name,
-                const std::map<std::string, std::string>& labels = {}) {
-  const auto fams = collect(r);
-  const auto* m = find_metric(fams, name, labels);
-  return m != nullptr ? m->histogram.sample_sum : -1;
+                const ee_test::prom::Labels& labels = {}) {
+  return ee_test::prom::metric(ee_test::scrape(r), name, labels, "_sum");
 }
 
 /// Polls `pred` for up to 10 s (workers start asynchronously).
@@ -619,15 +590,13 @@ TEST_CASE("process pool: tasks running in the workers show as running and busy w
   for (int i = 0; i < 4; ++i) fs.push_back(pool.submit(sleep_ms, 600));
   // One page, so that the numbers are of one instant.
   auto page = [&] {
-    const auto fams = collect(reg);
+    const auto scraped = ee_test::scrape(reg);
     std::map<std::string, double> v;
     for (const char* name : {"executor_tasks_submitted_total", "executor_tasks_completed_total",
                              "executor_tasks_failed_total", "executor_tasks_cancelled_total",
                              "executor_tasks_expired_total", "executor_tasks_queued",
                              "executor_tasks_running", "executor_worker_busy_seconds_total"}) {
-      const auto* m = find_metric(fams, name, {});
-      REQUIRE(m != nullptr);
-      v[name] = std::string_view(name).ends_with("_total") ? m->counter.value : m->gauge.value;
+      v[name] = ee_test::prom::metric(scraped, name);
     }
     return v;
   };
@@ -681,8 +650,7 @@ TEST_CASE("process pool: the metrics are exact", "[process_pool][fork]") {
     for (auto& f : ok) f.get();
     CHECK_THROWS(bad1.get());
     CHECK_THROWS(bad2.get());
-    const std::map<std::string, std::string> pp{{"executor", "pp"},
-                                                {"executor_type", "process_pool"}};
+    const ee_test::prom::Labels pp{{"executor", "pp"}, {"executor_type", "process_pool"}};
     CHECK(value(reg, "executor_tasks_submitted_total", pp) == 7);
     CHECK(value(reg, "executor_task_run_seconds", {{"result", "completed"}}) == 5);
     CHECK(value(reg, "executor_task_run_seconds", {{"result", "failed"}}) == 2);

@@ -457,3 +457,32 @@ TEST_CASE("Subprocess redirects to files and sets the environment", "[support][s
   CHECK(content.str() == "value 1\n" + std::filesystem::canonical(dir.path()).string() + "\n");
   CHECK(p.stderr_text().empty());
 }
+
+TEST_CASE("reading a metric that is not on the page fails; absence is asked for explicitly",
+          "[support][prom_text]") {
+  const auto page = prom::parse(
+      "# TYPE executor_tasks_failed_total counter\n"
+      "executor_tasks_failed_total{executor=\"a\"} 0\n"
+      "executor_tasks_failed_total{executor=\"a\",task=\"resize\"} 2\n"
+      "# TYPE executor_task_run_seconds histogram\n"
+      "executor_task_run_seconds_bucket{executor=\"a\",le=\"+Inf\"} 3\n"
+      "executor_task_run_seconds_sum{executor=\"a\"} 0.5\n"
+      "executor_task_run_seconds_count{executor=\"a\"} 3\n");
+  // The unnamed series by default; a named one when the task is named.
+  CHECK(prom::metric(page, "executor_tasks_failed_total", {{"executor", "a"}}) == 0);
+  CHECK(prom::metric(page, "executor_tasks_failed_total", {{"task", "resize"}}) == 2);
+  // A histogram reads as its count, or its sum when asked.
+  CHECK(prom::metric(page, "executor_task_run_seconds") == 3);
+  CHECK(prom::metric(page, "executor_task_run_seconds", {}, "_sum") == 0.5);
+  // A misspelled family, label or value cannot pass an == 0 check: it throws.
+  CHECK_THROWS_WITH(prom::metric(page, "executor_task_failed_total"),
+                    Catch::Contains("no family executor_task_failed_total"));
+  CHECK_THROWS_WITH(prom::metric(page, "executor_tasks_failed_total", {{"executor", "b"}}),
+                    Catch::Contains("0 series match"));
+  CHECK_THROWS_WITH(prom::metric(page, "executor_tasks_failed_total", {{"task", "resise"}}),
+                    Catch::Contains("0 series match"));
+  // Absence is a separate question, and its family must exist.
+  CHECK_FALSE(prom::has(page, "executor_tasks_failed_total", {{"task", "crop"}}));
+  CHECK(prom::has(page, "executor_tasks_failed_total", {{"task", "resize"}}));
+  CHECK_THROWS(prom::has(page, "executor_tasks_faild_total", {{"task", "crop"}}));
+}

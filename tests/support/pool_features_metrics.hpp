@@ -1,64 +1,40 @@
-// Exact metric reads for the pool-feature tests: collect() folds every shard,
+// Metric reads for the pool-feature tests, through the exposition page parser like every
+// test: collect() folds every shard,
 // then these helpers pick one series out of the prometheus-cpp families.
 #pragma once
 
 #include <executor_exporter/executor_exporter.hpp>
 
 #include <prometheus/metric_family.h>
+#include <prometheus/text_serializer.h>
 
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "prom_text.hpp"
+
 namespace pool_test {
 
-using Labels = std::map<std::string, std::string>;
+using Labels = ee_test::prom::Labels;
 
-// The series of `name` whose labels include `labels`; a series carrying a `task` label
-// matches only when `labels` names the task (so by default the unlabelled series, those
-// of the unnamed tasks, are picked). Null when none.
-inline const prometheus::ClientMetric* find(const std::vector<prometheus::MetricFamily>& fams,
-                                            const std::string& name, const Labels& labels) {
-  for (const auto& f : fams) {
-    if (f.name != name) continue;
-    for (const auto& m : f.metric) {
-      bool ok = true;
-      bool has_task = false;
-      for (const auto& l : m.label) has_task = has_task || l.name == "task";
-      if (has_task && !labels.count("task")) ok = false;
-      for (const auto& [k, v] : labels) {
-        bool found = false;
-        for (const auto& l : m.label) found = found || (l.name == k && l.value == v);
-        ok = ok && found;
-      }
-      if (ok) return &m;
-    }
-  }
-  return nullptr;
+// The page Prometheus would read from these families.
+inline ee_test::prom::Page page_of(const std::vector<prometheus::MetricFamily>& fams) {
+  return ee_test::prom::parse(prometheus::TextSerializer().Serialize(fams));
 }
 
-// Counter or gauge value, histogram sample count, summary sample count; 0 when absent.
+// ee_test::prom::metric (the one way tests read a metric; it fails on a missing or
+// ambiguous series) over the page of `fams`.
 inline double value(const std::vector<prometheus::MetricFamily>& fams, const std::string& name,
                     const Labels& labels = {}) {
-  const auto* m = find(fams, name, labels);
-  if (m == nullptr) return 0;
-  for (const auto& f : fams) {
-    if (f.name != name) continue;
-    switch (f.type) {
-      case prometheus::MetricType::Counter:
-        return m->counter.value;
-      case prometheus::MetricType::Gauge:
-        return m->gauge.value;
-      case prometheus::MetricType::Histogram:
-        return static_cast<double>(m->histogram.sample_count);
-      case prometheus::MetricType::Summary:
-        return static_cast<double>(m->summary.sample_count);
-      default:
-        return 0;
-    }
-  }
-  return 0;
+  return ee_test::prom::metric(page_of(fams), name, labels);
+}
+
+// Whether value() would find the series: for tests that mean "it is absent", explicitly.
+inline bool has(const std::vector<prometheus::MetricFamily>& fams, const std::string& name,
+                const Labels& labels = {}) {
+  return ee_test::prom::has(page_of(fams), name, labels);
 }
 
 // A fresh registry and the options of a pool reporting into it.

@@ -395,4 +395,59 @@ inline std::size_t count(const Page& page, std::string_view name, const Labels& 
   return page.find(name, subset).size();
 }
 
+// The one way the tests read an executor metric: `family` is a family name, and a counter
+// or gauge gives its sample, a histogram or summary its _count (`part`: "_sum" for the
+// sum, "" for a summary quantile chosen with a "quantile" label). Labels match as a
+// subset, except that a series with a `task` label (a named task's) matches only when
+// `subset` names a task: by default the executor's own, unnamed series is read, so a sum
+// over tasks is never mistaken for it. Throws std::runtime_error, naming what exists,
+// when no series or more than one matches: a misspelled name or label fails the test
+// instead of reading as 0.
+inline double metric(const Page& page, std::string_view family, const Labels& subset = {},
+                     std::optional<std::string> part = std::nullopt) {
+  const Family* f = page.family(family);
+  if (f == nullptr) {
+    std::string known;
+    for (const auto& g : page.families) known += " " + g.name;
+    throw std::runtime_error("prom_text: no family " + std::string(family) + " on the page;" +
+                             " families:" + known);
+  }
+  const bool counted = f->type == "histogram" || f->type == "summary";
+  const std::string sample = std::string(family) + part.value_or(counted ? "_count" : "");
+  std::vector<const Sample*> found;
+  for (const auto* s : page.find(sample, subset)) {
+    if (!subset.count("task") && s->labels.count("task")) continue;
+    if (!subset.count("le") && s->labels.count("le")) continue;
+    if (!subset.count("quantile") && s->labels.count("quantile")) continue;
+    found.push_back(s);
+  }
+  if (found.size() == 1) return found.front()->value;
+  std::string all;
+  for (const auto& s : f->samples) {
+    if (s.name == sample) all += "\n  " + s.name + format_labels(s.labels);
+  }
+  throw std::runtime_error("prom_text: " + std::to_string(found.size()) + " series match " +
+                           describe(sample, subset) + "; the family has:" + all);
+}
+
+// Whether a series of `family` matches `subset` (by metric()'s rule): for tests that mean
+// "this series is absent", said explicitly. The family itself must be on the page (it
+// always is, once an executor of the registry exists), so a misspelled name still fails.
+inline bool has(const Page& page, std::string_view family, const Labels& subset = {}) {
+  const Family* f = page.family(family);
+  if (f == nullptr) {
+    throw std::runtime_error("prom_text: no family " + std::string(family) + " on the page");
+  }
+  for (const auto& s : f->samples) {
+    bool match = true;
+    for (const auto& [k, v] : subset) {
+      auto it = s.labels.find(k);
+      match = match && it != s.labels.end() && it->second == v;
+    }
+    if (!subset.count("task") && s.labels.count("task")) match = false;
+    if (match) return true;
+  }
+  return false;
+}
+
 }  // namespace ee_test::prom
