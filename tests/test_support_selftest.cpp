@@ -458,7 +458,7 @@ TEST_CASE("Subprocess redirects to files and sets the environment", "[support][s
   CHECK(p.stderr_text().empty());
 }
 
-TEST_CASE("reading a metric that is not on the page fails; absence is asked for explicitly",
+TEST_CASE("reading a metric that is not on the page fails, and absence is asked for explicitly",
           "[support][prom_text]") {
   const auto page = prom::parse(
       "# TYPE executor_tasks_failed_total counter\n"
