@@ -1,5 +1,6 @@
 #include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
+#include <executor_exporter/metrics/detail/label_value.hpp>
 #include <executor_exporter/metrics/detail/registry_state.hpp>
 
 #include <prometheus/counter.h>
@@ -172,7 +173,7 @@ void ExecutorMetrics::sample(Metric m, const std::string& worker, double value) 
         {{"executor", id_}, {"executor_type", type_}, {std::string(first_label(spec(m))), worker}});
     it = sampled_.emplace(key, g).first;
   }
-  it->second->Set(value);
+  it->second->Increment(value);
 }
 
 void ExecutorMetrics::add_observer(std::shared_ptr<TaskObserver> observer) {
@@ -209,23 +210,25 @@ ExecutorMetrics& ExecutorMetrics::named(std::string_view name, std::size_t max_n
   for (auto& e : cache) {
     if (e.owner == unique_id_ && e.name == name) return *e.metrics;
   }
+  // The label as exported: names are often built from user data.
+  const std::string label = sanitize_label_value(name);
   std::lock_guard lock(named_mutex_);
   ExecutorMetrics* found = nullptr;
-  if (auto it = named_.find(name); it != named_.end()) {
+  if (auto it = named_.find(label); it != named_.end()) {
     found = it->second.get();
-  } else if (named_.size() < max_names && name != "other") {
-    auto child = std::make_shared<ExecutorMetrics>(state_, registry_, id_, type_, options_,
-                                                   std::string(name), this);
+  } else if (label == "other") {
+    // A task the user named "other" shares the overflow's series (one set of series per
+    // label set), but it is no overflow.
+    found = &other_series();
+  } else if (named_.size() < max_names) {
+    auto child =
+        std::make_shared<ExecutorMetrics>(state_, registry_, id_, type_, options_, label, this);
     found = child.get();
-    named_.emplace(std::string(name), std::move(child));
+    named_.emplace(label, std::move(child));
   } else {
     // Not cached: every overflowing submit is counted, and the table cannot grow.
     count(Metric::task_names_overflow, 0, 1);
-    if (!other_) {
-      other_ =
-          std::make_shared<ExecutorMetrics>(state_, registry_, id_, type_, options_, "other", this);
-    }
-    return *other_;
+    return other_series();
   }
   auto& slot = cache[next_slot++ % 4];
   slot.owner = unique_id_;
@@ -234,26 +237,51 @@ ExecutorMetrics& ExecutorMetrics::named(std::string_view name, std::size_t max_n
   return *found;
 }
 
+// Caller holds named_mutex_.
+ExecutorMetrics& ExecutorMetrics::other_series() {
+  if (!other_) {
+    other_ =
+        std::make_shared<ExecutorMetrics>(state_, registry_, id_, type_, options_, "other", this);
+  }
+  return *other_;
+}
+
+// Caller holds trace_mutex_. The series of (scope, action) in `map`, made with
+// make(labels) on first use. Past max_series distinct pairs, new pairs share
+// scope="other", action="other" and count in executor_task_trace_overflow_total, as
+// task names do: a scope or action built from user data cannot blow up the page.
+template <class Map, class Make>
+auto* ExecutorMetrics::trace_series(Map& map, std::string_view scope, std::string_view action,
+                                    std::size_t max_series, Make&& make) {
+  if (auto it = map.find(std::pair(scope, action)); it != map.end()) return it->second;
+  if (map.size() >= max_series) {
+    count(Metric::task_trace_overflow, 0, 1);
+    scope = action = "other";
+    if (auto it = map.find(std::pair(scope, action)); it != map.end()) return it->second;
+  }
+  auto* created = make(prometheus::Labels{{"executor", id_},
+                                          {"executor_type", type_},
+                                          {"scope", sanitize_label_value(scope)},
+                                          {"action", sanitize_label_value(action)}});
+  map.emplace(std::pair(std::string(scope), std::string(action)), created);
+  return created;
+}
+
 void ExecutorMetrics::observe_trace(std::string_view scope, std::string_view action, double seconds,
                                     const TraceOptions& options) {
-  const std::pair<std::string_view, std::string_view> key(scope, action);
   if (options.summary) {
     prometheus::Summary* series = nullptr;
     {
       std::lock_guard lock(trace_mutex_);
-      auto it = trace_sum_.find(key);
-      if (it == trace_sum_.end()) {
-        prometheus::Summary::Quantiles quantiles;
-        for (const auto& q : options.quantiles) quantiles.push_back({q.quantile, q.error});
-        auto& family = state_->trace_summary_family();
-        auto& created = family.Add({{"executor", id_},
-                                    {"executor_type", type_},
-                                    {"scope", std::string(scope)},
-                                    {"action", std::string(action)}},
-                                   quantiles, options.max_age, options.age_buckets);
-        it = trace_sum_.emplace(std::pair(std::string(scope), std::string(action)), &created).first;
-      }
-      series = it->second;
+      series = trace_series(trace_sum_, scope, action, options.max_series,
+                            [&](const prometheus::Labels& labels) {
+                              prometheus::Summary::Quantiles quantiles;
+                              for (const auto& q : options.quantiles) {
+                                quantiles.push_back({q.quantile, q.error});
+                              }
+                              return &state_->trace_summary_family().Add(
+                                  labels, quantiles, options.max_age, options.age_buckets);
+                            });
     }
     series->Observe(seconds);
     return;
@@ -261,18 +289,10 @@ void ExecutorMetrics::observe_trace(std::string_view scope, std::string_view act
   prometheus::Histogram* series = nullptr;
   {
     std::lock_guard lock(trace_mutex_);
-    auto it = trace_hist_.find(key);
-    if (it == trace_hist_.end()) {
-      auto& family = state_->trace_histogram_family();
-      auto* created = histogram(family,
-                                {{"executor", id_},
-                                 {"executor_type", type_},
-                                 {"scope", std::string(scope)},
-                                 {"action", std::string(action)}},
-                                options.buckets);
-      it = trace_hist_.emplace(std::pair(std::string(scope), std::string(action)), created).first;
-    }
-    series = it->second;
+    series = trace_series(
+        trace_hist_, scope, action, options.max_series, [&](const prometheus::Labels& labels) {
+          return histogram(state_->trace_histogram_family(), labels, options.buckets);
+        });
   }
   series->Observe(seconds);
 }
@@ -336,6 +356,7 @@ void ExecutorMetrics::fold() {
 }
 
 void ExecutorMetrics::fold_held() {
+  for (auto& [key, gauge] : sampled_) gauge->Set(0);  // the hooks below add theirs up
   {
     std::lock_guard hooks_lock(hooks_mutex_);
     for (auto& h : hooks_) h.second();

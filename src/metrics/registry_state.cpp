@@ -1,4 +1,5 @@
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
+#include <executor_exporter/metrics/detail/label_value.hpp>
 #include <executor_exporter/metrics/detail/registry_state.hpp>
 #include <executor_exporter/metrics/metric_catalog.hpp>
 
@@ -93,9 +94,11 @@ std::shared_ptr<RegistryState> RegistryState::of(
 }
 
 std::shared_ptr<ExecutorMetrics> RegistryState::metrics_for(
-    const std::shared_ptr<prometheus::Registry>& registry, const std::string& id,
-                                                            const std::string& type,
-                                                            const ExporterOptions& options) {
+    const std::shared_ptr<prometheus::Registry>& registry, const std::string& raw_id,
+    const std::string& raw_type, const ExporterOptions& options) {
+  // As exported: an id or type that is not UTF-8 would make Prometheus drop the scrape.
+  const std::string id = sanitize_label_value(raw_id);
+  const std::string type = sanitize_label_value(raw_type);
   std::lock_guard lock(mutex_);
   auto& slot = metrics_[{id, type}];
   if (auto existing = slot.lock()) {

@@ -68,6 +68,7 @@ enum class Metric : std::size_t {
   initializer_errors,
   task_names_overflow,
   task_trace,
+  task_trace_overflow,
   worker_restarts,
   worker_resident,
   count_,
@@ -137,6 +138,10 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
     {"executor_task_trace_seconds", MetricKind::histogram,
      "Time between marks of a traced task, by scope and action (a summary if so configured).",
      "scope, action", MetricSource::trace},
+    {"executor_task_trace_overflow_total", MetricKind::counter,
+     "Trace marks counted under scope=other, action=other because the distinct-pair limit "
+     "was reached.",
+     "", MetricSource::event},
     {"executor_worker_restarts_total", MetricKind::counter,
      "Worker processes replaced, by reason (crashed, timeout, recycled).", "reason",
      MetricSource::event, "crashed,timeout,recycled"},

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <vector>
 
 #include <executor_exporter/metrics/exporter_options.hpp>
@@ -30,6 +31,11 @@ struct TraceOptions {
   std::chrono::milliseconds max_age = std::chrono::seconds(60);
   /// Summary window granularity (number of rotating buckets over max_age).
   int age_buckets = 5;
+  /// Distinct (scope, action) pairs per executor that get their own series; later pairs
+  /// share scope="other", action="other" and count in
+  /// executor_task_trace_overflow_total, so marks named from user data cannot grow the
+  /// page without bound.
+  std::size_t max_series = 256;
 };
 
 }  // namespace executor_exporter

@@ -99,9 +99,10 @@ class ExecutorMetrics {
   void adjust(Metric m, std::int64_t delta) noexcept {
     levels_[static_cast<std::size_t>(m)].fetch_add(delta, std::memory_order_relaxed);
   }
-  /// During a fold (from a fold hook): sets the MetricSource::sampled gauge `m` of the
-  /// worker labelled `worker` (created on first use). Series of workers that are gone
-  /// stay, at the last value their owner set (an owner sets 0 for a slot now empty).
+  /// During a fold (from a fold hook): adds `value` to the MetricSource::sampled gauge
+  /// `m` of the worker labelled `worker` (created on first use). Every fold starts these
+  /// gauges from 0 before it runs the hooks, so executors that share an id add up
+  /// instead of overwriting each other, and a series no hook reports any more reads 0.
   void sample(Metric m, const std::string& worker, double value);
 
   /// The metrics of the tasks named `name` (same executor labels plus task=`name`),
@@ -179,6 +180,11 @@ class ExecutorMetrics {
   /// Folds the event counters and levels.
   void fold_rare();
   MetricShard& register_shard();
+  template <class Map, class Make>
+  auto* trace_series(Map& map, std::string_view scope, std::string_view action,
+                     std::size_t max_series, Make&& make);
+  /// The task="other" child: overflowing names, and tasks the user named "other".
+  ExecutorMetrics& other_series();
   void build_series();
   /// First slot in events_ of catalog entry `m`.
   static std::size_t event_offset(Metric m) noexcept;
