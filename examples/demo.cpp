@@ -80,7 +80,10 @@ int main(int argc, char** argv) {
 
   std::unique_ptr<ee::MetricsServer> server;
   try {
-    server = std::make_unique<ee::MetricsServer>(args.bind + ":" + std::to_string(args.port));
+    // An IPv6 address goes in brackets: host:port is parsed strictly.
+    const bool v6 = args.bind.find(':') != std::string::npos && args.bind.front() != '[';
+    const std::string host = v6 ? "[" + args.bind + "]" : args.bind;
+    server = std::make_unique<ee::MetricsServer>(host + ":" + std::to_string(args.port));
   } catch (const ee::BindError& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

@@ -164,3 +164,37 @@ TEST_CASE("scrapes over HTTP while a pool shuts down and is destroyed always rec
     CHECK(value(page, "executor_tasks_submitted_total", id) == 2000.0 * (round + 1));
   }
 }
+
+TEST_CASE("a bind address is one host:port, strictly parsed, and BindError says what is wrong",
+          "[http]") {
+  // civetweb reads each of these as "every interface" or as a second listener.
+  for (const std::string bad : {"49153", "0", "+49156", ":0", "127.0.0.1:0,0.0.0.0:0",
+                                "127.0.0.1:+1", "127.0.0.1:65536", "127.0.0.1:", "example.com:0",
+                                "[::1:0", "[::1]", "[127.0.0.1]:0", "127.0.0.1:0x10"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(ee::MetricsServer(bad),
+                      Catch::Contains("malformed bind address '" + bad + "'"));
+  }
+  // Not an address of this machine: not malformed, and not "in use" either.
+  CHECK_THROWS_WITH(ee::MetricsServer("192.0.2.1:0"),
+                    Catch::Contains("could not listen on 192.0.2.1:0") &&
+                        !Catch::Contains("in use"));
+}
+
+TEST_CASE("MetricsServer takes IPv6 loopback and localhost, and url() names them", "[http]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::ThreadPoolExecutor pool(1, "t", {}, "six", registry);
+  pool.submit([] {}).get();
+  // IPv6 is parsed and passed on; whether it listens depends on how civetweb was built
+  // (Debian's has no IPv6), and when it cannot, the error says so.
+  try {
+    ee::MetricsServer v6("[::1]:0", registry);
+    CHECK(v6.url() == "http://[::1]:" + std::to_string(v6.port()) + "/metrics");
+  } catch (const ee::BindError& e) {
+    CHECK_THAT(e.what(), Catch::Contains("could not listen on [::1]:0") && Catch::Contains("IPv6"));
+  }
+  ee::MetricsServer local("localhost:0", registry);
+  CHECK(local.url() == "http://127.0.0.1:" + std::to_string(local.port()) + "/metrics");
+  CHECK(value(http_scrape(local.port()), "executor_tasks_submitted_total", {{"executor", "six"}}) ==
+        1);
+}

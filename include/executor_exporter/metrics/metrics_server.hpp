@@ -9,8 +9,12 @@ namespace executor_exporter {
 
 /// A ready-made HTTP endpoint: a prometheus::Exposer listening on `bind_address`
 /// ("127.0.0.1:9464"; port 0 picks a free one) that serves `registry` at `/metrics`
-/// through make_collectable(), so executor metrics are exact at every scrape. Throws
-/// BindError with the address in the message when it cannot listen.
+/// through make_collectable(), so executor metrics are exact at every scrape.
+/// `bind_address` is exactly one host:port: an IPv4 address, `localhost`, or an IPv6
+/// address in brackets (`[::1]:0`); a bare port, a sign or a list is refused, since the
+/// HTTP server would read them as "every interface". Throws BindError naming the
+/// address, saying whether it is malformed or could not be listened on (and why: in
+/// use, not an address of this machine).
 class MetricsServer {
  public:
   explicit MetricsServer(const std::string& bind_address = "127.0.0.1:9464",
