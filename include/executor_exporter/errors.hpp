@@ -30,6 +30,10 @@ class QueueFullError : public RejectedError {
  public:
   explicit QueueFullError(const std::string& executor)
       : RejectedError("executor '" + executor + "' has a full queue: the task was not accepted") {}
+  /// With the reason it could not wait for room.
+  QueueFullError(const std::string& executor, const std::string& why)
+      : RejectedError("executor '" + executor + "' has a full queue: the task was not accepted: " +
+                      why) {}
 };
 
 /// Raised by a future's get() when its task was still queued past its deadline and so

@@ -36,7 +36,9 @@ namespace executor_exporter {
 
 /// What submit() does when a bounded queue is full.
 enum class QueueFullPolicy {
-  block,               ///< wait for room (back-pressure on the producer)
+  block,               ///< wait for room (back-pressure on the producer); a task of the
+                       ///< pool itself is refused instead (QueueFullError), since it could
+                       ///< wait for itself
   block_with_timeout,  ///< wait up to ThreadPoolOptions::full_timeout, then QueueFullError
   reject,              ///< throw QueueFullError at once
 };
@@ -123,6 +125,7 @@ class BasicThreadPoolExecutor {
         queue_(options_.queue_capacity) {
     (void)detail::now_ns();  // calibrates the clock now rather than in the first submit
     if (max_workers == 0) max_workers = std::max(1U, std::thread::hardware_concurrency());
+    check_size(max_workers);
     if (options_.thread_name_prefix.empty()) {
       options_.thread_name_prefix = options_.id.empty() ? "worker" : options_.id;
     }
@@ -131,10 +134,15 @@ class BasicThreadPoolExecutor {
     if constexpr (kMetered) {
       for (auto& observer : options_.observers) add_observer(observer);
     }
-    {
+    try {
       std::lock_guard lock(workers_mutex_);
       set_target_locked(max_workers);
       for (std::size_t i = 0; i < max_workers; ++i) spawn_locked();
+    } catch (...) {
+      // No thread could be started (the process hit its thread limit): the workers that
+      // did start refer to this object, so they are stopped before the error leaves.
+      shutdown(true, true);
+      throw;
     }
     // Gives the workers up to 200 ms to get through their initializers (counted in
     // executor_workers, or the pool broken), so the worker metrics are exact from the
@@ -320,6 +328,7 @@ class BasicThreadPoolExecutor {
   /// go, and executor_scale_events_total{direction} counts the change.
   void resize(std::size_t n) {
     if (n == 0) throw std::invalid_argument("executor_exporter: a pool needs at least 1 worker");
+    check_size(n);
     std::lock_guard lock(workers_mutex_);
     if (n > target_) scale_up_locked(n - target_);
     if (n < target_) scale_down_locked(target_ - n);
@@ -457,9 +466,13 @@ class BasicThreadPoolExecutor {
     };
     using Result = detail::TaskQueue::PushResult;
     Result r;
+    // A task of this pool waiting for room in its own queue waits for itself once every
+    // worker does the same (with one worker, at once): it is refused instead.
+    const bool own_worker = current_pool() == this;
     try {
       if (mode == Mode::try_only || queue_.capacity() == 0 ||
-          options_.on_full == QueueFullPolicy::reject) {
+          options_.on_full == QueueFullPolicy::reject ||
+          (own_worker && options_.on_full == QueueFullPolicy::block)) {
         r = queue_.push(node, on_accept, false);
       } else if (options_.on_full == QueueFullPolicy::block) {
         r = queue_.push(node, on_accept, true);
@@ -483,6 +496,12 @@ class BasicThreadPoolExecutor {
     refuse(reason);
     if (r == Result::full) {
       if (mode == Mode::try_only) return false;
+      if (own_worker && options_.on_full == QueueFullPolicy::block) {
+        throw QueueFullError(recorder_.id(),
+                             "a task of this pool cannot wait for room in the pool's own queue "
+                             "(it could wait for itself); submit from outside the pool, or use "
+                             "try_submit or QueueFullPolicy::block_with_timeout");
+      }
       throw QueueFullError(recorder_.id());
     }
     if (r == Result::broken) throw BrokenExecutorError(broken_message());
@@ -524,7 +543,12 @@ class BasicThreadPoolExecutor {
   void spawn_locked() {
     auto& w = workers_.emplace_back();
     const std::size_t index = next_index_++;
-    w.thread = std::thread([this, &w, index] { work(w, index); });
+    try {
+      w.thread = std::thread([this, &w, index] { work(w, index); });
+    } catch (...) {
+      workers_.pop_back();  // no thread: nothing to join or reap
+      throw;
+    }
   }
 
   // Joins workers that left after a scale-down (never the calling thread).
@@ -540,13 +564,36 @@ class BasicThreadPoolExecutor {
     }
   }
 
+  // Refuses a worker count no machine can run, before any thread starts for it.
+  static void check_size(std::size_t n) {
+    if (n > kMaxWorkers) {
+      throw std::invalid_argument("executor_exporter: a pool of " + std::to_string(n) +
+                                  " workers is refused (at most " + std::to_string(kMaxWorkers) +
+                                  ")");
+    }
+  }
+
   void scale_up_locked(std::size_t n) {
     if (n == 0) return;
     if (broken()) throw BrokenExecutorError(broken_message());
     if (queue_.closed()) throw ExecutorShutdownError(recorder_.id());
+    if (n > kMaxWorkers - std::min(target_, kMaxWorkers)) {
+      throw std::invalid_argument("executor_exporter: adding " + std::to_string(n) + " workers to " +
+                                  std::to_string(target_) + " is refused (at most " +
+                                  std::to_string(kMaxWorkers) + ")");
+    }
     reap_locked();
     const std::size_t kept = queue_.unretire(n);
-    for (std::size_t i = kept; i < n; ++i) spawn_locked();
+    for (std::size_t i = kept; i < n; ++i) {
+      try {
+        spawn_locked();
+      } catch (...) {
+        // All or nothing: the workers this call added, kept or started, are asked to
+        // leave again, so the pool and executor_max_workers stay at the old size.
+        queue_.retire(i);
+        throw;
+      }
+    }
     set_target_locked(target_ + n);
     recorder_.count(Metric::scale_events, 0);  // direction="up"
   }
@@ -746,6 +793,10 @@ class BasicThreadPoolExecutor {
       }
     }
   }
+
+  // The most workers one pool may have: far past any machine's cores, short of any
+  // thread limit's worth of half-started threads.
+  static constexpr std::size_t kMaxWorkers = 4096;
 
   ThreadPoolOptions options_;
   std::conditional_t<kMetered, detail::Recorder, detail::NullRecorder> recorder_;
