@@ -19,10 +19,11 @@ enum class MetricSource {
   task,
   /// A rare event counted with Recorder::count(metric, label): one atomic per series.
   event,
-  /// A level set where it changes with Recorder::adjust(metric, delta): executors that
-  /// share an id add their contributions up.
+  /// A level set where it changes with Recorder::set_level(metric, value): executors
+  /// that share an id add their contributions up.
   level,
-  /// Read at scrape time by the executor, one series per worker (Recorder::sample).
+  /// Read at scrape time by the executor from a fold hook, one series per worker
+  /// (ExecutorMetrics::sample).
   sampled,
   /// Recorded per traced task (Trace::mark); histogram or summary as configured.
   trace,

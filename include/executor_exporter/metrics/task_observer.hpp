@@ -16,8 +16,10 @@ inline std::uint64_t now_ns() noexcept { return detail::now_ns(); }
 
 /// One task as an observer sees it at one transition. Plain data, valid only during the
 /// call: copy what you keep. Timestamps are nanoseconds of the library's monotonic clock
-/// (executor_exporter::now_ns(), the clock of the wait and run histograms); 0 means not
-/// measured: a stage not reached yet, or a task not picked for timing when
+/// (executor_exporter::now_ns(), the clock of the wait and run histograms), except for
+/// the process pool, whose times are the worker's CLOCK_MONOTONIC (steady_clock)
+/// readings, which now_ns() approximates (within its calibration error, ~1e-4); 0 means
+/// not measured: a stage not reached yet, or a task not picked for timing when
 /// ExporterOptions::timing_sample_rate is above 1.
 struct TaskInfo {
   std::string_view executor;       ///< the `executor` label (the executor id)
