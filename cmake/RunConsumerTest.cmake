@@ -1,7 +1,9 @@
 # Packaging test driver, run by ctest (see tests/CMakeLists.txt):
 #
 #   MODE=install : `cmake --install` the main build into a scratch prefix, then configure, build
-#                  and run tests/consumer (find_package(executor_exporter CONFIG REQUIRED)).
+#                  and run tests/consumer (find_package(executor_exporter CONFIG REQUIRED)),
+#                  and build and run the same program with flags from the installed
+#                  pkg-config file.
 #   MODE=subdir  : configure, build and run tests/subdir_consumer, which pulls the library in
 #                  with add_subdirectory(SOURCE_DIR).
 #
@@ -106,4 +108,26 @@ if(NOT n_exes EQUAL 1)
 endif()
 run_step("run" ${exes})
 message(STATUS "[${MODE}] consumer output: ${step_output}")
+
+if(MODE STREQUAL "install")
+  # The same consumer, built without CMake: the flags come from the installed pkg-config
+  # file alone (the library is static or shared, as built).
+  file(GLOB_RECURSE pcs "${prefix}/*/executor_exporter.pc")
+  list(LENGTH pcs n_pcs)
+  if(NOT n_pcs EQUAL 1)
+    message(FATAL_ERROR "[install] expected one installed executor_exporter.pc, found: ${pcs}")
+  endif()
+  get_filename_component(pc_dir "${pcs}" DIRECTORY)
+  find_program(PKG_CONFIG pkg-config REQUIRED)
+  set(ENV{PKG_CONFIG_PATH} "${pc_dir}")
+  run_step("pkg-config" "${PKG_CONFIG}" --cflags --libs --static executor_exporter)
+  string(STRIP "${step_output}" pc_flags)
+  separate_arguments(pc_flags UNIX_COMMAND "${pc_flags}")
+  separate_arguments(extra_cxx UNIX_COMMAND "${CXX_FLAGS}")
+  separate_arguments(extra_ld UNIX_COMMAND "${LINKER_FLAGS}")
+  set(pc_app "${WORK_DIR}/pkgconfig_consumer")
+  run_step("pkg-config build" "${CXX_COMPILER}" ${extra_cxx} "${CONSUMER_DIR}/main.cpp" -o
+           "${pc_app}" ${pc_flags} ${extra_ld})
+  run_step("pkg-config run" "${pc_app}")
+endif()
 message(STATUS "[${MODE}] OK")
