@@ -97,6 +97,7 @@ TEST_CASE("a throwing initializer breaks the pool", "[pool_features][broken]") {
   CHECK_THROWS_AS(pool.scale_up(1), ee::BrokenExecutorError);
   try {
     (void)pool.submit([] {});  // refused: it throws
+    FAIL("a broken pool accepted a task");
   } catch (const ee::BrokenExecutorError& e) {
     CHECK(std::string(e.what()).find("no database") != std::string::npos);
   }

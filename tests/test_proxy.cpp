@@ -174,3 +174,11 @@ TEST_CASE("a wrapped executor's refusal is counted under the reason its error na
     CHECK(value(page, "executor_tasks_submitted_total", {{"executor", id}}) == 0);
   }
 }
+
+TEST_CASE("the proxy wraps the library's own thread pool, whose submit is [[nodiscard]]",
+          "[proxy]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::InstrumentedExecutorProxy<ee::ThreadPoolExecutor> proxy(
+      std::in_place, ee::ExecutorExporter("wrapped", "thread_pool", registry), 2, std::size_t{2});
+  CHECK(proxy.submit([] { return 6 * 7; }).get() == 42);
+}

@@ -233,7 +233,8 @@ class InstrumentedExecutorProxy {
     if (node->extras) node->extras->task_id = ref.id;
     auto ticket = std::make_shared<Ticket>(node, this);
     try {
-      executor_.submit(std::function<void()>([ticket] { (*ticket)(); }));
+      // The executor's own future (if any) is not needed: the ticket publishes ours.
+      (void)executor_.submit(std::function<void()>([ticket] { (*ticket)(); }));
     } catch (...) {
       ticket->refused();
       detail::Recorder::rejected(ref, refusal_reason(std::current_exception()));

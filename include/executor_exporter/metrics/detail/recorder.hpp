@@ -237,7 +237,9 @@ class Recorder {
         series.task_started_untimed();
         last_end_ = 0;  // the next timed task reads the clock for its start
       } else {
-        start = waited || last_end_ == 0 ? now_ns() : last_end_;
+        // Back to back, the last task's end is this one's start, but never earlier than
+        // its submit: a worker that spun until it arrived was idle in between.
+        start = waited || last_end_ == 0 ? now_ns() : std::max(last_end_, t.submit_ns);
         series.task_started(start > t.submit_ns ? start - t.submit_ns : 0);
         shard_->set_running_since(start);
       }
