@@ -614,9 +614,10 @@ std::vector<OneShotTable> memory_tables() {
     t.note = "Per executor: heap only, one worker, after its first task (shards exist), "
              "averaged over " + std::to_string(k) +
              " executors; the instrumented ones share one registry, as in a service. The "
-             "no-metrics pool gives each executor a private registry for its rare-event "
-             "series (BasicThreadPoolExecutor<NoMetrics>), so its figure includes a whole "
-             "registry's families and is larger. Each worker thread also maps a stack (8 MiB "
+             "instrumented figure is mostly the executor's share of the registry: its series "
+             "(about 25 families) and their labels; the no-metrics pool "
+             "(BasicThreadPoolExecutor<NoMetrics>) has no series at all. Each worker thread also "
+             "maps a stack (8 MiB "
              "virtual) that the heap does not show. oneTBB allocates through tbbmalloc, "
              "which neither operator new nor mallinfo2 sees.";
     out.push_back(std::move(t));
