@@ -335,3 +335,17 @@ TEST_CASE("every catalog row has series in the registry, and every family a cata
     }
   }
 }
+
+TEST_CASE("tasks recorded by hand reach observers without an id, at every event", "[observer]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto recording = std::make_shared<Recording>();
+  ee::ExecutorExporter exporter("manual", "event_loop", registry);
+  exporter.add_observer(recording);
+  const auto submitted = exporter.task_submitted();
+  const auto started = exporter.task_started(submitted);
+  exporter.task_finished(started, true);
+  const auto events = recording->events();
+  REQUIRE(events.size() == 3);
+  for (const auto& e : events) CHECK(e.id == 0);
+  CHECK(events[2].kind == "completed");
+}

@@ -36,7 +36,10 @@ class ExecutorExporter {
   /// (ExporterOptions::timing_sample_rate) and this task is not to be timed. Pass the
   /// result on to task_started, which then counts the task without timing it.
   std::uint64_t task_submitted() {
-    const detail::TaskRef t = recorder_.prepare();
+    detail::TaskRef t = recorder_.prepare();
+    // The manual calls pass only the submit time from one to the next, so none of a
+    // task's events carries an id: its submit event must not carry one either.
+    t.id = 0;
     detail::Recorder::submitted(t);
     return t.submit_ns;
   }

@@ -202,20 +202,15 @@ class Recorder {
            [&](TaskObserver& o, const TaskInfo& i) { o.on_finished(i, error); });
   }
 
-  /// `n` tasks of `t` ran where no shard saw them start (a process pool's worker): wait
-  /// and run were measured there, `run_ns` is each one's share.
+  /// `t` ran where no shard saw it start (a process pool's worker): its start and end
+  /// were measured there and are counted together now.
   static void ran(const TaskRef& t, std::uint64_t start_ns, std::uint64_t end_ns, bool ok,
-                  const std::exception_ptr& error, std::uint64_t n = 1) noexcept {
-    MetricShard& shard = t.series->local_shard();
-    const std::uint64_t wait = start_ns > t.submit_ns ? start_ns - t.submit_ns : 0;
-    const std::uint64_t run = (end_ns > start_ns ? end_ns - start_ns : 0) / (n == 0 ? 1 : n);
-    for (std::uint64_t i = 0; i < n; ++i) {
-      shard.task_started(wait);
-      end_timed(t, t.series->root().local_shard(), run, ok);
-    }
+                  const std::exception_ptr& error) noexcept {
+    t.series->local_shard().task_started(start_ns > t.submit_ns ? start_ns - t.submit_ns : 0);
+    end_timed(t, t.series->root().local_shard(), end_ns > start_ns ? end_ns - start_ns : 0, ok);
     if (t.series->observers() != nullptr) [[unlikely]] {
-      notify(t, start_ns, 0, n, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
-      notify(t, start_ns, end_ns, n,
+      notify(t, start_ns, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
+      notify(t, start_ns, end_ns, 1,
              [&](TaskObserver& o, const TaskInfo& i) { o.on_finished(i, error); });
     }
   }
