@@ -350,6 +350,13 @@ void ExecutorMetrics::remove_running_probe(std::uint64_t handle) {
   std::erase_if(running_probes_, [&](const auto& p) { return p.first == handle; });
 }
 
+void ExecutorMetrics::adjust(Metric m, std::int64_t delta) noexcept {
+  // prometheus::Gauge::Increment is an atomic add, so concurrent changes from executors
+  // sharing this id neither lock nor lose each other.
+  for (auto* g : series_[static_cast<std::size_t>(m)].gauges)
+    g->Increment(static_cast<double>(delta));
+}
+
 void ExecutorMetrics::fold() {
   std::lock_guard page(state_->page_mutex());
   fold_held();
@@ -390,11 +397,6 @@ void ExecutorMetrics::fold_rare() {
             out.counters[v]->Increment(static_cast<double>(now - events_folded_[slot]));
           }
           events_folded_[slot] = now;
-        }
-        break;
-      case MetricSource::level:
-        for (auto* g : out.gauges) {
-          g->Set(static_cast<double>(levels_[i].load(std::memory_order_relaxed)));
         }
         break;
       default:

@@ -1,3 +1,4 @@
+#include <executor_exporter/metrics/detail/background_fold.hpp>
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
 #include <executor_exporter/metrics/detail/label_value.hpp>
 #include <executor_exporter/metrics/detail/registry_state.hpp>
@@ -17,7 +18,9 @@ namespace {
 
 template <class Builder>
 auto* family(Builder builder, Metric m, prometheus::Registry& registry) {
-  return &builder.Name(std::string(spec(m).name)).Help(std::string(spec(m).help)).Register(registry);
+  return &builder.Name(std::string(spec(m).name))
+              .Help(std::string(spec(m).help))
+              .Register(registry);
 }
 
 struct Entry {
@@ -115,6 +118,7 @@ std::shared_ptr<ExecutorMetrics> RegistryState::metrics_for(
   }
   auto created = std::make_shared<ExecutorMetrics>(shared_from_this(), registry, id, type, options);
   slot = created;
+  ensure_background_fold();
   return created;
 }
 
@@ -138,6 +142,18 @@ void RegistryState::fold_all() {
   const auto metrics = live();  // outlives the lock, see live()
   std::lock_guard page(page_mutex_);
   for (const auto& m : metrics) m->fold_held();
+}
+
+void RegistryState::fold_every() {
+  // Each registry is held while its executors fold, so it cannot go away meanwhile.
+  std::vector<std::pair<std::shared_ptr<prometheus::Registry>, std::shared_ptr<RegistryState>>> all;
+  {
+    std::lock_guard lock(states_mutex());
+    for (const auto& e : states()) {
+      if (auto registry = e.registry.lock()) all.emplace_back(std::move(registry), e.state);
+    }
+  }
+  for (const auto& [registry, state] : all) state->fold_all();
 }
 
 std::vector<prometheus::MetricFamily> RegistryState::collect() {

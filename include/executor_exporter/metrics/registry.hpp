@@ -1,5 +1,6 @@
 #pragma once
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <vector>
@@ -14,6 +15,18 @@ namespace executor_exporter {
 /// The process-wide registry used by every exporter that is given none. It is never
 /// destroyed, so executors that outlive main() can still fold their last counts.
 std::shared_ptr<prometheus::Registry> default_registry();
+
+/// How often a background thread folds every executor's shards into its registry
+/// (default 1 s; zero or less stops it). That thread, one per process, starts with the
+/// first executor. It is what keeps a registry truthful when it is collected without
+/// the library's help, as `exposer.RegisterCollectable(registry)` does: its counters and
+/// the gauges derived from them are then at most one interval old (the worker and
+/// capacity gauges are written where they change and are never stale). expose(),
+/// MetricsServer, collect() and scrape_text() fold first and stay exact at every
+/// scrape whatever the interval.
+void set_background_fold_interval(std::chrono::milliseconds interval);
+/// The current interval of the background fold.
+std::chrono::milliseconds background_fold_interval();
 
 /// A collectable view of `registry` to register with a prometheus::Exposer in place of
 /// the registry itself. Executors count on per-thread shards without locks; a

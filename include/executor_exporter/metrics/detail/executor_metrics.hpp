@@ -95,10 +95,11 @@ class ExecutorMetrics {
   void count(Metric m, std::size_t label, std::uint64_t n) noexcept {
     events_[event_offset(m) + label].fetch_add(n, std::memory_order_relaxed);
   }
-  /// A level (MetricSource::level) changes by `delta`.
-  void adjust(Metric m, std::int64_t delta) noexcept {
-    levels_[static_cast<std::size_t>(m)].fetch_add(delta, std::memory_order_relaxed);
-  }
+  /// A level (MetricSource::level) changes by `delta`. Written into the gauge at once,
+  /// not at the fold: levels change rarely (resize, a worker starting), and a registry
+  /// that is collected without a fold (plainly registered with an Exposer) must still
+  /// show how many workers a live executor has. Executors sharing an id add up.
+  void adjust(Metric m, std::int64_t delta) noexcept;
   /// During a fold (from a fold hook): adds `value` to the MetricSource::sampled gauge
   /// `m` of the worker labelled `worker` (created on first use). Every fold starts these
   /// gauges from 0 before it runs the hooks, so executors that share an id add up
@@ -202,10 +203,9 @@ class ExecutorMetrics {
   std::vector<std::uint64_t> wait_bounds_ns_;
   std::array<Series, metric_catalog.size()> series_;
 
-  // Rare events and levels, indexed as event_offset(m) + label and by catalog position.
+  // Rare events, indexed as event_offset(m) + label.
   std::unique_ptr<std::atomic<std::uint64_t>[]> events_;
   std::vector<std::uint64_t> events_folded_;  // guarded by mutex_
-  std::array<std::atomic<std::int64_t>, metric_catalog.size()> levels_{};
 
   std::mutex hooks_mutex_;  // guards hooks_; held while they run
   std::vector<std::pair<std::uint64_t, std::function<void()>>> hooks_;

@@ -44,6 +44,9 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
                                                const ExporterOptions& options);
   /// Folds every live executor's shards into its series.
   void fold_all();
+  /// fold_all() on the state of every registry that is still alive: the background
+  /// fold (see set_background_fold_interval).
+  static void fold_every();
   /// Folds every live executor, then collects the registry, with no other fold in
   /// between: the page is one instant, so counters and the gauges derived from them
   /// reconcile on it even while other threads scrape, or destroy an executor (whose
