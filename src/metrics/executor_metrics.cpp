@@ -121,6 +121,7 @@ ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
   layout_.run_buckets = run_bounds_ns_.size();
   layout_.wait_buckets = wait_bounds_ns_.size();
   totals_.assign(layout_.size(), 0);
+  state_->note_created(id_, type_, task_);
   for (std::size_t i = 0; i < event_slot_count(); ++i)
     events_[i].store(0, std::memory_order_relaxed);
   build_series();

@@ -1,6 +1,7 @@
 #include <executor_exporter/metrics/detail/registry_state.hpp>
 #include <executor_exporter/metrics/exporter.hpp>
 #include <executor_exporter/metrics/registry.hpp>
+#include <executor_exporter/metrics/text_format.hpp>
 
 namespace executor_exporter {
 
@@ -41,6 +42,16 @@ void expose(prometheus::Exposer& exposer, const std::shared_ptr<prometheus::Regi
   auto collectable = make_collectable(registry);
   exposer.RegisterCollectable(collectable, uri);
   state->keep_alive(std::move(collectable));
+}
+
+CreatedTime created_time(const std::shared_ptr<prometheus::Registry>& registry) {
+  auto state = detail::RegistryState::of(registry);
+  return [state](const prometheus::ClientMetric& metric) -> std::optional<double> {
+    std::vector<std::pair<std::string_view, std::string_view>> labels;
+    labels.reserve(metric.label.size());
+    for (const auto& l : metric.label) labels.emplace_back(l.name, l.value);
+    return state->created(labels);
+  };
 }
 
 void refresh(const std::shared_ptr<prometheus::Registry>& registry) {

@@ -10,6 +10,7 @@
 #include <prometheus/registry.h>
 #include <prometheus/summary.h>
 
+#include <chrono>
 #include <stdexcept>
 
 namespace executor_exporter::detail {
@@ -142,6 +143,36 @@ void RegistryState::fold_all() {
   const auto metrics = live();  // outlives the lock, see live()
   std::lock_guard page(page_mutex_);
   for (const auto& m : metrics) m->fold_held();
+}
+
+void RegistryState::note_created(const std::string& id, const std::string& type,
+                                 const std::string& task) {
+  const double now =
+      std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+  std::lock_guard lock(created_mutex_);
+  created_.try_emplace({id, type, task}, now);
+}
+
+std::optional<double> RegistryState::created(
+    const std::vector<std::pair<std::string_view, std::string_view>>& labels) const {
+  std::string_view id, type, task;
+  bool ours = false;
+  for (const auto& [name, value] : labels) {
+    if (name == "executor") {
+      id = value;
+      ours = true;
+    } else if (name == "executor_type") {
+      type = value;
+    } else if (name == "task") {
+      task = value;
+    }
+  }
+  if (!ours) return std::nullopt;
+  std::lock_guard lock(created_mutex_);
+  const auto it = created_.find(
+      std::tuple<std::string_view, std::string_view, std::string_view>(id, type, task));
+  if (it == created_.end()) return std::nullopt;
+  return it->second;
 }
 
 void RegistryState::fold_every() {

@@ -1,5 +1,7 @@
 #include <executor_exporter/metrics/text_format.hpp>
 
+#include <executor_exporter/metrics/detail/registry_state.hpp>
+
 #include <cmath>
 #include <cstdint>
 #include <iterator>
@@ -15,11 +17,17 @@ using prometheus::ClientMetric;
 using prometheus::MetricFamily;
 using prometheus::MetricType;
 
+// The two formats share everything but a few spellings, chosen here.
+struct Format {
+  bool openmetrics = false;
+  const CreatedTime* created = nullptr;  // OpenMetrics only
+};
+
 // %.16g is what TextSerializer's stream (precision max_digits10 - 1, default float
 // field, classic locale) prints; NaN and the infinities are spelled as it spells them.
-void put_double(std::string& out, double v) {
+void put_double(std::string& out, double v, bool openmetrics = false) {
   if (std::isnan(v)) {
-    out += "Nan";
+    out += openmetrics ? "NaN" : "Nan";
   } else if (std::isinf(v)) {
     out += v < 0 ? "-Inf" : "+Inf";
   } else {
@@ -46,13 +54,15 @@ void put_escaped(std::string& out, std::string_view s) {
   out.append(s.data() + from, s.size() - from);
 }
 
-// HELP text: only backslash and newline are escaped.
-void put_help(std::string& out, std::string_view s) {
+// HELP text: backslash and newline are escaped, and in OpenMetrics the double quote.
+void put_help(std::string& out, std::string_view s, bool openmetrics) {
   for (const char c : s) {
     if (c == '\\') {
       out += "\\\\";
     } else if (c == '\n') {
       out += "\\n";
+    } else if (c == '"' && openmetrics) {
+      out += "\\\"";
     } else {
       out += c;
     }
@@ -102,56 +112,79 @@ void put_head(std::string& out, const std::string& name, std::string_view suffix
   out += "\"} ";
 }
 
-void put_tail(std::string& out, const ClientMetric& metric) {
+void put_tail(std::string& out, const ClientMetric& metric, const Format& f = {}) {
   if (metric.timestamp_ms != 0) {
     out += ' ';
-    put_int(out, metric.timestamp_ms);
+    if (f.openmetrics) {
+      // OpenMetrics timestamps are seconds.
+      put_double(out, static_cast<double>(metric.timestamp_ms) / 1e3, true);
+    } else {
+      put_int(out, metric.timestamp_ms);
+    }
   }
   out += '\n';
 }
 
-// The _count and _sum lines that open a histogram or a summary.
+// OpenMetrics' name_created line: when the series started from zero, where known.
+void put_created(std::string& out, const std::string& name, const ClientMetric& metric,
+                 const std::string& labels, const Format& f) {
+  if (!f.openmetrics || f.created == nullptr || !*f.created) return;
+  const std::optional<double> t = (*f.created)(metric);
+  if (!t) return;
+  put_head(out, name, "_created", labels);
+  put_double(out, *t, true);
+  out += '\n';
+}
+
+// The _count and _sum lines of a histogram or a summary.
 void put_count_sum(std::string& out, const std::string& name, const ClientMetric& metric,
-                   const std::string& labels, std::uint64_t count, double sum) {
+                   const std::string& labels, std::uint64_t count, double sum, const Format& f) {
   put_head(out, name, "_count", labels);
   put_int(out, count);
-  put_tail(out, metric);
+  put_tail(out, metric, f);
   put_head(out, name, "_sum", labels);
-  put_double(out, sum);
-  put_tail(out, metric);
+  put_double(out, sum, f.openmetrics);
+  put_tail(out, metric, f);
 }
 
 void put_histogram(std::string& out, const std::string& name, const ClientMetric& metric,
-                   const std::string& labels) {
+                   const std::string& labels, const Format& f) {
   const auto& h = metric.histogram;
-  put_count_sum(out, name, metric, labels, h.sample_count, h.sample_sum);
+  // The text format opens with _count and _sum (as TextSerializer does); OpenMetrics
+  // lists the buckets first.
+  if (!f.openmetrics) put_count_sum(out, name, metric, labels, h.sample_count, h.sample_sum, f);
   bool has_inf = false;
   for (const auto& b : h.bucket) {
     has_inf = std::isinf(b.upper_bound) && b.upper_bound > 0;
-    put_head(out, name, "_bucket", labels, "le", [&] { put_double(out, b.upper_bound); });
+    put_head(out, name, "_bucket", labels, "le",
+             [&] { put_double(out, b.upper_bound, f.openmetrics); });
     put_int(out, b.cumulative_count);
-    put_tail(out, metric);
+    put_tail(out, metric, f);
   }
   // prometheus-cpp's histograms end with a +Inf bucket; a hand-made family might not.
   if (!has_inf) {
     put_head(out, name, "_bucket", labels, "le", [&] { out += "+Inf"; });
     put_int(out, h.sample_count);
-    put_tail(out, metric);
+    put_tail(out, metric, f);
   }
+  if (f.openmetrics) put_count_sum(out, name, metric, labels, h.sample_count, h.sample_sum, f);
+  put_created(out, name, metric, labels, f);
 }
 
 void put_summary(std::string& out, const std::string& name, const ClientMetric& metric,
-                 const std::string& labels) {
+                 const std::string& labels, const Format& f) {
   const auto& s = metric.summary;
-  put_count_sum(out, name, metric, labels, s.sample_count, s.sample_sum);
+  put_count_sum(out, name, metric, labels, s.sample_count, s.sample_sum, f);
   for (const auto& q : s.quantile) {
-    put_head(out, name, "", labels, "quantile", [&] { put_double(out, q.quantile); });
-    put_double(out, q.value);
-    put_tail(out, metric);
+    put_head(out, name, "", labels, "quantile",
+             [&] { put_double(out, q.quantile, f.openmetrics); });
+    put_double(out, q.value, f.openmetrics);
+    put_tail(out, metric, f);
   }
+  put_created(out, name, metric, labels, f);
 }
 
-std::string_view type_name(MetricType type) {
+std::string_view type_name(MetricType type, bool openmetrics) {
   switch (type) {
     case MetricType::Counter:
       return "counter";
@@ -164,45 +197,68 @@ std::string_view type_name(MetricType type) {
     case MetricType::Untyped:
       break;
   }
-  return "untyped";
+  return openmetrics ? "unknown" : "untyped";
 }
 
-void put_family(std::string& out, const MetricFamily& family) {
+bool ends_with(std::string_view s, std::string_view suffix) {
+  return s.size() > suffix.size() && s.substr(s.size() - suffix.size()) == suffix;
+}
+
+void put_family(std::string& out, const MetricFamily& family, const Format& f) {
+  // OpenMetrics names a counter family without its _total, which only its samples carry.
+  const bool om_counter = f.openmetrics && family.type == MetricType::Counter;
+  const std::string name = om_counter && ends_with(family.name, "_total")
+                               ? family.name.substr(0, family.name.size() - 6)
+                               : family.name;
+  const std::string_view sample_suffix = om_counter ? "_total" : "";
   if (!family.help.empty()) {
     out += "# HELP ";
-    out += family.name;
+    out += name;
     out += ' ';
-    put_help(out, family.help);
+    put_help(out, family.help, f.openmetrics);
     out += '\n';
   }
   out += "# TYPE ";
-  out += family.name;
+  out += name;
   out += ' ';
-  out += type_name(family.type);
+  out += type_name(family.type, f.openmetrics);
   out += '\n';
+  if (f.openmetrics) {
+    // The units this library's names end with; OpenMetrics wants the unit as a suffix.
+    for (const std::string_view unit : {"seconds", "bytes"}) {
+      if (ends_with(name, std::string("_") + std::string(unit))) {
+        out += "# UNIT ";
+        out += name;
+        out += ' ';
+        out += unit;
+        out += '\n';
+      }
+    }
+  }
   for (const auto& metric : family.metric) {
     const std::string labels = labels_of(metric);
     switch (family.type) {
       case MetricType::Counter:
-        put_head(out, family.name, "", labels);
-        put_double(out, metric.counter.value);
-        put_tail(out, metric);
+        put_head(out, name, sample_suffix, labels);
+        put_double(out, metric.counter.value, f.openmetrics);
+        put_tail(out, metric, f);
+        put_created(out, name, metric, labels, f);
         break;
       case MetricType::Gauge:
-        put_head(out, family.name, "", labels);
-        put_double(out, metric.gauge.value);
-        put_tail(out, metric);
+        put_head(out, name, "", labels);
+        put_double(out, metric.gauge.value, f.openmetrics);
+        put_tail(out, metric, f);
         break;
       case MetricType::Untyped:
-        put_head(out, family.name, "", labels);
-        put_double(out, metric.untyped.value);
-        put_tail(out, metric);
+        put_head(out, name, "", labels);
+        put_double(out, metric.untyped.value, f.openmetrics);
+        put_tail(out, metric, f);
         break;
       case MetricType::Summary:
-        put_summary(out, family.name, metric, labels);
+        put_summary(out, name, metric, labels, f);
         break;
       case MetricType::Histogram:
-        put_histogram(out, family.name, metric, labels);
+        put_histogram(out, name, metric, labels, f);
         break;
     }
   }
@@ -211,12 +267,25 @@ void put_family(std::string& out, const MetricFamily& family) {
 }  // namespace
 
 void write_text(std::string& out, const std::vector<prometheus::MetricFamily>& families) {
-  for (const auto& family : families) put_family(out, family);
+  for (const auto& family : families) put_family(out, family, Format{});
+}
+
+void write_openmetrics(std::string& out, const std::vector<prometheus::MetricFamily>& families,
+                       const CreatedTime& created) {
+  const Format f{true, &created};
+  for (const auto& family : families) put_family(out, family, f);
+  out += "# EOF\n";
 }
 
 std::string scrape_text(const std::shared_ptr<prometheus::Registry>& registry) {
   std::string out;
   write_text(out, collect(registry));
+  return out;
+}
+
+std::string scrape_openmetrics(const std::shared_ptr<prometheus::Registry>& registry) {
+  std::string out;
+  write_openmetrics(out, collect(registry), created_time(registry));
   return out;
 }
 

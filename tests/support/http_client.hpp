@@ -19,6 +19,7 @@
 #include <stdexcept>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace ee_test {
 
@@ -174,8 +175,11 @@ inline ParsedHead parse_head(std::string_view head, const std::string& ctx) {
 // returned, not thrown. Throws std::runtime_error when the host cannot be resolved, the
 // connection fails, the response is malformed/truncated, or `timeout` (for the whole exchange)
 // elapses.
+// `headers` are extra request header lines ("Accept: ...", "Authorization: ..."); an
+// Accept among them replaces the default "*/*".
 inline HttpResponse http_get(const std::string& host, int port, const std::string& path,
-                             std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+                             std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                             const std::vector<std::string>& headers = {}) {
   using namespace http_detail;
   const std::string ctx = "http_get(http://" + host + ":" + std::to_string(port) + path + ")";
   const auto deadline = Clock::now() + timeout;
@@ -225,7 +229,14 @@ inline HttpResponse http_get(const std::string& host, int port, const std::strin
   Fd fd(sock);
 
   std::string request = "GET " + path + " HTTP/1.1\r\nHost: " + host + ":" + port_str +
-                        "\r\nUser-Agent: ee_test/1\r\nAccept: */*\r\nConnection: close\r\n\r\n";
+                        "\r\nUser-Agent: ee_test/1\r\n";
+  bool has_accept = false;
+  for (const auto& h : headers) {
+    has_accept = has_accept || lower(h.substr(0, 7)) == "accept:";
+    request += h + "\r\n";
+  }
+  if (!has_accept) request += "Accept: */*\r\n";
+  request += "Connection: close\r\n\r\n";
   std::size_t sent = 0;
   while (sent < request.size()) {
     wait_fd(fd.get(), POLLOUT, deadline, ctx + ": sending request");

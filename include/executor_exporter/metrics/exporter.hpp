@@ -6,9 +6,9 @@
 
 #include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/metrics/detail/recorder.hpp>
-#include <executor_exporter/metrics/task_observer.hpp>
 #include <executor_exporter/metrics/exporter_options.hpp>
 #include <executor_exporter/metrics/registry.hpp>
+#include <executor_exporter/metrics/task_observer.hpp>
 
 namespace executor_exporter {
 

@@ -9,7 +9,7 @@ namespace executor_exporter {
 /// queues back up for minutes while most tasks take micro- to milliseconds.
 inline std::vector<double> default_buckets() {
   return {1e-5, 2.5e-5, 5e-5, 1e-4, 2.5e-4, 5e-4, 1e-3, 2.5e-3, 5e-3, 0.01, 0.025, 0.05, 0.1,
-          0.25, 0.5,    1,      2.5,  5,      10,   30,     60,   120,    300,  600,  1800};
+          0.25, 0.5,    1,    2.5,  5,      10,   30,   60,     120,  300,  600,   1800};
 }
 
 /// Per-exporter settings. Bucket bounds are fixed when the first exporter of an id is

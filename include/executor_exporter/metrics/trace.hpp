@@ -21,7 +21,10 @@ class Trace {
   /// Starts the stopwatch now. Executors create traces; users receive them.
   /// `metrics` null: the executor's metrics are compiled out and marks record nothing.
   Trace(detail::ExecutorMetrics* metrics, std::string scope, const TraceOptions& options)
-      : metrics_(metrics), options_(&options), scope_(std::move(scope)), last_ns_(detail::now_ns()) {}
+      : metrics_(metrics),
+        options_(&options),
+        scope_(std::move(scope)),
+        last_ns_(detail::now_ns()) {}
   Trace(const Trace&) = delete;
   Trace& operator=(const Trace&) = delete;
 

@@ -4,7 +4,10 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -39,9 +42,9 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
   explicit RegistryState(prometheus::Registry& registry);
 
   /// The shared metrics of (id, type), created on first use.
-  std::shared_ptr<ExecutorMetrics> metrics_for(const std::shared_ptr<prometheus::Registry>& registry,
-                                               const std::string& id, const std::string& type,
-                                               const ExporterOptions& options);
+  std::shared_ptr<ExecutorMetrics> metrics_for(
+      const std::shared_ptr<prometheus::Registry>& registry, const std::string& id,
+      const std::string& type, const ExporterOptions& options);
   /// Folds every live executor's shards into its series.
   void fold_all();
   /// fold_all() on the state of every registry that is still alive: the background
@@ -78,6 +81,13 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
   prometheus::Family<prometheus::Histogram>& trace_histogram_family();
   prometheus::Family<prometheus::Summary>& trace_summary_family();
 
+  /// Remembers when the series of (id, type, task) were first made in this registry
+  /// (the first call wins), for OpenMetrics' _created.
+  void note_created(const std::string& id, const std::string& type, const std::string& task);
+  /// The time noted for the executor, executor_type and task labels of `labels`.
+  std::optional<double> created(
+      const std::vector<std::pair<std::string_view, std::string_view>>& labels) const;
+
   /// Holds a collectable handed to an Exposer (which keeps only a weak_ptr) for as
   /// long as the registry lives.
   void keep_alive(std::shared_ptr<prometheus::Collectable> collectable) {
@@ -98,6 +108,8 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
   std::vector<std::shared_ptr<prometheus::Collectable>> exposed_;
   std::mutex mutex_;
   std::map<std::pair<std::string, std::string>, std::weak_ptr<ExecutorMetrics>> metrics_;
+  mutable std::mutex created_mutex_;
+  std::map<std::tuple<std::string, std::string, std::string>, double, std::less<>> created_;
   prometheus::Family<prometheus::Histogram>* trace_histogram_ = nullptr;  // guarded by mutex_
   prometheus::Family<prometheus::Summary>* trace_summary_ = nullptr;      // guarded by mutex_
 };
