@@ -10,12 +10,18 @@
 #include <unistd.h>
 #include <csignal>
 
+#include <executor_exporter/executor_exporter.hpp>
+
+#include <prometheus/exposer.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <memory>
 #include <optional>
 #include <string>
@@ -30,6 +36,7 @@
 #include "wait_until.hpp"
 
 using namespace std::chrono_literals;
+namespace ee = executor_exporter;
 namespace prom = ee_test::prom;
 
 #ifndef EE_DEMO_BINARY
@@ -169,10 +176,95 @@ TEST_CASE("demo serves metrics and promtool finds nothing wrong", "[e2e]") {
   CHECK(*status == 0);
 }
 
-TEST_CASE("the real Prometheus server scrapes the demo", "[e2e]") {
+namespace {
+
+std::string url_encode(std::string_view s) {
+  std::string out;
+  for (const unsigned char c : s) {
+    if (std::isalnum(c) || c == '_' || c == '-' || c == '.' || c == '~') {
+      out += static_cast<char>(c);
+    } else {
+      char buf[4];
+      std::snprintf(buf, sizeof buf, "%%%02X", c);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+// The series a PromQL query returns from the Prometheus at `port` now (empty on any error,
+// with the reason in `last`).
+std::vector<ee_test::json::Value> query(int port, const std::string& promql, std::string& last) {
+  try {
+    const auto r =
+        ee_test::http_get("127.0.0.1", port, "/api/v1/query?query=" + url_encode(promql), 5s);
+    last = promql + " -> " + std::to_string(r.status) + " " + r.body;
+    if (r.status != 200) return {};
+    const auto doc = ee_test::json::parse(r.body);
+    if (doc.at("status").str() != "success") return {};
+    return doc.at("data").at("result").array;
+  } catch (const std::exception& e) {
+    last = promql + " -> error: " + e.what();
+    return {};
+  }
+}
+
+double sample_value(const ee_test::json::Value& series) {
+  return std::stod(series.at("value").at(1).str());
+}
+
+bool valid_utf8(std::string_view s) {
+  std::size_t i = 0;
+  while (i < s.size()) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const std::size_t len = c < 0x80         ? 1
+                            : (c >> 5) == 6  ? 2
+                            : (c >> 4) == 14 ? 3
+                            : (c >> 3) == 30 ? 4
+                                             : 0;
+    if (len == 0 || i + len > s.size()) return false;
+    for (std::size_t k = 1; k < len; ++k) {
+      if ((static_cast<unsigned char>(s[i + k]) >> 6) != 2) return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
+}  // namespace
+
+// One Prometheus server, started once, scrapes three targets the way users serve metrics:
+// the demo (MetricsServer, a separate process), a registry registered the plain
+// prometheus-cpp way with an Exposer (truthful only thanks to the background fold), and a
+// MetricsServer whose labels came from hostile, non-UTF-8 user input.
+TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hostile labels",
+          "[e2e]") {
   const std::string prometheus = require_tool(EE_PROMETHEUS, "The Prometheus server");
   const int demo_port = ee_test::free_tcp_port();
   auto demo = start_demo(demo_port);
+
+  // A plainly registered registry with a live pool: 3 workers, 25 tasks done, one running.
+  auto plain_registry = std::make_shared<prometheus::Registry>();
+  prometheus::Exposer plain_exposer("127.0.0.1:0");
+  plain_exposer.RegisterCollectable(plain_registry);
+  ee::ThreadPoolOptions plain_options;
+  plain_options.registry = plain_registry;
+  plain_options.id = "plain_e2e";
+  ee::ThreadPoolExecutor plain_pool(3, plain_options);
+  std::promise<void> release;
+  auto gate = release.get_future().share();
+  auto blocked = plain_pool.submit([gate] { gate.wait(); });
+  for (int i = 0; i < 25; ++i) plain_pool.submit([] {}).get();
+
+  // Labels from user input that is not UTF-8: an id, a task name, a trace action.
+  auto hostile_registry = std::make_shared<prometheus::Registry>();
+  ee::MetricsServer hostile_server("127.0.0.1:0", hostile_registry);
+  ee::ThreadPoolOptions hostile_options;
+  hostile_options.registry = hostile_registry;
+  hostile_options.id = "bad\xff\xfe id";
+  ee::ThreadPoolExecutor hostile_pool(1, hostile_options);
+  hostile_pool.submit_named("task \xc3(", [] {}).get();
+  hostile_pool.submit([] {}).get();
 
   ee_test::TempDir dir("ee_prometheus");
   const auto config = dir / "prometheus.yml";
@@ -182,11 +274,15 @@ TEST_CASE("the real Prometheus server scrapes the demo", "[e2e]") {
            "  scrape_interval: 1s\n"
            "  scrape_timeout: 1s\n"
            "  evaluation_interval: 1s\n"
-           "scrape_configs:\n"
-           "  - job_name: executor_exporter_demo\n"
-           "    static_configs:\n"
-           "      - targets: ['127.0.0.1:"
-        << demo_port << "']\n";
+           "scrape_configs:\n";
+    const std::pair<const char*, int> jobs[] = {
+        {"executor_exporter_demo", demo_port},
+        {"plain", plain_exposer.GetListeningPorts().front()},
+        {"hostile", hostile_server.port()}};
+    for (const auto& [job, port] : jobs) {
+      out << "  - job_name: " << job
+          << "\n    static_configs:\n      - targets: ['127.0.0.1:" << port << "']\n";
+    }
     REQUIRE(out.good());
   }
   std::filesystem::create_directories(dir / "data");
@@ -200,34 +296,14 @@ TEST_CASE("the real Prometheus server scrapes the demo", "[e2e]") {
                               "--web.console.libraries=" + (dir / "console_libraries").string(),
                               "--query.lookback-delta=30s", "--log.level=info"});
 
-  const std::string query = "/api/v1/query?query=" + std::string(kSubmitted) +
-                            "%7Bexecutor%3D%22demo%22%7D";  // {executor="demo"}
   std::string last;
-  double value = 0;
-  const bool seen = ee_test::wait_until(
-      [&] {
-        if (!server.running()) return false;
-        try {
-          const auto r = ee_test::http_get("127.0.0.1", prom_port, query, 5s);
-          last = std::to_string(r.status) + " " + r.body;
-          if (r.status != 200) return false;
-          const auto doc = ee_test::json::parse(r.body);
-          if (doc.at("status").str() != "success") return false;
-          for (const auto& series : doc.at("data").at("result").array) {
-            const auto& metric = series.at("metric");
-            if (metric.at("executor").str() != "demo") continue;
-            if (metric.at("job").str() != "executor_exporter_demo") continue;
-            value = std::stod(series.at("value").at(1).str());
-            if (value > 0) return true;
-          }
-        } catch (const std::exception& e) {
-          last = std::string("error: ") + e.what();
-        }
-        return false;
-      },
-      40s, 500ms);
-
-  if (!seen) {
+  auto one_value = [&](const std::string& promql) -> std::optional<double> {
+    if (!server.running()) return std::nullopt;
+    const auto result = query(prom_port, promql, last);
+    if (result.size() != 1) return std::nullopt;
+    return sample_value(result.front());
+  };
+  auto diagnose = [&](const std::string& what) {
     std::string targets;
     try {
       targets = ee_test::http_get("127.0.0.1", prom_port, "/api/v1/targets", 5s).body;
@@ -238,10 +314,57 @@ TEST_CASE("the real Prometheus server scrapes the demo", "[e2e]") {
                                 << "\ntargets: " << targets << "\nprometheus log:\n"
                                 << tail(server.stderr_text()) << "\ndemo stderr:\n"
                                 << tail(demo->stderr_text()));
-    FAIL("Prometheus did not report " << kSubmitted << "{executor=\"demo\"} > 0 within 40s");
-  }
-  CHECK(value > 0);
+    FAIL(what);
+  };
 
+  // The demo: its task counter grows in Prometheus.
+  if (!ee_test::wait_until(
+          [&] {
+            const auto v = one_value(std::string(kSubmitted) +
+                                     "{executor=\"demo\",job=\"executor_exporter_demo\"}");
+            return v && *v > 0;
+          },
+          40s, 500ms)) {
+    diagnose(std::string("Prometheus did not report ") + kSubmitted + "{executor=\"demo\"} > 0");
+  }
+
+  // The plain registry: the live pool's true numbers, not the zeros of an unfolded registry.
+  if (!ee_test::wait_until(
+          [&] {
+            const auto workers = one_value("executor_max_workers{job=\"plain\"}");
+            const auto submitted = one_value(std::string(kSubmitted) + "{job=\"plain\"}");
+            const auto running = one_value("executor_tasks_running{job=\"plain\"}");
+            return workers == 3.0 && submitted == 26.0 && running == 1.0;
+          },
+          40s, 500ms)) {
+    diagnose(
+        "Prometheus did not see the plain registry's live pool (3 workers, 26 tasks, 1 running)");
+  }
+
+  // The hostile labels: the target is up, its series arrived with valid UTF-8 labels, and
+  // Prometheus negotiated OpenMetrics with the library's server.
+  if (!ee_test::wait_until(
+          [&] {
+            const auto up = one_value("up{job=\"hostile\"}");
+            const auto named =
+                query(prom_port, std::string(kSubmitted) + "{job=\"hostile\"} > 0", last);
+            return up == 1.0 && named.size() == 2;
+          },
+          40s, 500ms)) {
+    diagnose("Prometheus did not ingest the hostile target's two task series");
+  }
+  for (const auto& series : query(prom_port, std::string(kSubmitted) + "{job=\"hostile\"}", last)) {
+    const auto& metric = series.at("metric");
+    const std::string id = metric.at("executor").str();
+    INFO(id);
+    CHECK(valid_utf8(id));
+    CHECK(id.rfind("bad", 0) == 0);
+  }
+  CHECK(hostile_server.stats().pages_openmetrics > 0);
+  CHECK(hostile_server.stats().pages_text == 0);
+
+  release.set_value();
+  blocked.get();
   // Both processes are stopped (and the temp dir removed) by RAII; stop them explicitly too so
   // that a failure to stop is visible.
   CHECK(server.terminate(20s) == 0);
