@@ -3,6 +3,7 @@
 // (as celery-exporter's `name` label), never twice.
 #include <catch2/catch.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <future>
 #include <latch>
@@ -55,7 +56,8 @@ TEST_CASE("a named task is counted only in its own series", "[pool_features][nam
   pool.wait();
   auto fams = ee::collect(reg);
   CHECK(value(fams, "executor_tasks_submitted_total", {{"task", "resize"}}) == 4);
-  CHECK(value(fams, "executor_task_run_seconds", {{"task", "resize"}, {"result", "completed"}}) == 3);
+  CHECK(value(fams, "executor_task_run_seconds", {{"task", "resize"}, {"result", "completed"}}) ==
+        3);
   CHECK(value(fams, "executor_task_run_seconds", {{"task", "resize"}, {"result", "failed"}}) == 1);
   CHECK(value(fams, "executor_task_wait_seconds", {{"task", "resize"}}) == 4);
   // The unlabelled series count the unnamed task only...
@@ -76,8 +78,7 @@ TEST_CASE("a named task is counted only in its own series", "[pool_features][nam
   CHECK_FALSE(pool_test::has(fams, "executor_worker_busy_seconds_total", {{"task", "resize"}}));
 }
 
-TEST_CASE("the executor's busy seconds still include named tasks",
-          "[pool_features][named_tasks]") {
+TEST_CASE("the executor's busy seconds still include named tasks", "[pool_features][named_tasks]") {
   auto reg = std::make_shared<prometheus::Registry>();
   ee::ThreadPoolExecutor pool(1, pool_test::options(reg));
   pool.submit_named("slow", [] { std::this_thread::sleep_for(std::chrono::milliseconds(60)); })
@@ -98,8 +99,14 @@ TEST_CASE("summing over task reconciles while named and unnamed tasks are in fli
   auto opened = gate.get_future().share();
   std::latch started(2);
   // Two running (one named, one not), then queued ones of each kind, one cancelled.
-  auto r1 = pool.submit_named("a", [&, opened] { started.count_down(); opened.wait(); });
-  auto r2 = pool.submit([&, opened] { started.count_down(); opened.wait(); });
+  auto r1 = pool.submit_named("a", [&, opened] {
+    started.count_down();
+    opened.wait();
+  });
+  auto r2 = pool.submit([&, opened] {
+    started.count_down();
+    opened.wait();
+  });
   started.wait();
   std::vector<ee::Future<void>> queued;
   for (int i = 0; i < 3; ++i) queued.push_back(pool.submit_named(i % 2 ? "a" : "b", [] {}));
@@ -179,4 +186,37 @@ TEST_CASE("a named submit refused counts under its name only", "[pool_features][
         1);
   CHECK(value(fams, "executor_tasks_rejected_total", {{"reason", "shutdown"}}) == 1);
   CHECK(sum_over_tasks(fams, "executor_tasks_rejected_total", {{"reason", "shutdown"}}) == 2);
+}
+
+TEST_CASE("summed over task, running tasks never exceed the workers on any scrape",
+          "[pool_features][named]") {
+  // One worker alternating named and unnamed tasks: each scrape must see the named and
+  // the unnamed series at one instant, or a task that just ended in one and its successor
+  // that just started in the other are both counted as running.
+  auto reg = std::make_shared<prometheus::Registry>();
+  ee::ThreadPoolExecutor pool(1, pool_test::options(reg, "instant"));
+  std::atomic<bool> stop{false};
+  // Tasks of a few microseconds, so that a scrape often lands while one runs.
+  auto spin = [] {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(5);
+    while (std::chrono::steady_clock::now() < until) {
+    }
+  };
+  std::thread producer([&] {
+    for (std::uint64_t i = 0; !stop.load(std::memory_order_relaxed); ++i) {
+      auto f = i % 2 == 0 ? pool.submit_named("even", spin) : pool.submit(spin);
+      if (i % 64 == 0) f.get();  // keep the queue short
+    }
+  });
+  int over = 0, scrapes = 0;
+  for (; scrapes < 1500; ++scrapes) {
+    const auto fams = ee::collect(reg);
+    if (sum_over_tasks(fams, "executor_tasks_running") > 1) ++over;
+  }
+  stop = true;
+  producer.join();
+  pool.shutdown(true);
+  INFO(over << " of " << scrapes << " scrapes showed more running tasks than workers");
+  CHECK(over == 0);
+  CHECK(reconciles_summed(ee::collect(reg)));
 }

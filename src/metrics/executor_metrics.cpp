@@ -319,6 +319,7 @@ MetricShard& ExecutorMetrics::register_shard() {
   });
   auto shard = std::make_shared<MetricShard>(layout_, run_bounds_ns_, wait_bounds_ns_,
                                              options_.timing_sample_rate);
+  shard->thread = &cache;
   {
     std::lock_guard lock(mutex_);
     shards_.push_back(shard);
@@ -369,20 +370,90 @@ void ExecutorMetrics::fold_held() {
     std::lock_guard hooks_lock(hooks_mutex_);
     for (auto& h : hooks_) h.second();
   }
+  // The named children fold with their executor, from one snapshot of every shard:
+  // folded one after the other, a worker's task that ended in one series and its next
+  // task that started in another were both counted as running. Copied so that
+  // named_mutex_ is not held while they fold.
+  std::vector<std::shared_ptr<ExecutorMetrics>> children;
   {
-    // Named children fold under the same page lock; copied so that named_mutex_ is
-    // not held while they do.
-    std::vector<std::shared_ptr<ExecutorMetrics>> children;
-    {
-      std::lock_guard named_lock(named_mutex_);
-      for (auto& [name, child] : named_) children.push_back(child);
-      if (other_) children.push_back(other_);
-    }
-    for (auto& child : children) child->fold_held();
+    std::lock_guard named_lock(named_mutex_);
+    for (auto& [name, child] : named_) children.push_back(child);
+    if (other_) children.push_back(other_);
   }
-  std::lock_guard lock(mutex_);
-  fold_tasks();
-  fold_rare();
+  std::vector<ExecutorMetrics*> objects;
+  for (auto& child : children) objects.push_back(child.get());
+  objects.push_back(this);
+  // Nothing else takes two of these mutexes at once, so any order is deadlock-free.
+  std::vector<std::unique_lock<std::mutex>> locks;
+  locks.reserve(objects.size());
+  for (auto* o : objects) locks.emplace_back(o->mutex_);
+  // Before any shard is read: a task that starts during this fold is not counted yet.
+  const std::uint64_t now = now_ns();
+  auto snapshots = read_shards(objects);
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    objects[i]->fold_tasks(snapshots[i], now);
+    objects[i]->fold_rare();
+  }
+}
+
+template <class ValueOf>
+std::uint64_t ExecutorMetrics::ended_count(ValueOf&& value_of) const {
+  // With every task timed, the run histograms' counts (the exported outcome counters);
+  // with sampled timing, the exact per-shard outcome slots.
+  if (options_.timing_sample_rate != 1) {
+    return value_of(SlotLayout::completed) + value_of(SlotLayout::failed);
+  }
+  std::uint64_t n = 0;
+  for (const bool ok : {true, false}) {
+    for (std::size_t i = 0; i <= layout_.run_buckets; ++i) n += value_of(layout_.run_hist(ok) + i);
+  }
+  return n;
+}
+
+// Callers hold the mutex_ of every object.
+std::vector<ExecutorMetrics::ShardSnapshots> ExecutorMetrics::read_shards(
+    const std::vector<ExecutorMetrics*>& objects) {
+  std::vector<ShardSnapshots> out(objects.size());
+  // The shards of each thread, as (object, shard) positions.
+  std::map<const void*, std::vector<std::pair<std::size_t, std::size_t>>> by_thread;
+  for (std::size_t o = 0; o < objects.size(); ++o) {
+    const auto& shards = objects[o]->shards_;
+    out[o].assign(shards.size(), std::vector<std::uint64_t>(objects[o]->layout_.size(), 0));
+    for (std::size_t s = 0; s < shards.size(); ++s) by_thread[shards[s]->thread].emplace_back(o, s);
+  }
+  for (const auto& [thread, group] : by_thread) {
+    for (int attempt = 0;; ++attempt) {
+      // Later lifecycle stages before earlier ones (SlotLayout's order): the ended ones
+      // and busy time, the run histograms, started, dequeued, then the wait histogram.
+      for (const auto& [o, s] : group) {
+        const ExecutorMetrics& m = *objects[o];
+        const MetricShard& shard = *m.shards_[s];
+        auto& snap = out[o][s];
+        const std::size_t n = m.layout_.size();
+        const std::pair<std::size_t, std::size_t> ranges[] = {
+            {SlotLayout::completed, SlotLayout::started},
+            {m.layout_.run_hist(true), m.layout_.wait_hist()},
+            {SlotLayout::started, SlotLayout::cancelled},
+            {m.layout_.wait_hist(), n},
+        };
+        for (auto [begin, end] : ranges) {
+          for (std::size_t i = begin; i < end; ++i) snap[i] = shard.read(i);
+        }
+      }
+      // A task of this thread that ended since its shard was read: read the group again
+      // (under constant churn, give up after a few tries: a close bound).
+      bool still = true;
+      for (const auto& [o, s] : group) {
+        const ExecutorMetrics& m = *objects[o];
+        const MetricShard& shard = *m.shards_[s];
+        const auto& snap = out[o][s];
+        still = still && m.ended_count([&](std::size_t i) { return snap[i]; }) ==
+                             m.ended_count([&](std::size_t i) { return shard.read(i); });
+      }
+      if (still || attempt == 7) break;
+    }
+  }
+  return out;
 }
 
 // Caller holds mutex_.
@@ -406,70 +477,47 @@ void ExecutorMetrics::fold_rare() {
   }
 }
 
-// Caller holds mutex_.
-void ExecutorMetrics::fold_tasks() {
+// Caller holds mutex_; `snapshot` is this object's part of read_shards().
+void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, std::uint64_t now) {
   const std::size_t n = layout_.size();
   std::vector<std::uint64_t> delta(n, 0);
   std::vector<bool> retired(shards_.size());
   for (std::size_t s = 0; s < shards_.size(); ++s) {
     retired[s] = shards_[s]->retired.load(std::memory_order_acquire);
   }
-  // Read later lifecycle stages before earlier ones: a task seen as ended is then surely
-  // seen as started, and one seen as started surely as submitted, so the gauges derived
-  // below never go negative and every scrape reconciles.
-  //
-  // A task starts and ends on one thread, so the ended and started stages are read per
-  // shard as one snapshot: the ended counts are read before and after the
-  // started counts, and the read is repeated while a task ended in between. Each shard's
-  // started - ended is then its true number of running tasks at one instant (at most one
-  // for a pool worker), and executor_tasks_running never exceeds the worker count.
-  const std::size_t run_begin = layout_.run_hist(true), run_end = layout_.wait_hist();
-  const std::size_t wait_begin = layout_.wait_hist(), wait_end = n;
-  const std::pair<std::size_t, std::size_t> per_shard[] = {
-      {SlotLayout::completed, SlotLayout::started},
-      {run_begin, run_end},
-      {SlotLayout::started, SlotLayout::cancelled},
-      {wait_begin, wait_end},
-  };
-  // Ended tasks by outcome. With every task timed they are the run histograms' counts,
-  // so the exported completed/failed counters equal the histograms' _count on every
-  // scrape, not just once the in-flight tasks are done. With sampled timing the
-  // histograms hold fewer, and the exact per-shard outcome slots count instead.
+  // The lifecycle stages were read later ones first (read_shards): a task seen as ended
+  // is then surely seen as started, and one seen as started surely as submitted (read
+  // below), so the gauges derived below never go negative and every scrape reconciles.
   const bool every_task_timed = options_.timing_sample_rate == 1;
   auto outcome_count = [&](auto&& value_of, bool ok) {
     if (!every_task_timed) return value_of(ok ? SlotLayout::completed : SlotLayout::failed);
-    std::uint64_t n = 0;
-    for (std::size_t i = 0; i <= layout_.run_buckets; ++i) n += value_of(layout_.run_hist(ok) + i);
-    return n;
+    std::uint64_t count = 0;
+    for (std::size_t i = 0; i <= layout_.run_buckets; ++i) {
+      count += value_of(layout_.run_hist(ok) + i);
+    }
+    return count;
   };
-  auto ended_count = [&](auto&& value_of) {
-    return outcome_count(value_of, true) + outcome_count(value_of, false);
-  };
-  std::vector<std::uint64_t> snapshot(n, 0);
-  // Running tasks' time so far, for the busy seconds. `now` is read before any task's
-  // start, so a task that starts during this fold is simply not counted yet.
+  // Running tasks' time so far, for the busy seconds.
   const Series& busy = series_[static_cast<std::size_t>(Metric::worker_busy)];
   const bool executor_level = !busy.counters.empty();
-  const std::uint64_t now = executor_level ? now_ns() : 0;
   std::uint64_t running_ns = 0;
-  for (auto& shard : shards_) {
-    for (int attempt = 0;; ++attempt) {
-      for (auto [begin, end] : per_shard) {
-        for (std::size_t i = begin; i < end; ++i) snapshot[i] = shard->read(i);
-      }
-      const std::uint64_t before = ended_count([&](std::size_t i) { return snapshot[i]; });
-      const std::uint64_t after = ended_count([&](std::size_t i) { return shard->read(i); });
-      if (before == after || attempt == 7) break;  // under constant churn: a close bound
-    }
+  const std::pair<std::size_t, std::size_t> per_shard[] = {
+      {SlotLayout::completed, SlotLayout::started},
+      {layout_.run_hist(true), layout_.wait_hist()},
+      {SlotLayout::started, SlotLayout::cancelled},
+      {layout_.wait_hist(), n},
+  };
+  for (std::size_t s = 0; s < shards_.size(); ++s) {
+    auto& shard = shards_[s];
     // After the busy slot (see MetricShard::set_running_since): a task whose busy time
     // was read is never counted as running too.
     const std::uint64_t since = shard->running_since();
-    if (since != 0 && since < now) running_ns += now - since;
+    if (executor_level && since != 0 && since < now) running_ns += now - since;
     auto& folded = shard->folded();
     for (auto [begin, end] : per_shard) {
       for (std::size_t i = begin; i < end; ++i) {
-        delta[i] += snapshot[i] - folded[i];
-        folded[i] = snapshot[i];
+        delta[i] += snapshot[s][i] - folded[i];
+        folded[i] = snapshot[s][i];
       }
     }
   }

@@ -176,8 +176,18 @@ class ExecutorMetrics {
 
   /// fold() for a caller that already holds the page lock.
   void fold_held();
-  /// Folds the shards: the task lifecycle.
-  void fold_tasks();
+  /// Each shard's slots, read as one instant per thread: [object][shard][slot].
+  using ShardSnapshots = std::vector<std::vector<std::uint64_t>>;
+  /// Reads the shards of `objects` (an executor and its named children, each with its
+  /// mutex_ held). The lifecycle slots of all the shards one thread writes are read
+  /// together and read again while a task of that thread ended in between, so a thread
+  /// counts at most one running task summed over every task name.
+  static std::vector<ShardSnapshots> read_shards(const std::vector<ExecutorMetrics*>& objects);
+  /// Ended tasks in slots read through `value_of`.
+  template <class ValueOf>
+  std::uint64_t ended_count(ValueOf&& value_of) const;
+  /// Folds the shards (read by read_shards, `now` taken before): the task lifecycle.
+  void fold_tasks(ShardSnapshots& snapshot, std::uint64_t now);
   /// Folds the event counters and levels.
   void fold_rare();
   MetricShard& register_shard();

@@ -138,6 +138,10 @@ class MetricShard {
   std::atomic<bool> retired{false};
   /// Set when the owning ExecutorMetrics dies, so thread caches can forget the shard.
   std::atomic<bool> orphaned{false};
+  /// The thread that writes it (its ShardCache), set before the shard is published. A
+  /// collect reads all shards of one thread as one snapshot, across task names: a
+  /// thread runs one task at a time, whichever series it counts in.
+  const void* thread = nullptr;
 
  private:
   static std::size_t padded(std::size_t n) { return (n + 7) / 8 * 8; }
@@ -156,7 +160,7 @@ class MetricShard {
 
   SlotLayout layout_;
   std::uint32_t sample_rate_;
-  std::uint64_t rng_;          // owner thread only
+  std::uint64_t rng_;           // owner thread only
   std::int64_t countdown_ = 1;  // tasks until the next timed one; owner thread only
   const std::uint64_t* run_bounds_;
   const std::uint64_t* wait_bounds_;
