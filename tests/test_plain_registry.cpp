@@ -116,3 +116,15 @@ TEST_CASE("the background fold can be stopped and restarted", "[plain_registry]"
       [&] { return prom::metric(plain.page(), "executor_tasks_submitted_total", l) == 1; }, 10s,
       20ms));
 }
+
+TEST_CASE("every registry says which library version serves it", "[plain_registry]") {
+  PlainExposer plain;
+  ee::ThreadPoolOptions o;
+  o.registry = plain.registry;
+  o.id = "versioned";
+  ee::ThreadPoolExecutor pool(1, o);
+  const auto page = plain.page();
+  CHECK(prom::metric(page, "executor_exporter_build_info",
+                     {{"version", std::string(ee::library_version())}}) == 1);
+  CHECK(ee::library_version() == EE_PROJECT_VERSION);
+}

@@ -137,7 +137,10 @@ void ExecutorMetrics::build_series() {
   for (std::size_t i = 0; i < metric_catalog.size(); ++i) {
     const auto m = static_cast<Metric>(i);
     const MetricSpec& sp = metric_catalog[i];
-    if (sp.source == MetricSource::trace || sp.source == MetricSource::sampled) continue;
+    if (sp.source == MetricSource::trace || sp.source == MetricSource::sampled ||
+        sp.source == MetricSource::build) {
+      continue;
+    }
     if (!task_.empty() && !has_label(sp, "task")) continue;
     const auto values = label_values(sp);
     const std::string label(first_label(sp));

@@ -18,13 +18,17 @@ std::string_view kind_name(MetricKind kind) {
 }
 }  // namespace
 
+std::string_view library_version() { return EXECUTOR_EXPORTER_VERSION; }
+
 std::string metrics_table_markdown() {
   std::string out =
       "| metric | type | labels | meaning |\n"
       "|---|---|---|---|\n";
   for (const auto& m : metric_catalog) {
-    std::string labels = "executor, executor_type";
-    if (!m.extra_labels.empty()) labels += fmt::format(", {}", m.extra_labels);
+    std::string labels = m.source == MetricSource::build ? "" : "executor, executor_type";
+    if (!m.extra_labels.empty()) {
+      labels += fmt::format("{}{}", labels.empty() ? "" : ", ", m.extra_labels);
+    }
     out += fmt::format("| `{}` | {} | {} | {} |\n", m.name, kind_name(m.kind), labels, m.help);
   }
   return out;

@@ -45,6 +45,12 @@ RegistryState::RegistryState(prometheus::Registry& registry) : registry_(registr
   for (std::size_t i = 0; i < metric_catalog.size(); ++i) {
     const auto m = static_cast<Metric>(i);
     if (spec(m).source == MetricSource::trace) continue;  // its type is chosen on first use
+    if (spec(m).source == MetricSource::build) {
+      // One series per registry, so a dashboard can tell which library version serves.
+      gauges_[i] = family(prometheus::BuildGauge(), m, registry);
+      gauges_[i]->Add({{std::string(first_label(spec(m))), std::string(library_version())}}).Set(1);
+      continue;
+    }
     switch (spec(m).kind) {
       case MetricKind::counter:
         counters_[i] = family(prometheus::BuildCounter(), m, registry);

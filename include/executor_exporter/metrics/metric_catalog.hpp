@@ -27,15 +27,17 @@ enum class MetricSource {
   sampled,
   /// Recorded per traced task (Trace::mark); histogram or summary as configured.
   trace,
+  /// About the library itself, one series per registry, without executor labels.
+  build,
 };
 
-/// One exported metric family. Every family also carries the labels `executor` and
-/// `executor_type`; `extra_labels` lists any others (comma separated) so the generated
-/// documentation can show them. A family whose extra labels include `task` also has
-/// one set of series per task name (submit_named). `label_values` lists the values of
-/// the first extra label where the library fixes them (`reason`, `result`,
-/// `direction`): one series per value exists from the start, so a rate() over them
-/// never starts from a missing series.
+/// One exported metric family. Every family but the MetricSource::build ones also
+/// carries the labels `executor` and `executor_type`; `extra_labels` lists any others (comma
+/// separated) so the generated documentation can show them. A family whose extra labels include
+/// `task` also has one set of series per task name (submit_named). `label_values` lists the values
+/// of the first extra label where the library fixes them (`reason`, `result`, `direction`): one
+/// series per value exists from the start, so a rate() over them never starts from a missing
+/// series.
 struct MetricSpec {
   std::string_view name;
   MetricKind kind;
@@ -72,6 +74,7 @@ enum class Metric : std::size_t {
   task_trace_overflow,
   worker_restarts,
   worker_resident,
+  build_info,
   count_,
 };
 
@@ -149,7 +152,13 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
     {"executor_worker_resident_bytes", MetricKind::gauge,
      "Resident memory of each worker process, read from /proc at scrape.", "worker",
      MetricSource::sampled},
+    {"executor_exporter_build_info", MetricKind::gauge,
+     "Always 1; the version of executor-exporter that serves these metrics.", "version",
+     MetricSource::build},
 }};
+
+/// The version of the library, as in its CMake project (and the build_info metric).
+std::string_view library_version();
 
 /// The catalog entry of one metric.
 constexpr const MetricSpec& spec(Metric m) { return metric_catalog[static_cast<std::size_t>(m)]; }
