@@ -384,6 +384,7 @@ void ExecutorMetrics::fold_held() {
     if (other_) children.push_back(other_);
   }
   std::vector<ExecutorMetrics*> objects;
+  objects.reserve(children.size() + 1);
   for (auto& child : children) objects.push_back(child.get());
   objects.push_back(this);
   // Nothing else takes two of these mutexes at once, so any order is deadlock-free.

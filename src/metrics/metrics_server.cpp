@@ -28,7 +28,7 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 // A request head larger than this is refused (431): a scraper's is a few hundred bytes.
-constexpr std::size_t kMaxHead = 16 * 1024;
+constexpr std::size_t kMaxHead = std::size_t{16} * 1024;
 
 struct Connection {
   int fd = -1;
@@ -156,11 +156,16 @@ class MetricsServer::Impl {
     ::epoll_ctl(ep, EPOLL_CTL_ADD, stop_fd_, &ev);
 
     std::unordered_map<Connection*, std::unique_ptr<Connection>> conns;
+    // Closed connections are freed only after the batch of events: a later event of the
+    // batch may name one, and its address must not yet belong to a new connection.
+    std::vector<std::unique_ptr<Connection>> closed;
     auto close_conn = [&](Connection* c) {
       ::epoll_ctl(ep, EPOLL_CTL_DEL, c->fd, nullptr);
       ::close(c->fd);
       counters_.open.fetch_sub(1);
-      conns.erase(c);
+      auto it = conns.find(c);
+      closed.push_back(std::move(it->second));
+      conns.erase(it);
     };
     std::vector<epoll_event> events(64);
     for (;;) {
@@ -185,6 +190,7 @@ class MetricsServer::Impl {
           if (!on_ready(ep, *c, events[i].events)) close_conn(c);
         }
       }
+      closed.clear();
       if (stopping) break;
       now = Clock::now();
       std::vector<Connection*> expired;
@@ -203,7 +209,14 @@ class MetricsServer::Impl {
   void accept_all(int ep, std::unordered_map<Connection*, std::unique_ptr<Connection>>& conns) {
     for (;;) {
       const int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
-      if (fd < 0) return;  // EAGAIN, or out of descriptors: tried again on the next wake
+      if (fd < 0) {
+        // Out of descriptors or memory: the pending connection keeps the listening socket
+        // readable, so wait a little rather than spin on it.
+        if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        return;  // EAGAIN: none left
+      }
       if (counters_.open.fetch_add(1) >= options_.max_connections) {
         counters_.open.fetch_sub(1);
         counters_.refused.fetch_add(1);
