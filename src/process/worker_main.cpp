@@ -79,9 +79,10 @@ namespace executor_exporter::detail::process {
               const std::size_t size = value.size();
               value = std::string();  // gives the memory back now
               throw MessageTooLargeError("the task's result encodes to " + std::to_string(size) +
+                                         " bytes, a message of " +
+                                         std::to_string(size + kMessageOverhead) +
                                          " bytes, above ProcessPoolOptions::max_message_bytes (" +
-                                         std::to_string(limit) + " bytes with " +
-                                         std::to_string(kMessageOverhead) + " for the frame)");
+                                         std::to_string(limit) + " bytes)");
             }
             reply = encode_result_frame(id, value, start, monotonic_ns());
           } catch (const std::bad_alloc&) {

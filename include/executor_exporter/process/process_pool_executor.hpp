@@ -98,8 +98,8 @@ class ProcessPoolExecutor {
   /// ProcessPoolOptions::max_task_names distinct names, new names count as task="other".
   template <class F, class... Args>
   [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
-    return submit_in(exporter_.recorder().named(name, options_.max_task_names),
-                     std::forward<F>(f), std::forward<Args>(args)...);
+    return submit_in(exporter_.recorder().named(name, options_.max_task_names), std::forward<F>(f),
+                     std::forward<Args>(args)...);
   }
 
   /// f(item) for every item of `range`, one task per item, results in input order (see
@@ -284,16 +284,17 @@ class ProcessPoolExecutor {
     }
   }
 
-  // Refuses a message the worker's reader would refuse: `encoded` is what the payload
-  // holds besides its 16 fixed bytes.
+  // Refuses a task the worker's reader would refuse. `encoded`: the Encoder's buffer,
+  // i.e. the function word and the arguments; the frame adds one more word.
   void check_size(std::size_t encoded, const char* what) const {
+    const std::size_t args = encoded - sizeof(std::uint64_t);
     const std::size_t limit = options_.max_message_bytes;
-    if (encoded <= limit && limit - encoded >= detail::kMessageOverhead) return;
-    throw MessageTooLargeError(
-        "process pool '" + exporter_.id() + "': the " + what + " encode to " +
-        std::to_string(encoded) + " bytes, above ProcessPoolOptions::max_message_bytes (" +
-        std::to_string(limit) + " bytes with " + std::to_string(detail::kMessageOverhead) +
-        " for the frame): the task was not accepted");
+    if (args <= limit - detail::kMessageOverhead) return;
+    throw MessageTooLargeError("process pool '" + exporter_.id() + "': the " + what +
+                               " encode to " + std::to_string(args) + " bytes, a message of " +
+                               std::to_string(args + detail::kMessageOverhead) +
+                               " bytes, above ProcessPoolOptions::max_message_bytes (" +
+                               std::to_string(limit) + " bytes): the task was not accepted");
   }
 
   // A submit that failed before the engine took the task.
