@@ -100,8 +100,10 @@ class InstrumentedExecutorProxy {
   template <class F, class... Args>
   [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
     check_open(nullptr);
-    return submit_in(exporter_.recorder().named(name, options_.max_task_names), std::forward<F>(f),
-                     std::forward<Args>(args)...);
+    // No memory for a new name's series: refused in the executor's own.
+    auto* named =
+        build(nullptr, [&] { return exporter_.recorder().named(name, options_.max_task_names); });
+    return submit_in(named, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// Fire-and-forget: runs f(args...) on the wrapped executor with no future. Its

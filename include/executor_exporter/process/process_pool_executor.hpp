@@ -98,8 +98,14 @@ class ProcessPoolExecutor {
   /// ProcessPoolOptions::max_task_names distinct names, new names count as task="other".
   template <class F, class... Args>
   [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
-    return submit_in(exporter_.recorder().named(name, options_.max_task_names), std::forward<F>(f),
-                     std::forward<Args>(args)...);
+    detail::ExecutorMetrics* named = nullptr;
+    try {
+      named = exporter_.recorder().named(name, options_.max_task_names);
+    } catch (...) {  // no memory for a new name's series: refused in the pool's
+      reject(nullptr);
+      throw;
+    }
+    return submit_in(named, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// f(item) for every item of `range`, one task per item, results in input order (see
