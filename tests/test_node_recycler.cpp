@@ -112,7 +112,10 @@ TEST_CASE("a burst far beyond what the recycler keeps gives its slabs back to th
     for (void* p : blocks) R::deallocate(p);
   }).join();
   const std::size_t after = R::slabs_in_use();
-  CHECK(peak - before >= kBurst / 64);  // blocks came in slabs, not one malloc each
+  // Blocks came in slabs, not one malloc each. The burst's thread first takes what the
+  // shared stack holds (up to 4096 blocks, from earlier tests in this process), so only
+  // the rest needs new slabs.
+  CHECK(peak - before >= (kBurst - 4096) / 64);
   // What stays is what the shared stack keeps (4096 blocks, freed first, so from the
   // first slabs), not the burst.
   CHECK(after - before <= 4096 / 63 + 8);

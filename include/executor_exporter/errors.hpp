@@ -108,6 +108,15 @@ class TaskTimeoutError : public ExecutorError {
   using ExecutorError::ExecutorError;
 };
 
+/// A ProcessPoolExecutor task's arguments encode to more than
+/// ProcessPoolOptions::max_message_bytes: the task was not accepted (counted as rejected,
+/// reason="error"). A result too large to send back arrives as a ProcessTaskError whose
+/// type_name() names this class; only that task fails.
+class MessageTooLargeError : public RejectedError {
+ public:
+  using RejectedError::RejectedError;
+};
+
 /// A ProcessPoolExecutor was asked to fork while other threads run and its thread_check
 /// policy is ThreadCheck::throw_.
 class ForkSafetyError : public ExecutorError {

@@ -37,6 +37,7 @@ struct ProcessEngine::Impl {
       : opts(o), exporter(e), recorder(e.recorder()), metrics(e.recorder().metrics()) {
     if (opts.max_workers == 0) opts.max_workers = std::max(1U, std::thread::hardware_concurrency());
     if (opts.max_inflight_per_worker == 0) opts.max_inflight_per_worker = 1;
+    opts.max_message_bytes = message_limit(opts.max_message_bytes);
     n = opts.max_workers;
     id_label = exporter.id();
   }

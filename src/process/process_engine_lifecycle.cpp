@@ -14,7 +14,7 @@ void ProcessEngine::Impl::spawn(Worker& w) {
   w.kill_task = 0;
   w.kill_detail.clear();
   w.truncated = false;
-  w.decoder = FrameDecoder();
+  w.decoder = FrameDecoder(opts.max_message_bytes);
   w.out.clear();
   w.out_off = 0;
   w.want_out = false;

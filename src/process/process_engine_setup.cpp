@@ -31,6 +31,7 @@ void ProcessEngine::Impl::start() {
   cfg.initializer = opts.initializer != nullptr ? function_to_wire(opts.initializer) : 0;
   cfg.max_tasks_per_child = opts.max_tasks_per_child;
   cfg.memory_limit = opts.memory_limit_bytes;
+  cfg.max_message = opts.max_message_bytes;
 
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -161,7 +162,14 @@ void ProcessEngine::Impl::enqueue(ProcessTask* task) {
       throw ExecutorShutdownError(id_label);
     }
     was_empty = queue.empty();
-    queue.push_back(task);
+    try {
+      queue.push_back(task);
+    } catch (...) {  // no memory for the queue: refused, counted, not leaked
+      lock.unlock();
+      Recorder::rejected(ref, RejectReason::error);
+      delete task;
+      throw;
+    }
     Recorder::submitted(ref);
   }
   if (was_empty) wake();

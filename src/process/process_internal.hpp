@@ -76,6 +76,7 @@ struct ZygoteConfig {
   std::uint64_t initializer;  // void(*)() bits, 0 when none
   std::uint64_t max_tasks_per_child;
   std::uint64_t memory_limit;
+  std::uint64_t max_message;  // ProcessPoolOptions::max_message_bytes, as message_limit() made it
 };
 
 /// Zygote channel messages (one datagram each).

@@ -34,13 +34,17 @@ namespace executor_exporter::detail::process {
       init_message = type + (what.empty() ? "" : ": " + what);
     }
   }
+  const std::size_t limit = static_cast<std::size_t>(cfg.max_message);
   {
+    // The parent reads with the same limit: a huge initializer message is cut, not fatal.
+    if (init_message.size() > limit / 2) init_message.resize(limit / 2);
     const std::string hello = encode_hello_frame(::getpid(), init_ok, init_message);
     if (!send_all(kWorkerFd, hello.data(), hello.size())) child_exit(kExitIo);
   }
   if (!init_ok) child_exit(0);
 
-  FrameDecoder decoder;
+  // The parent refuses larger tasks at submit; this only guards the stream.
+  FrameDecoder decoder(limit);
   std::vector<char> buf(64 * 1024);
   std::string value;
   std::uint64_t done = 0;
@@ -69,6 +73,17 @@ namespace executor_exporter::detail::process {
         try {
           try {
             trampoline(user, args, value);
+            if (value.size() > limit - kMessageOverhead) {
+              // The parent would refuse the frame and take this worker for broken: only
+              // the task fails, with the reason and the option to change.
+              const std::size_t size = value.size();
+              value = std::string();  // gives the memory back now
+              throw MessageTooLargeError("the task's result encodes to " + std::to_string(size) +
+                                         " bytes, a message of " +
+                                         std::to_string(size + kMessageOverhead) +
+                                         " bytes, above ProcessPoolOptions::max_message_bytes (" +
+                                         std::to_string(limit) + " bytes)");
+            }
             reply = encode_result_frame(id, value, start, monotonic_ns());
           } catch (const std::bad_alloc&) {
             if (cfg.memory_limit != 0) child_exit(kExitMemory);
@@ -77,6 +92,10 @@ namespace executor_exporter::detail::process {
         } catch (...) {
           const std::uint64_t end = monotonic_ns();
           auto [type, what] = describe_current_exception();
+          // An exception's text must fit one message too (the limit is at least 1 KiB).
+          if (type.size() > 256) type.resize(256);
+          const std::size_t room = limit - kMessageOverhead - 2 * 8 - type.size();
+          if (what.size() > room) what.resize(room);
           reply = encode_error_frame(id, type, what, start, end);
         }
         if (!send_all(kWorkerFd, reply.data(), reply.size())) child_exit(kExitIo);

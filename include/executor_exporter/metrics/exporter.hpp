@@ -5,6 +5,7 @@
 #include <string>
 
 #include <executor_exporter/detail/clock.hpp>
+#include <executor_exporter/metrics/detail/manual_running.hpp>
 #include <executor_exporter/metrics/detail/recorder.hpp>
 #include <executor_exporter/metrics/exporter_options.hpp>
 #include <executor_exporter/metrics/registry.hpp>
@@ -48,16 +49,22 @@ class ExecutorExporter {
   /// Queued tasks were cancelled before they started.
   void task_cancelled(std::uint64_t n = 1) { detail::Recorder::cancelled(ref(0), n); }
   /// A task submitted at `submitted_ns` starts now; returns the start time (0, and no
-  /// clock read, for an untimed task: `submitted_ns` 0). Until task_finished, on this
-  /// same thread, the task's time so far counts in the busy seconds at every scrape (one
-  /// running task per thread and executor: a nested start takes over).
+  /// clock read, for an untimed task: `submitted_ns` 0). Until task_finished, called on
+  /// this thread or any other, the task's time so far counts in the busy seconds at every
+  /// scrape (up to ManualRunning::kSlots tasks of this exporter running at once; more are
+  /// counted when they end). The first call may throw std::bad_alloc, recording nothing.
   std::uint64_t task_started(std::uint64_t submitted_ns) {
-    return detail::Recorder::started(ref(submitted_ns));
+    if (submitted_ns != 0) manual_->ready();  // may throw: before anything is counted
+    const std::uint64_t start =
+        detail::Recorder::started(ref(submitted_ns), detail::Recorder::Mark::none);
+    if (start != 0) manual_->add(start);
+    return start;
   }
   /// A task started at `started_ns` (task_started's result) ends now, successfully or
-  /// with an exception.
+  /// with an exception; on any thread, not only the one that started it.
   void task_finished(std::uint64_t started_ns, bool ok) {
-    detail::Recorder::finished(ref(0), started_ns, ok);
+    if (started_ns != 0) manual_->remove(started_ns);  // before its busy time is added
+    detail::Recorder::finished(ref(0), started_ns, ok, nullptr, detail::Recorder::Mark::none);
   }
   /// A worker came up (after its initializer) or went away.
   void worker_started() noexcept { recorder_.worker_started(); }
@@ -85,6 +92,9 @@ class ExecutorExporter {
   }
 
   detail::Recorder recorder_;
+  // After recorder_: built from it by every constructor, gone before it.
+  std::unique_ptr<detail::ManualRunning> manual_ =
+      std::make_unique<detail::ManualRunning>(recorder_.handle());
 };
 
 }  // namespace executor_exporter

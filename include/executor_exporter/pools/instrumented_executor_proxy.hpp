@@ -11,8 +11,8 @@
 #include <string>
 #include <string_view>
 #include <thread>
-#include <vector>
 #include <utility>
+#include <vector>
 
 #include <executor_exporter/detail/type_name.hpp>
 #include <executor_exporter/errors.hpp>
@@ -85,9 +85,10 @@ class InstrumentedExecutorProxy {
   ~InstrumentedExecutorProxy() { shutdown(true, false); }
 
   /// Submits f(args...) to the wrapped executor. Throws ExecutorShutdownError after
-  /// shutdown(); an exception from the wrapped submit propagates; both count as rejected
-  /// (the wrapped executor's refusal by its reason when it is one of this library's
-  /// errors, as reason="error" otherwise).
+  /// shutdown(); an exception from the wrapped submit propagates, and so does one while
+  /// the task is made (std::bad_alloc, a copy of f or of an argument that throws); all
+  /// count as rejected (the wrapped executor's refusal by its reason when it is one of
+  /// this library's errors, as reason="error" otherwise).
   template <class F, class... Args>
   [[nodiscard]] auto submit(F&& f, Args&&... args) {
     return submit_in(nullptr, std::forward<F>(f), std::forward<Args>(args)...);
@@ -99,8 +100,10 @@ class InstrumentedExecutorProxy {
   template <class F, class... Args>
   [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
     check_open(nullptr);
-    return submit_in(exporter_.recorder().named(name, options_.max_task_names),
-                     std::forward<F>(f), std::forward<Args>(args)...);
+    // No memory for a new name's series: refused in the executor's own.
+    auto* named =
+        build(nullptr, [&] { return exporter_.recorder().named(name, options_.max_task_names); });
+    return submit_in(named, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// Fire-and-forget: runs f(args...) on the wrapped executor with no future. Its
@@ -109,9 +112,14 @@ class InstrumentedExecutorProxy {
   /// as for submit(); a posted task the executor drops unrun counts as cancelled.
   template <class F, class... Args>
   void post(F&& f, Args&&... args) {
-    auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
+    using Bound = decltype(detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
     check_open(nullptr);
-    hand_over(new detail::PostTask<decltype(bound)>(std::move(bound)), nullptr);
+    hand_over(build(nullptr,
+                    [&] {
+                      return new detail::PostTask<Bound>(
+                          detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+                    }),
+              nullptr);
   }
 
   /// submit() for a traced task (worker.go's RunTraced), as ThreadPoolExecutor's:
@@ -194,11 +202,13 @@ class InstrumentedExecutorProxy {
 
   template <class F, class... Args>
   auto submit_in(detail::ExecutorMetrics* named, F&& f, Args&&... args) {
-    auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
-    using Node = detail::FutureTask<decltype(bound)>;
+    using Bound = decltype(detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+    using Node = detail::FutureTask<Bound>;
     using R = typename Node::result_type;
     check_open(named);
-    auto* node = new Node(std::move(bound));
+    auto* node = build(named, [&] {
+      return new Node(detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+    });
     node->set_owner(exporter_.recorder().storage(), named);
     // A done-callback that throws on the executor's thread is counted and handed to the
     // error handler instead of escaping into the wrapped executor.
@@ -219,19 +229,39 @@ class InstrumentedExecutorProxy {
     }
   }
 
+  // Runs `make`, which allocates a task node and copies the callable and its
+  // arguments into it. A failure there is a refusal: counted (reason "error") and
+  // rethrown; nothing reached the executor, so no submit is counted.
+  template <class Make>
+  auto build(detail::ExecutorMetrics* named, Make&& make) -> decltype(make()) {
+    try {
+      return make();
+    } catch (...) {
+      detail::Recorder::rejected(exporter_.recorder().prepare(named), RejectReason::error);
+      throw;
+    }
+  }
+
   // Passes `node` (holding the executor's reference) to the wrapped executor; on a
   // refusal the node is released, the rejection counted and the exception rethrown.
   void hand_over(detail::Task* node, detail::ExecutorMetrics* named) {
     auto& recorder = exporter_.recorder();
-    if (recorder.metrics().observers() != nullptr) [[unlikely]] {
-      node->extras_for_update();  // the observer id travels in the extras
+    std::shared_ptr<Ticket> ticket;
+    try {
+      if (recorder.metrics().observers() != nullptr) [[unlikely]] {
+        node->extras_for_update();  // the observer id travels in the extras
+      }
+      if (named != nullptr) node->extras_for_update().named = named;
+      ticket = std::make_shared<Ticket>(node, this);
+    } catch (...) {  // no memory for the extras or the ticket: refused like the executor's
+      node->drop();
+      detail::Recorder::rejected(recorder.prepare(named), RejectReason::error);
+      throw;
     }
-    if (named != nullptr) node->extras_for_update().named = named;
     // Whether to time it is decided here, at submit (0: counted, not timed).
     const detail::TaskRef ref = recorder.prepare(named);
     node->submit_ns = ref.submit_ns;
     if (node->extras) node->extras->task_id = ref.id;
-    auto ticket = std::make_shared<Ticket>(node, this);
     try {
       // The executor's own future (if any) is not needed: the ticket publishes ours.
       (void)executor_.submit(std::function<void()>([ticket] { (*ticket)(); }));

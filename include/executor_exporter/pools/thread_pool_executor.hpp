@@ -129,8 +129,7 @@ class BasicThreadPoolExecutor {
     if (options_.thread_name_prefix.empty()) {
       options_.thread_name_prefix = options_.id.empty() ? "worker" : options_.id;
     }
-    recorder_.set_level(Metric::queue_capacity,
-                        static_cast<std::int64_t>(options_.queue_capacity));
+    recorder_.set_level(Metric::queue_capacity, static_cast<std::int64_t>(options_.queue_capacity));
     if constexpr (kMetered) {
       for (auto& observer : options_.observers) add_observer(observer);
     }
@@ -194,17 +193,22 @@ class BasicThreadPoolExecutor {
   /// Queues f(args...) (decayed copies) and returns its future. Throws
   /// ExecutorShutdownError after shutdown(), BrokenExecutorError once the pool is
   /// broken, and QueueFullError when a bounded queue stays full per the pool's
-  /// policy; each refusal is counted in executor_tasks_rejected_total{reason}.
+  /// policy; each refusal is counted in executor_tasks_rejected_total{reason}. An
+  /// exception while the task is made (std::bad_alloc, a copy of f or of an argument
+  /// that throws) propagates, counted with reason="error": nothing was queued.
   template <class F, class... Args>
   [[nodiscard]] auto submit(F&& f, Args&&... args) {
-    return submit_node(nullptr, detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+    return submit_node(nullptr, [&] {
+      return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
+    });
   }
 
   /// submit() with per-task settings: name, priority, deadline, expire callback.
   template <class F, class... Args>
   [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, Args&&... args) {
-    return submit_node(&options,
-                       detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+    return submit_node(&options, [&] {
+      return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
+    });
   }
 
   /// submit() for a named task: it is counted in the series with the label task=`name`
@@ -223,7 +227,10 @@ class BasicThreadPoolExecutor {
   /// (or the task's start) in executor_task_trace_seconds{scope, action}.
   template <class F, class... Args>
   [[nodiscard]] auto submit_traced(std::string scope, F&& f, Args&&... args) {
-    return submit(traced(std::move(scope), std::forward<F>(f)), std::forward<Args>(args)...);
+    return submit_node(nullptr, [&] {
+      return detail::bind_task(traced(std::move(scope), std::forward<F>(f)),
+                               std::forward<Args>(args)...);
+    });
   }
 
   /// Like submit(), but never blocks: returns an empty optional, counting a
@@ -231,11 +238,14 @@ class BasicThreadPoolExecutor {
   /// shutdown() or once broken, since retrying cannot help there.
   template <class F, class... Args>
   [[nodiscard]] auto try_submit(F&& f, Args&&... args) {
-    auto bound = detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
-    using Node = detail::FutureTask<decltype(bound)>;
+    auto make = [&] { return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...); };
+    using Node = detail::FutureTask<decltype(make())>;
     using R = typename Node::result_type;
-    auto* node = new Node(std::move(bound));
-    prepare_future(node, nullptr);
+    auto* node = build(nullptr, [&] {
+      auto* n = new Node(make());
+      prepare_future(n, nullptr);
+      return n;
+    });
     detail::StateRef<detail::FutureState<R>> future_ref(node);
     if (!enqueue(node, Mode::try_only)) return std::optional<Future<R>>();
     return std::optional<Future<R>>(Future<R>(std::move(future_ref)));
@@ -247,13 +257,15 @@ class BasicThreadPoolExecutor {
   /// throw as for submit().
   template <class F, class... Args>
   void post(F&& f, Args&&... args) {
-    post_node(nullptr, detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+    post_node(nullptr,
+              [&] { return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...); });
   }
 
   /// post() with per-task settings (name, priority, deadline, expire callback).
   template <class F, class... Args>
   void post_with(const SubmitOptions& options, F&& f, Args&&... args) {
-    post_node(&options, detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+    post_node(&options,
+              [&] { return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...); });
   }
 
   /// Submits f(item) for every item of `range`; results come back in input order.
@@ -294,8 +306,9 @@ class BasicThreadPoolExecutor {
   template <class Rep, class Period>
   bool wait_for(const std::chrono::duration<Rep, Period>& timeout) {
     check_not_worker("wait_for");
-    return queue_.wait_idle(std::chrono::steady_clock::now() +
-                            std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
+    return queue_.wait_idle(
+        std::chrono::steady_clock::now() +
+        std::chrono::duration_cast<std::chrono::steady_clock::duration>(timeout));
   }
 
   /// Stops accepting tasks. With cancel_futures, queued tasks that have not started are
@@ -340,15 +353,11 @@ class BasicThreadPoolExecutor {
   const std::string& id() const { return recorder_.id(); }
   /// Attaches an observer to this pool's id: it sees every transition of every task
   /// (see TaskObserver), from the next submit on.
-  void add_observer(std::shared_ptr<TaskObserver> observer)
-    requires kMetered
-  {
+  void add_observer(std::shared_ptr<TaskObserver> observer) requires kMetered {
     recorder_.metrics().add_observer(std::move(observer));
   }
   /// Detaches an observer; a hook already running on another thread may still finish.
-  void remove_observer(const TaskObserver* observer)
-    requires kMetered
-  {
+  void remove_observer(const TaskObserver* observer) requires kMetered {
     recorder_.metrics().remove_observer(observer);
   }
   /// Number of worker threads configured (the target while a resize takes effect).
@@ -389,22 +398,57 @@ class BasicThreadPoolExecutor {
     };
   }
 
-  template <class Bound>
-  auto submit_node(const SubmitOptions* options, Bound&& bound) {
-    using Node = detail::FutureTask<std::decay_t<Bound>>;
+  // `make` binds the callable and its arguments (copying them) when called: inside
+  // build(), so that a copy that throws is counted as a refusal.
+  template <class Make>
+  auto submit_node(const SubmitOptions* options, Make&& make) {
+    using Node = detail::FutureTask<decltype(make())>;
     using R = typename Node::result_type;
-    auto* node = new Node(std::forward<Bound>(bound));
-    prepare_future(node, options);
+    auto* node = build(options, [&] {
+      auto* n = new Node(make());
+      prepare_future(n, options);
+      return n;
+    });
     detail::StateRef<detail::FutureState<R>> future_ref(node);  // the future's reference
     enqueue(node, Mode::normal);
     return Future<R>(std::move(future_ref));
   }
 
-  template <class Bound>
-  void post_node(const SubmitOptions* options, Bound&& bound) {
-    auto* node = new detail::PostTask<std::decay_t<Bound>>(std::forward<Bound>(bound));
-    apply(node, options);
+  template <class Make>
+  void post_node(const SubmitOptions* options, Make&& make) {
+    auto* node = build(options, [&] {
+      auto* n = new detail::PostTask<decltype(make())>(make());
+      apply(n, options);
+      return n;
+    });
     enqueue(node, Mode::normal);
+  }
+
+  // Runs `make`, which builds a task node (copies of the callable and its arguments, the
+  // node, its extras, its name's series). A failure there is a refusal like the queue's:
+  // counted as rejected, reason "error", and rethrown; nothing was queued, so no submit
+  // is counted, and `make` has released whatever it had built.
+  template <class Make>
+  auto build(const SubmitOptions* options, Make&& make) -> decltype(make()) {
+    try {
+      return make();
+    } catch (...) {
+      if constexpr (kMetered) refuse_unbuilt(options);
+      throw;
+    }
+  }
+
+  // In the name's series when its lookup itself did not fail, else in the pool's.
+  void refuse_unbuilt(const SubmitOptions* options) noexcept {
+    detail::ExecutorMetrics* named = nullptr;
+    if (options != nullptr && !options->name.empty()) {
+      try {
+        named = recorder_.named(options->name, options_.max_task_names);
+      } catch (...) {
+        named = nullptr;
+      }
+    }
+    detail::Recorder::rejected(recorder_.prepare(named), RejectReason::error);
   }
 
   // Applies the options and wires the state to this pool's metrics and error sink.
@@ -430,9 +474,9 @@ class BasicThreadPoolExecutor {
   void apply_options(detail::Task* node, const SubmitOptions& options) {
     node->priority = options.priority;
     if (options.deadline) {
-      const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(
-                          options.deadline->time_since_epoch())
-                          .count();
+      const auto ns =
+          std::chrono::duration_cast<std::chrono::nanoseconds>(options.deadline->time_since_epoch())
+              .count();
       node->extras_for_update().deadline_ns = ns > 0 ? static_cast<std::uint64_t>(ns) : 1;
     }
     if (options.on_expired) node->extras_for_update().on_expired = options.on_expired;
@@ -450,7 +494,13 @@ class BasicThreadPoolExecutor {
     detail::TaskRef ref;
     if constexpr (kMetered) {
       if (recorder_.metrics().observers() != nullptr) [[unlikely]] {
-        node->extras_for_update();  // the observer id travels in the extras
+        try {
+          node->extras_for_update();  // the observer id travels in the extras
+        } catch (...) {               // no memory for them: refused, counted, not leaked
+          detail::Recorder::rejected(recorder_.prepare(node->named()), RejectReason::error);
+          node->drop();
+          throw;
+        }
       }
       ref = recorder_.prepare(node->named());
       node->submit_ns = ref.submit_ns;
@@ -578,9 +628,9 @@ class BasicThreadPoolExecutor {
     if (broken()) throw BrokenExecutorError(broken_message());
     if (queue_.closed()) throw ExecutorShutdownError(recorder_.id());
     if (n > kMaxWorkers - std::min(target_, kMaxWorkers)) {
-      throw std::invalid_argument("executor_exporter: adding " + std::to_string(n) + " workers to " +
-                                  std::to_string(target_) + " is refused (at most " +
-                                  std::to_string(kMaxWorkers) + ")");
+      throw std::invalid_argument("executor_exporter: adding " + std::to_string(n) +
+                                  " workers to " + std::to_string(target_) +
+                                  " is refused (at most " + std::to_string(kMaxWorkers) + ")");
     }
     reap_locked();
     const std::size_t kept = queue_.unretire(n);
@@ -754,8 +804,8 @@ class BasicThreadPoolExecutor {
     {
       std::lock_guard lock(broken_mutex_);
       if (broken_message_.empty()) {
-        broken_message_ = "executor '" + recorder_.id() +
-                          "' is broken: a worker initializer threw: " + what;
+        broken_message_ =
+            "executor '" + recorder_.id() + "' is broken: a worker initializer threw: " + what;
       }
     }
     broken_.store(true, std::memory_order_release);
@@ -809,7 +859,7 @@ class BasicThreadPoolExecutor {
   mutable std::mutex broken_mutex_;
   std::string broken_message_;  // guarded by broken_mutex_
   std::mutex join_mutex_;
-  std::mutex workers_mutex_;    // guards the members below
+  std::mutex workers_mutex_;  // guards the members below
   std::list<Worker> workers_;
   std::size_t target_ = 0;
   std::size_t next_index_ = 0;

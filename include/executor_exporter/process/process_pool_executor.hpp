@@ -58,6 +58,7 @@ class ProcessPoolExecutor {
       : options_(std::move(options)),
         exporter_(options_.id, "process_pool", options_.registry, options_.exporter),
         sink_(exporter_.recorder().storage(), exporter_.id()) {
+    options_.max_message_bytes = detail::message_limit(options_.max_message_bytes);
     // Before the engine starts, so the observers see the first workers come up.
     for (auto& observer : options_.observers) exporter_.add_observer(observer);
     engine_ = std::make_unique<detail::ProcessEngine>(options_, exporter_);
@@ -83,8 +84,10 @@ class ProcessPoolExecutor {
 
   /// Runs f(args...) in a worker process and returns its future. f must be a function
   /// pointer or a capture-less lambda; arguments and result must be Encodable. Throws
-  /// ExecutorShutdownError after shutdown() and BrokenExecutorError once the pool is
-  /// broken (both counted as rejected).
+  /// ExecutorShutdownError after shutdown(), BrokenExecutorError once the pool is
+  /// broken, MessageTooLargeError when the arguments encode to more than
+  /// ProcessPoolOptions::max_message_bytes, and whatever copying them throws (such as
+  /// std::bad_alloc); every one is counted as rejected and leaves nothing queued.
   template <class F, class... Args>
   [[nodiscard]] auto submit(F&& f, Args&&... args) {
     return submit_in(nullptr, std::forward<F>(f), std::forward<Args>(args)...);
@@ -95,8 +98,14 @@ class ProcessPoolExecutor {
   /// ProcessPoolOptions::max_task_names distinct names, new names count as task="other".
   template <class F, class... Args>
   [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
-    return submit_in(exporter_.recorder().named(name, options_.max_task_names),
-                     std::forward<F>(f), std::forward<Args>(args)...);
+    detail::ExecutorMetrics* named = nullptr;
+    try {
+      named = exporter_.recorder().named(name, options_.max_task_names);
+    } catch (...) {  // no memory for a new name's series: refused in the pool's
+      reject(nullptr);
+      throw;
+    }
+    return submit_in(named, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// f(item) for every item of `range`, one task per item, results in input order (see
@@ -139,27 +148,38 @@ class ProcessPoolExecutor {
     items.reserve(chunksize);
     auto flush = [&] {
       if (items.empty()) return;
-      Encoder e;
-      e.write_uint<std::uint64_t>(user);
-      encode(e, items);
-      auto* task = new detail::ProcessTask;
-      task->chunk.reserve(items.size());
-      task->started.assign(items.size(), 0);
-      task->complete = &detail::complete_chunk<R>;
-      for (std::size_t i = 0; i < items.size(); ++i) {
-        auto* state = new detail::FutureState<R>;
-        // No owner: an item's cancel is not a task's; the engine counts the chunk.
-        state->set_sink(&sink_);
-        state->add_ref();
-        task->chunk.push_back(state);
-        futures.emplace_back(detail::StateRef<detail::FutureState<R>>(state));
+      std::unique_ptr<detail::ProcessTask> task;
+      const std::size_t first = futures.size();
+      try {
+        Encoder e;
+        e.write_uint<std::uint64_t>(user);
+        encode(e, items);
+        check_size(e.buffer().size(), "map chunk's items");
+        futures.reserve(first + items.size());  // so that adopting a reference cannot throw
+        task = std::make_unique<detail::ProcessTask>();
+        task->chunk.reserve(items.size());
+        task->started.assign(items.size(), 0);
+        task->complete = &detail::complete_chunk<R>;
+        for (std::size_t i = 0; i < items.size(); ++i) {
+          auto* state = new detail::FutureState<R>;
+          // No owner: an item's cancel is not a task's; the engine counts the chunk.
+          state->set_sink(&sink_);
+          state->add_ref();
+          task->chunk.push_back(state);  // reserved: cannot throw
+          futures.emplace_back(detail::StateRef<detail::FutureState<R>>(state));
+        }
+        task->id = engine_->next_task_id();
+        task->frame = detail::encode_task_frame(
+            task->id, detail::function_to_wire(&detail::process_chunk_trampoline<D, R, I>),
+            e.buffer());
+      } catch (...) {
+        // Nothing was queued: the chunk is refused, its futures and states go.
+        futures.erase(futures.begin() + static_cast<std::ptrdiff_t>(first), futures.end());
+        reject(nullptr);
+        throw;
       }
-      task->id = engine_->next_task_id();
-      task->frame = detail::encode_task_frame(
-          task->id, detail::function_to_wire(&detail::process_chunk_trampoline<D, R, I>),
-          e.buffer());
       items.clear();
-      engine_->enqueue(task);
+      engine_->enqueue(task.release());  // counts its own refusals
     };
     for (auto&& item : range) {
       items.push_back(std::forward<decltype(item)>(item));
@@ -236,28 +256,56 @@ class ProcessPoolExecutor {
       return Future<void>();
     } else {
       using R = detail::process_result_t<F, Args...>;
-      std::uint64_t user = 0;
-      if constexpr (std::is_pointer_v<D>) user = detail::function_to_wire(static_cast<D>(f));
-      Encoder e;
-      e.write_uint<std::uint64_t>(user);
-      (encode(e, static_cast<const std::decay_t<Args>&>(args)), ...);
-      auto* state = new detail::FutureState<R>;
-      state->set_owner(exporter_.recorder().storage(), named);
-      state->set_sink(&sink_);
-      state->add_ref();  // one for the future, one for the task
-      detail::StateRef<detail::FutureState<R>> future_ref(state);
-      auto* task = new detail::ProcessTask;
-      task->single = state;
-      task->series = named;
-      task->complete = &detail::complete_single<R>;
-      task->id = engine_->next_task_id();
-      task->frame = detail::encode_task_frame(
-          task->id,
-          detail::function_to_wire(&detail::process_trampoline<D, R, std::decay_t<Args>...>),
-          e.buffer());
-      engine_->enqueue(task);
+      std::unique_ptr<detail::ProcessTask> task;
+      detail::StateRef<detail::FutureState<R>> future_ref;
+      try {
+        std::uint64_t user = 0;
+        if constexpr (std::is_pointer_v<D>) user = detail::function_to_wire(static_cast<D>(f));
+        Encoder e;
+        e.write_uint<std::uint64_t>(user);
+        (encode(e, static_cast<const std::decay_t<Args>&>(args)), ...);
+        check_size(e.buffer().size(), "task's arguments");
+        task = std::make_unique<detail::ProcessTask>();
+        auto* state = new detail::FutureState<R>;
+        state->set_owner(exporter_.recorder().storage(), named);
+        state->set_sink(&sink_);
+        state->add_ref();  // one for the future, one for the task
+        future_ref = detail::StateRef<detail::FutureState<R>>(state);
+        task->single = state;
+        task->series = named;
+        task->complete = &detail::complete_single<R>;
+        task->id = engine_->next_task_id();
+        task->frame = detail::encode_task_frame(
+            task->id,
+            detail::function_to_wire(&detail::process_trampoline<D, R, std::decay_t<Args>...>),
+            e.buffer());
+      } catch (...) {
+        // Nothing was queued (no memory, an argument whose encoding threw, a message
+        // above the limit): a refusal like the engine's, so the submit is not lost.
+        reject(named);
+        throw;
+      }
+      engine_->enqueue(task.release());  // counts its own refusals
       return Future<R>(std::move(future_ref));
     }
+  }
+
+  // Refuses a task the worker's reader would refuse. `encoded`: the Encoder's buffer,
+  // i.e. the function word and the arguments; the frame adds one more word.
+  void check_size(std::size_t encoded, const char* what) const {
+    const std::size_t args = encoded - sizeof(std::uint64_t);
+    const std::size_t limit = options_.max_message_bytes;
+    if (args <= limit - detail::kMessageOverhead) return;
+    throw MessageTooLargeError("process pool '" + exporter_.id() + "': the " + what +
+                               " encode to " + std::to_string(args) + " bytes, a message of " +
+                               std::to_string(args + detail::kMessageOverhead) +
+                               " bytes, above ProcessPoolOptions::max_message_bytes (" +
+                               std::to_string(limit) + " bytes): the task was not accepted");
+  }
+
+  // A submit that failed before the engine took the task.
+  void reject(detail::ExecutorMetrics* named) noexcept {
+    detail::Recorder::rejected(exporter_.recorder().prepare(named), RejectReason::error);
   }
 
   static ProcessPoolOptions with_workers(ProcessPoolOptions o, std::size_t n) {

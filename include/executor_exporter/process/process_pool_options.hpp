@@ -51,6 +51,17 @@ struct ProcessPoolOptions {
   /// Tasks sent ahead to one worker (several tasks share one write; a task waiting in a
   /// worker cannot go to another worker). At least 1.
   std::size_t max_inflight_per_worker = 16;
+  /// The largest message between the pool and a worker, in bytes: a task's encoded
+  /// arguments (plus 16 bytes) one way, its encoded result (plus 16 bytes) the other.
+  /// Both sides read with this limit, so it bounds what a worker or the pool ever
+  /// buffers for one message. submit(), submit_named() and map() refuse a task whose
+  /// arguments encode to more with MessageTooLargeError, before anything is sent
+  /// (counted in executor_tasks_rejected_total{reason="error"}); a result that encodes
+  /// to more fails only its task, with a ProcessTaskError whose type_name() is
+  /// "executor_exporter::MessageTooLargeError", and the worker carries on. 0 means the
+  /// default (64 MiB); values below 1 KiB count as 1 KiB, above 4 GiB - 1 as 4 GiB - 1
+  /// (the frame's length field).
+  std::size_t max_message_bytes = std::size_t{64} << 20;
   /// What to do when the process already runs threads at construction.
   ThreadCheck thread_check = ThreadCheck::warn;
   /// The `executor` label; executors sharing an id add up in the metrics.

@@ -171,9 +171,17 @@ class Recorder {
 
   // ---- Running, on any thread (the proxy, manual recording) ------------------------
 
-  /// `t` starts now; returns its start time (0, and no clock read, when untimed). Until
-  /// finished(), on this same thread, its time so far counts in the busy seconds.
-  static std::uint64_t started(const TaskRef& t) noexcept {
+  /// Where a running timed task is marked for the busy seconds. `thread`: in the calling
+  /// thread's shard, which only that thread can clear, so started() and finished() must
+  /// run on the same thread (the proxy's tickets). `none`: the caller tracks it itself,
+  /// because its start and end may happen on different threads (manual recording: see
+  /// ManualRunning).
+  enum class Mark : bool { thread, none };
+
+  /// `t` starts now; returns its start time (0, and no clock read, when untimed). With
+  /// Mark::thread, until finished() on this same thread, its time so far counts in the
+  /// busy seconds.
+  static std::uint64_t started(const TaskRef& t, Mark mark = Mark::thread) noexcept {
     MetricShard& shard = t.series->local_shard();
     std::uint64_t start = 0;
     if (t.submit_ns == 0) {
@@ -181,21 +189,23 @@ class Recorder {
     } else {
       start = now_ns();
       shard.task_started(start > t.submit_ns ? start - t.submit_ns : 0);
-      t.series->root().local_shard().set_running_since(start);
+      if (mark == Mark::thread) t.series->root().local_shard().set_running_since(start);
     }
     notify(t, start, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
     return start;
   }
   /// `t`, started at `start_ns` (started()'s result), ends now; `error` is what it threw.
+  /// `mark` as given to started().
   static void finished(const TaskRef& t, std::uint64_t start_ns, bool ok,
-                       const std::exception_ptr& error = nullptr) noexcept {
+                       const std::exception_ptr& error = nullptr,
+                       Mark mark = Mark::thread) noexcept {
     std::uint64_t end = 0;
     if (start_ns == 0) {
       t.series->local_shard().task_finished_untimed(ok);
     } else {
       end = now_ns();
       MetricShard& own = t.series->root().local_shard();
-      own.set_running_since(0);  // before the busy time is added (see there)
+      if (mark == Mark::thread) own.set_running_since(0);  // before the busy time (see there)
       end_timed(t, own, end - std::min(end, start_ns), ok);
     }
     notify(t, start_ns, end, 1,

@@ -17,6 +17,20 @@ class ExecutorExporter;
 
 namespace executor_exporter::detail {
 
+/// ProcessPoolOptions::max_message_bytes as the pool applies it: 0 is the default,
+/// and the limit stays where every error and hello message still fits (1 KiB) and
+/// where the frame's 32-bit length field can say it.
+inline std::size_t message_limit(std::size_t requested) noexcept {
+  constexpr std::size_t kMin = 1024;
+  constexpr std::size_t kMax = 0xFFFF'FFFF;
+  if (requested == 0) return std::size_t{64} << 20;
+  return requested < kMin ? kMin : (requested > kMax ? kMax : requested);
+}
+
+/// Every frame that carries a task or a result spends 16 bytes of its payload before
+/// the encoded arguments or value (function pointers, timestamps).
+inline constexpr std::size_t kMessageOverhead = 16;
+
 /// The non-template part of ProcessPoolExecutor (src/process/, one file per process and
 /// the parent split by concern; process_internal.hpp says who talks to whom): the zygote,
 /// the workers, the parent's I/O thread and the thread that publishes results.
