@@ -6,13 +6,20 @@
 #include <catch2/catch.hpp>
 
 #include <dirent.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <chrono>
 #include <cstdint>
+#include <fstream>
 #include <latch>
 #include <limits>
 #include <memory>
 #include <stdexcept>
 #include <string>
+#include <system_error>
+#include <thread>
 
 #include "scrape.hpp"
 
@@ -80,3 +87,57 @@ TEST_CASE("a task that submits into its own full queue (policy block) is refused
                     {{"executor", "self_feeding"}, {"reason", "queue_full"}}) == 1);
   CHECK(ee_test::unaccounted(page, {{"executor", "self_feeding"}}) == 0);
 }
+
+#if !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__)
+TEST_CASE("a scale-up whose threads cannot all start is rolled back whole", "[hardening][resize]") {
+  // A child process whose address space is capped a little above what it uses: the
+  // workers' 8 MiB stacks run out after a few, and thread creation fails the way it does
+  // on a machine out of threads or memory. (Sanitizers reserve terabytes of address
+  // space, so the cap cannot be set under them.)
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    int code = 0;
+    try {
+      auto registry = std::make_shared<prometheus::Registry>();
+      ee::ThreadPoolExecutor pool(2, "r", {}, "rollback", registry);
+      pool.submit([] {}).get();
+      const std::size_t before = thread_count();
+      std::ifstream statm("/proc/self/statm");
+      std::uint64_t pages = 0;
+      statm >> pages;
+      const rlimit cap{pages * 4096 + 48 * 1024 * 1024, RLIM_INFINITY};
+      if (::setrlimit(RLIMIT_AS, &cap) != 0) ::_exit(3);
+      try {
+        pool.resize(200);
+        code = 4;  // 200 stacks fit: the cap did not bite
+      } catch (const std::system_error&) {
+        const rlimit off{RLIM_INFINITY, RLIM_INFINITY};
+        ::setrlimit(RLIMIT_AS, &off);
+        if (pool.max_workers() != 2) code = 5;
+        if (prom::metric(ee_test::scrape(registry), "executor_max_workers",
+                         {{"executor", "rollback"}}) != 2) {
+          code = 6;
+        }
+        // The workers the failed call started leave again.
+        bool back = false;
+        for (int i = 0; i < 500 && !back; ++i) {
+          back = thread_count() == before;
+          if (!back) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+        if (code == 0 && !back) code = 7;
+        if (code == 0 && pool.submit([] { return 1; }).get() != 1) code = 8;
+      }
+    } catch (...) {
+      code = 9;
+    }
+    ::_exit(code);
+  }
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  REQUIRE(WIFEXITED(status));
+  // 3: setrlimit failed, 4: no failure, 5/6: max_workers changed, 7: threads left over,
+  // 8: the pool no longer runs tasks, 9: another exception.
+  CHECK(WEXITSTATUS(status) == 0);
+}
+#endif
