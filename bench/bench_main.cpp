@@ -40,6 +40,7 @@
 #include <prometheus/text_serializer.h>
 
 #include <executor_exporter/metrics/exporter.hpp>
+#include <executor_exporter/metrics/metrics_server.hpp>
 #include <executor_exporter/metrics/registry.hpp>
 #include <executor_exporter/metrics/text_format.hpp>
 #include <executor_exporter/pools/thread_pool_executor.hpp>
@@ -47,8 +48,8 @@
 #include "adapters.hpp"
 #include "alloc_counter.hpp"
 #include "harness.hpp"
-#include "reference_pool.hpp"
 #include "raw_clock.hpp"
+#include "reference_pool.hpp"
 #include "workloads.hpp"
 
 #ifndef BENCH_SOURCE_DIR
@@ -145,8 +146,8 @@ bool python_available() {
 
 Metrics run_python(const std::string& workload, std::size_t n, std::size_t workers,
                    std::size_t producers = 1) {
-  const std::string cmd = "python3 '" + cfg.python_script + "' --workload " + workload +
-                          " --n " + std::to_string(n) + " --workers " + std::to_string(workers) +
+  const std::string cmd = "python3 '" + cfg.python_script + "' --workload " + workload + " --n " +
+                          std::to_string(n) + " --workers " + std::to_string(workers) +
                           " --producers " + std::to_string(producers);
   FILE* p = ::popen(cmd.c_str(), "r");
   if (p == nullptr) throw std::runtime_error("cannot start python3");
@@ -170,8 +171,8 @@ inline std::uint64_t lcg(std::uint64_t& x) {
 }
 
 ee::ExecutorExporter& shared_exporter() {
-  static auto* ex = new ee::ExecutorExporter("bench_metric", "bench",
-                                             std::make_shared<prometheus::Registry>());
+  static auto* ex =
+      new ee::ExecutorExporter("bench_metric", "bench", std::make_shared<prometheus::Registry>());
   return *ex;
 }
 
@@ -276,7 +277,8 @@ OneShotTable tsc_agreement(std::uint64_t run_start_steady, std::uint64_t run_sta
        fmt_double(worst * 100, 4) + " %"},
       {"drift over the whole run (" + fmt_double(run_s * 1e-9, 1) + " s)",
        fmt_double(drift * 100, 4) + " %"},
-      {"target", "agree within 1 %: " + std::string(worst < 0.01 && drift < 0.01 ? "met" : "MISSED")},
+      {"target",
+       "agree within 1 %: " + std::string(worst < 0.01 && drift < 0.01 ? "met" : "MISSED")},
   };
   return t;
 }
@@ -299,7 +301,10 @@ struct ScrapeFixture {
     }
     touch();
     ee::expose(exposer(), registry, path);
+    server = std::make_unique<ee::MetricsServer>("127.0.0.1:0", registry);
   }
+  /// The library's own endpoint for the same registry.
+  std::unique_ptr<ee::MetricsServer> server;
   void touch() {
     std::vector<ee::Future<int>> futures;
     futures.reserve(pools.size());
@@ -412,6 +417,20 @@ void scrape_http(benchmark::State& st, int k) {
     f.touch();
     st.ResumeTiming();
     reply = http_get(port, f.path);
+  }
+  st.counters["bytes"] = static_cast<double>(reply.size());
+}
+
+// The same GET answered by MetricsServer (event loop, write_text) instead of the Exposer.
+void scrape_server(benchmark::State& st, int k) {
+  auto& f = scrape_fixture(k);
+  const int port = f.server->port();
+  std::string reply;
+  for (auto _ : st) {
+    st.PauseTiming();
+    f.touch();
+    st.ResumeTiming();
+    reply = http_get(port, "/metrics");
   }
   st.counters["bytes"] = static_cast<double>(reply.size());
 }
@@ -551,8 +570,10 @@ std::vector<OneShotTable> memory_tables() {
     OneShotTable t;
     t.id = "allocs";
     t.title = "Allocations per task (operator new calls and bytes, all threads, steady state)";
-    t.columns = {"pool", "fire-and-forget: allocs", "bytes", "with futures: allocs", "bytes",
-                 std::to_string(cfg.producers) + " producers: allocs", "bytes"};
+    t.columns = {"pool",  "fire-and-forget: allocs",
+                 "bytes", "with futures: allocs",
+                 "bytes", std::to_string(cfg.producers) + " producers: allocs",
+                 "bytes"};
     auto add = [&](const std::string& label, std::pair<double, double> ff,
                    std::pair<double, double> fut, std::pair<double, double> prod) {
       t.rows.push_back({label, fmt_double(ff.first, 2), fmt_double(ff.second, 0),
@@ -560,8 +581,8 @@ std::vector<OneShotTable> memory_tables() {
                         fmt_double(prod.first, 2), fmt_double(prod.second, 0)});
     };
     const auto n = cfg.alloc_n;
-    add("ThreadPoolExecutor (instrumented)", allocs_fire_and_forget<Ours>(n), allocs_futures<Ours>(n),
-        allocs_producers<Ours>(n));
+    add("ThreadPoolExecutor (instrumented)", allocs_fire_and_forget<Ours>(n),
+        allocs_futures<Ours>(n), allocs_producers<Ours>(n));
     add("ThreadPoolExecutor, no metrics", allocs_fire_and_forget<OursUninstrumented>(n),
         allocs_futures<OursUninstrumented>(n), allocs_producers<OursUninstrumented>(n));
     add("mutex+condvar+deque reference", allocs_fire_and_forget<Reference<NoHooks>>(n),
@@ -583,7 +604,7 @@ std::vector<OneShotTable> memory_tables() {
     OneShotTable t;
     t.id = "memory";
     t.title = "Memory per executor and per queued task (heap bytes, glibc mallinfo2)";
-    t.columns = {"pool", "per executor: heap bytes", "allocs", "per queued task: bytes",
+    t.columns = {"pool",   "per executor: heap bytes",  "allocs", "per queued task: bytes",
                  "allocs", "queued with future: bytes", "allocs"};
     auto add = [&](const std::string& label, std::pair<double, double> ex,
                    std::pair<double, double> q, std::pair<double, double> qf) {
@@ -595,7 +616,8 @@ std::vector<OneShotTable> memory_tables() {
     const auto q = cfg.mem_queued;
     auto registry = std::make_shared<prometheus::Registry>();
     add("ThreadPoolExecutor (instrumented)",
-        memory_per_executor([&](std::size_t i) { return std::make_unique<OursShared>(registry, i); }, k),
+        memory_per_executor(
+            [&](std::size_t i) { return std::make_unique<OursShared>(registry, i); }, k),
         memory_per_queued_task<Ours, false>(q), memory_per_queued_task<Ours, true>(q));
     add("ThreadPoolExecutor, no metrics", memory_per_executor(maker<OursUninstrumented>(), k),
         memory_per_queued_task<OursUninstrumented, false>(q),
@@ -611,15 +633,17 @@ std::vector<OneShotTable> memory_tables() {
     add("oneTBB (tbbmalloc: not seen)", memory_per_executor(maker<Tbb>(), k),
         memory_per_queued_task<Tbb, false>(q), memory_per_queued_task<Tbb, true>(q));
 #endif
-    t.note = "Per executor: heap only, one worker, after its first task (shards exist), "
-             "averaged over " + std::to_string(k) +
-             " executors; the instrumented ones share one registry, as in a service. The "
-             "instrumented figure is mostly the executor's share of the registry: its series "
-             "(about 25 families) and their labels; the no-metrics pool "
-             "(BasicThreadPoolExecutor<NoMetrics>) has no series at all. Each worker thread also "
-             "maps a stack (8 MiB "
-             "virtual) that the heap does not show. oneTBB allocates through tbbmalloc, "
-             "which neither operator new nor mallinfo2 sees.";
+    t.note =
+        "Per executor: heap only, one worker, after its first task (shards exist), "
+        "averaged over " +
+        std::to_string(k) +
+        " executors; the instrumented ones share one registry, as in a service. The "
+        "instrumented figure is mostly the executor's share of the registry: its series "
+        "(about 25 families) and their labels; the no-metrics pool "
+        "(BasicThreadPoolExecutor<NoMetrics>) has no series at all. Each worker thread also "
+        "maps a stack (8 MiB "
+        "virtual) that the heap does not show. oneTBB allocates through tbbmalloc, "
+        "which neither operator new nor mallinfo2 sees.";
     out.push_back(std::move(t));
   }
   return out;
@@ -654,7 +678,8 @@ void add_pool_rows(Suite& s, const std::string& block, const std::string& prefix
   if (with_hooks) {
     add("sampled", kSampled, [body] { return body.template operator()<OursSampled>(); });
     add("observed", kObserved, [body] { return body.template operator()<OursObserved>(); });
-    add("ref_shards", kRefShards, [body] { return body.template operator()<Reference<ShardHooks>>(); });
+    add("ref_shards", kRefShards,
+        [body] { return body.template operator()<Reference<ShardHooks>>(); });
     add("ref_obvious", kRefObvious,
         [body] { return body.template operator()<Reference<ObviousHooks>>(); });
   }
@@ -687,18 +712,27 @@ void build_main_suite(Suite& s, bool py) {
 
   // Clocks.
   s.add_micro_row("clock", "clock_steady", "std::chrono::steady_clock::now()", clock_steady, 1, mt);
-  s.add_micro_row("clock", "clock_ee_now", "detail::now_ns() (the library's clock)", clock_ee_now, 1, mt);
+  s.add_micro_row("clock", "clock_ee_now", "detail::now_ns() (the library's clock)", clock_ee_now,
+                  1, mt);
   s.add_micro_row("clock", "clock_rdtsc", "rdtsc", clock_rdtsc, 1, mt);
   s.add_micro_row("clock", "clock_rdtscp", "rdtscp", clock_rdtscp, 1, mt);
-  s.add_micro_row("clock", "clock_coarse", "clock_gettime(CLOCK_MONOTONIC_COARSE)", clock_coarse, 1, mt);
-  s.add_comparison({"clock", "Clock read cost (ns per read; ratio = steady_clock cost / this clock's)",
-                    "ns", "ns", false,
-                    {{"clock_ee_now", "clock_steady", NAN, "calibrated TSC vs steady_clock"},
-                     {"clock_rdtsc", "clock_steady", NAN, "raw rdtsc vs steady_clock"},
-                     {"clock_coarse", "clock_steady", NAN, "coarse (4 ms resolution) vs steady_clock"}},
-                    {{"clock_steady", "", NAN}, {"clock_ee_now", "", NAN}, {"clock_rdtsc", "", NAN},
-                     {"clock_rdtscp", "", NAN}, {"clock_coarse", "", NAN}},
-                    ""});
+  s.add_micro_row("clock", "clock_coarse", "clock_gettime(CLOCK_MONOTONIC_COARSE)", clock_coarse, 1,
+                  mt);
+  s.add_comparison(
+      {"clock",
+       "Clock read cost (ns per read; ratio = steady_clock cost / this clock's)",
+       "ns",
+       "ns",
+       false,
+       {{"clock_ee_now", "clock_steady", NAN, "calibrated TSC vs steady_clock"},
+        {"clock_rdtsc", "clock_steady", NAN, "raw rdtsc vs steady_clock"},
+        {"clock_coarse", "clock_steady", NAN, "coarse (4 ms resolution) vs steady_clock"}},
+       {{"clock_steady", "", NAN},
+        {"clock_ee_now", "", NAN},
+        {"clock_rdtsc", "", NAN},
+        {"clock_rdtscp", "", NAN},
+        {"clock_coarse", "", NAN}},
+       ""});
 
   // Metric layer in isolation.
   for (int t : {1, 2, 4}) {
@@ -706,30 +740,47 @@ void build_main_suite(Suite& s, bool py) {
     s.add_micro_row("metric", "metric_ours_t" + ts,
                     "our shards, " + ts + " thread(s) on one executor", metric_ours, t, mt);
     s.add_micro_row("metric", "metric_obvious_t" + ts,
-                    "prometheus-cpp per task, " + ts + " thread(s) on one executor", metric_obvious, t, mt);
+                    "prometheus-cpp per task, " + ts + " thread(s) on one executor", metric_obvious,
+                    t, mt);
   }
   s.add_micro_row("metric", "metric_api_t1", "ExecutorExporter API incl. 3 clock reads, 1 thread",
                   metric_exporter_api, 1, mt);
   s.add_comparison(
-      {"metric", "Metric updates per task, clock reads excluded (wall ns per task per thread)", "ns",
-       "ns", false,
+      {"metric",
+       "Metric updates per task, clock reads excluded (wall ns per task per thread)",
+       "ns",
+       "ns",
+       false,
        {{"metric_ours_t1", "metric_obvious_t1", NAN, "1 thread"},
-        {"metric_ours_t2", "metric_obvious_t2", 5.0, "2 threads on one executor (target: >= 5x cheaper)"},
+        {"metric_ours_t2", "metric_obvious_t2", 5.0,
+         "2 threads on one executor (target: >= 5x cheaper)"},
         {"metric_ours_t4", "metric_obvious_t4", 5.0, "4 threads (oversubscribed on 2 cores)"}},
-       {{"metric_ours_t1", "<", 100}, {"metric_ours_t2", "<", 100}, {"metric_ours_t4", "", NAN},
-        {"metric_obvious_t1", "", NAN}, {"metric_obvious_t2", "", NAN}, {"metric_obvious_t4", "", NAN},
+       {{"metric_ours_t1", "<", 100},
+        {"metric_ours_t2", "<", 100},
+        {"metric_ours_t4", "", NAN},
+        {"metric_obvious_t1", "", NAN},
+        {"metric_obvious_t2", "", NAN},
+        {"metric_obvious_t4", "", NAN},
         {"metric_api_t1", "", NAN}},
        "Each thread records submit + start + end of a task on one shared executor; "
        "wait/run values vary over the first buckets."});
   s.add_comparison(
-      {"metric_flat", "Flatness: CPU ns per task, 1 thread vs more (ratio = 1 thread / N threads; "
-       "1.0 = flat)", "cpu_ns", "ns", false,
+      {"metric_flat",
+       "Flatness: CPU ns per task, 1 thread vs more (ratio = 1 thread / N threads; "
+       "1.0 = flat)",
+       "cpu_ns",
+       "ns",
+       false,
        {{"metric_ours_t2", "metric_ours_t1", 0.85, "ours, 2 vs 1 thread"},
         {"metric_ours_t4", "metric_ours_t1", 0.85, "ours, 4 vs 1 thread"},
         {"metric_obvious_t2", "metric_obvious_t1", NAN, "obvious, 2 vs 1 thread"},
         {"metric_obvious_t4", "metric_obvious_t1", NAN, "obvious, 4 vs 1 thread"}},
-       {{"metric_ours_t1", "", NAN}, {"metric_ours_t2", "", NAN}, {"metric_ours_t4", "<", 100},
-        {"metric_obvious_t1", "", NAN}, {"metric_obvious_t2", "", NAN}, {"metric_obvious_t4", "", NAN}},
+       {{"metric_ours_t1", "", NAN},
+        {"metric_ours_t2", "", NAN},
+        {"metric_ours_t4", "<", 100},
+        {"metric_obvious_t1", "", NAN},
+        {"metric_obvious_t2", "", NAN},
+        {"metric_obvious_t4", "", NAN}},
        "CPU time (all threads) per task: unlike wall time it stays comparable when threads "
        "outnumber cores. A mutex that puts threads to sleep hides part of its cost from it."});
 
@@ -737,28 +788,41 @@ void build_main_suite(Suite& s, bool py) {
   for (int k : {1, 10, 100}) {
     const auto ks = std::to_string(k);
     const int it = cfg.scrape_iters[k];
-    s.add_micro_row("scrape", "scrape_collect_" + ks, ks + " executor(s): fold + collect",
-                    [k](benchmark::State& st) { scrape_collect(st, k); }, 1, 0, it);
-    s.add_micro_row("scrape", "scrape_serialize_" + ks, ks + " executor(s): TextSerializer",
-                    [k](benchmark::State& st) { scrape_serialize(st, k); }, 1, 0, it);
-    s.add_micro_row("scrape", "scrape_write_text_" + ks, ks + " executor(s): write_text (fmt)",
-                    [k](benchmark::State& st) { scrape_write_text(st, k); }, 1, 0, it);
-    s.add_micro_row("scrape", "scrape_http_" + ks, ks + " executor(s): HTTP GET through Exposer",
-                    [k](benchmark::State& st) { scrape_http(st, k); }, 1, 0, it);
+    s.add_micro_row(
+        "scrape", "scrape_collect_" + ks, ks + " executor(s): fold + collect",
+        [k](benchmark::State& st) { scrape_collect(st, k); }, 1, 0, it);
+    s.add_micro_row(
+        "scrape", "scrape_serialize_" + ks, ks + " executor(s): TextSerializer",
+        [k](benchmark::State& st) { scrape_serialize(st, k); }, 1, 0, it);
+    s.add_micro_row(
+        "scrape", "scrape_write_text_" + ks, ks + " executor(s): write_text (fmt)",
+        [k](benchmark::State& st) { scrape_write_text(st, k); }, 1, 0, it);
+    s.add_micro_row(
+        "scrape", "scrape_http_" + ks, ks + " executor(s): HTTP GET through Exposer",
+        [k](benchmark::State& st) { scrape_http(st, k); }, 1, 0, it);
+    s.add_micro_row(
+        "scrape", "scrape_server_" + ks, ks + " executor(s): HTTP GET through MetricsServer",
+        [k](benchmark::State& st) { scrape_server(st, k); }, 1, 0, it);
   }
   std::vector<AbsRow> scrape_rows;
   for (int k : {1, 10, 100}) {
-    for (const char* what : {"collect", "serialize", "write_text", "http"}) {
+    for (const char* what : {"collect", "serialize", "write_text", "http", "server"}) {
       scrape_rows.push_back({std::string("scrape_") + what + "_" + std::to_string(k), "", NAN});
     }
   }
-  s.add_comparison({"scrape", "Scrape cost (ms per scrape)", "ms", "ms", false,
+  s.add_comparison({"scrape",
+                    "Scrape cost (ms per scrape)",
+                    "ms",
+                    "ms",
+                    false,
                     {{"scrape_write_text_1", "scrape_serialize_1", NAN,
                       "1 executor: write_text vs TextSerializer"},
                      {"scrape_write_text_10", "scrape_serialize_10", NAN,
                       "10 executors: write_text vs TextSerializer"},
                      {"scrape_write_text_100", "scrape_serialize_100", NAN,
-                      "100 executors: write_text vs TextSerializer"}},
+                      "100 executors: write_text vs TextSerializer"},
+                     {"scrape_server_100", "scrape_http_100", NAN,
+                      "100 executors over HTTP: MetricsServer vs Exposer"}},
                     scrape_rows,
                     "Target: collect + serialize of 100 executors < 10 ms. Each executor is a "
                     "ThreadPoolExecutor with 2 workers that ran a task since the last scrape."});
@@ -766,71 +830,100 @@ void build_main_suite(Suite& s, bool py) {
   // Pools.
   std::vector<std::string> names;
   const auto ff_n = cfg.ff_n;
-  add_pool_rows(s, "ff", "ff", true, py,
-                [w, ff_n]<class A>() { return fire_and_forget<A>(w, ff_n); },
-                [w] { return run_python("ff", cfg.py_n, w); }, names);
-  s.add_comparison({"ff", std::to_string(ff_n) + " empty fire-and-forget tasks, 1 producer, " +
-                              std::to_string(w) + " workers (M tasks/s)",
-                    "mtps", "M/s", true,
-                    [&] {
-                      auto p = ours_vs_all("ff", names, {{"nometrics", 0.85}, {"tbb", 0.9}, {"asio", 1.0}});
-                      p.push_back({"ff_sampled", "ff_ours", NAN,
-                                   "what timing_sample_rate = 64 saves"});
-                      p.push_back({"ff_observed", "ff_ours", NAN,
-                                   "a do-nothing observer vs none attached"});
-                      p.push_back({"ff_sampled", "ff_nometrics", NAN,
-                                   "timing 1 in 64 vs metrics compiled out"});
-                      p.push_back({"ff_ref_shards", "ff_ref_obvious", NAN,
-                                   "same pool: our shards vs prometheus-cpp per task"});
-                      p.push_back({"ff_ref_shards", "ff_ref", NAN, "same pool: our shards vs none"});
-                      return p;
-                    }(),
-                    {}, "Python runs " + std::to_string(cfg.py_n) + " tasks (it is ~100x slower)."});
+  add_pool_rows(
+      s, "ff", "ff", true, py, [w, ff_n]<class A>() { return fire_and_forget<A>(w, ff_n); },
+      [w] { return run_python("ff", cfg.py_n, w); }, names);
+  s.add_comparison(
+      {"ff",
+       std::to_string(ff_n) + " empty fire-and-forget tasks, 1 producer, " + std::to_string(w) +
+           " workers (M tasks/s)",
+       "mtps",
+       "M/s",
+       true,
+       [&] {
+         auto p = ours_vs_all("ff", names, {{"nometrics", 0.85}, {"tbb", 0.9}, {"asio", 1.0}});
+         p.push_back({"ff_sampled", "ff_ours", NAN, "what timing_sample_rate = 64 saves"});
+         p.push_back({"ff_observed", "ff_ours", NAN, "a do-nothing observer vs none attached"});
+         p.push_back({"ff_sampled", "ff_nometrics", NAN, "timing 1 in 64 vs metrics compiled out"});
+         p.push_back({"ff_ref_shards", "ff_ref_obvious", NAN,
+                      "same pool: our shards vs prometheus-cpp per task"});
+         p.push_back({"ff_ref_shards", "ff_ref", NAN, "same pool: our shards vs none"});
+         return p;
+       }(),
+       {},
+       "Python runs " + std::to_string(cfg.py_n) + " tasks (it is ~100x slower)."});
   names.clear();
   const auto fut_n = cfg.fut_n;
-  add_pool_rows(s, "fut", "fut", false, py,
-                [w, fut_n]<class A>() { return with_futures<A>(w, fut_n); },
-                [w] { return run_python("futures", cfg.py_n, w); }, names);
-  s.add_comparison({"fut", std::to_string(fut_n) + " tasks with futures, results read (M tasks/s)",
-                    "mtps", "M/s", true,
-                    ours_vs_all("fut", names, {{"nometrics", 0.85}, {"asio", 1.0}}), {}, ""});
+  add_pool_rows(
+      s, "fut", "fut", false, py, [w, fut_n]<class A>() { return with_futures<A>(w, fut_n); },
+      [w] { return run_python("futures", cfg.py_n, w); }, names);
+  s.add_comparison({"fut",
+                    std::to_string(fut_n) + " tasks with futures, results read (M tasks/s)",
+                    "mtps",
+                    "M/s",
+                    true,
+                    ours_vs_all("fut", names, {{"nometrics", 0.85}, {"asio", 1.0}}),
+                    {},
+                    ""});
   names.clear();
   const auto prod_n = cfg.prod_n;
   const auto producers = cfg.producers;
-  add_pool_rows(s, "prod", "prod", true, py,
-                [w, prod_n, producers]<class A>() { return many_producers<A>(w, producers, prod_n); },
-                [w, producers] { return run_python("producers", cfg.py_n, w, producers); }, names);
-  s.add_comparison({"prod", std::to_string(producers) + " producer threads, " + std::to_string(prod_n) +
-                                " empty tasks in all (M tasks/s)",
-                    "mtps", "M/s", true,
-                    [&] {
-                      auto p = ours_vs_all("prod", names,
-                                           {{"nometrics", 0.85}, {"ref", 1.0}, {"asio", 1.0}, {"tbb", 1.0}});
-                      p.push_back({"prod_sampled", "prod_ours", NAN,
-                                   "what timing_sample_rate = 64 saves"});
-                      p.push_back({"prod_ref_shards", "prod_ref_obvious", NAN,
-                                   "same pool: our shards vs prometheus-cpp per task"});
-                      return p;
-                    }(),
-                    {}, "Target: >= 1.0x the fastest peer."});
+  add_pool_rows(
+      s, "prod", "prod", true, py,
+      [w, prod_n, producers]<class A>() { return many_producers<A>(w, producers, prod_n); },
+      [w, producers] { return run_python("producers", cfg.py_n, w, producers); }, names);
+  s.add_comparison(
+      {"prod",
+       std::to_string(producers) + " producer threads, " + std::to_string(prod_n) +
+           " empty tasks in all (M tasks/s)",
+       "mtps",
+       "M/s",
+       true,
+       [&] {
+         auto p = ours_vs_all("prod", names,
+                              {{"nometrics", 0.85}, {"ref", 1.0}, {"asio", 1.0}, {"tbb", 1.0}});
+         p.push_back({"prod_sampled", "prod_ours", NAN, "what timing_sample_rate = 64 saves"});
+         p.push_back({"prod_ref_shards", "prod_ref_obvious", NAN,
+                      "same pool: our shards vs prometheus-cpp per task"});
+         return p;
+       }(),
+       {},
+       "Target: >= 1.0x the fastest peer."});
   names.clear();
   const auto rtt_n = cfg.rtt_n;
-  add_pool_rows(s, "rtt", "rtt", false, py,
-                [w, rtt_n]<class A>() { return round_trip<A>(w, rtt_n); },
-                [w] { return run_python("rtt", cfg.py_rtt_n, w); }, names);
-  s.add_comparison({"rtt_p50", "One-task round trip, p50 (µs)", "p50_us", "µs", false,
-                    ours_vs_all("rtt", names, {}), {}, ""});
-  s.add_comparison({"rtt_p99", "One-task round trip, p99 (µs)", "p99_us", "µs", false,
-                    ours_vs_all("rtt", names, {{"ref", 1 / 1.1}}), {},
+  add_pool_rows(
+      s, "rtt", "rtt", false, py, [w, rtt_n]<class A>() { return round_trip<A>(w, rtt_n); },
+      [w] { return run_python("rtt", cfg.py_rtt_n, w); }, names);
+  s.add_comparison({"rtt_p50",
+                    "One-task round trip, p50 (µs)",
+                    "p50_us",
+                    "µs",
+                    false,
+                    ours_vs_all("rtt", names, {}),
+                    {},
+                    ""});
+  s.add_comparison({"rtt_p99",
+                    "One-task round trip, p99 (µs)",
+                    "p99_us",
+                    "µs",
+                    false,
+                    ours_vs_all("rtt", names, {{"ref", 1 / 1.1}}),
+                    {},
                     "Target: p99 no worse than 1.1x the reference pool's (ratio >= 0.91)."});
   names.clear();
   const auto busy_n = cfg.busy_n;
-  add_pool_rows(s, "busy", "busy", false, py,
-                [w, busy_n]<class A>() { return busy_tasks<A>(w, busy_n); },
-                [w] { return run_python("busy", cfg.py_busy_n, w); }, names);
-  s.add_comparison({"busy", std::to_string(busy_n) + " tasks of 10 µs busy work (% of ideal n*10µs/workers)",
-                    "efficiency_pct", "%", true, ours_vs_all("busy", names, {{"nometrics", 0.98}}),
-                    {{"busy_ours", ">", 78}}, "Target: >= 0.98x uninstrumented and >= 78 % of ideal."});
+  add_pool_rows(
+      s, "busy", "busy", false, py, [w, busy_n]<class A>() { return busy_tasks<A>(w, busy_n); },
+      [w] { return run_python("busy", cfg.py_busy_n, w); }, names);
+  s.add_comparison(
+      {"busy",
+       std::to_string(busy_n) + " tasks of 10 µs busy work (% of ideal n*10µs/workers)",
+       "efficiency_pct",
+       "%",
+       true,
+       ours_vs_all("busy", names, {{"nometrics", 0.98}}),
+       {{"busy_ours", ">", 78}},
+       "Target: >= 0.98x uninstrumented and >= 78 % of ideal."});
 }
 
 void build_scaling_suite(Suite& s) {
@@ -839,28 +932,37 @@ void build_scaling_suite(Suite& s) {
   std::vector<AbsRow> metric_abs;
   for (int t : cfg.threads) {
     const auto ts = std::to_string(t);
-    s.add_micro_row("metric", "metric_ours_t" + ts, "our shards, " + ts + " threads", metric_ours, t, mt);
-    s.add_micro_row("metric", "metric_obvious_t" + ts, "prometheus-cpp per task, " + ts + " threads",
-                    metric_obvious, t, mt);
+    s.add_micro_row("metric", "metric_ours_t" + ts, "our shards, " + ts + " threads", metric_ours,
+                    t, mt);
+    s.add_micro_row("metric", "metric_obvious_t" + ts,
+                    "prometheus-cpp per task, " + ts + " threads", metric_obvious, t, mt);
     metric_pairs.push_back({"metric_ours_t" + ts, "metric_obvious_t" + ts, NAN, ts + " threads"});
     metric_abs.push_back({"metric_ours_t" + ts, "<", 100});
     metric_abs.push_back({"metric_obvious_t" + ts, "", NAN});
   }
-  s.add_comparison({"scale_metric_wall", "Metric updates per task vs threads (wall ns per task per thread)",
-                    "ns", "ns", false, metric_pairs, metric_abs, ""});
-  s.add_comparison({"scale_metric_cpu", "Metric updates per task vs threads (CPU ns per task)", "cpu_ns",
-                    "ns", false, metric_pairs, metric_abs, "Flat = same value on every line."});
+  s.add_comparison({"scale_metric_wall",
+                    "Metric updates per task vs threads (wall ns per task per thread)", "ns", "ns",
+                    false, metric_pairs, metric_abs, ""});
+  s.add_comparison({"scale_metric_cpu", "Metric updates per task vs threads (CPU ns per task)",
+                    "cpu_ns", "ns", false, metric_pairs, metric_abs,
+                    "Flat = same value on every line."});
   for (int t : cfg.threads) {
     const auto ts = std::to_string(t);
     const auto n = cfg.scale_n;
     const auto wt = static_cast<std::size_t>(t);
     std::vector<std::string> names;
-    add_pool_rows(s, "pool_t" + ts, "pool_t" + ts, true, false,
-                  [wt, n]<class A>() { return many_producers<A>(wt, wt, n); }, {}, names);
-    s.add_comparison({"scale_pool_t" + ts,
-                      ts + " workers, " + ts + " producers, " + std::to_string(n) +
-                          " empty tasks (M tasks/s)",
-                      "mtps", "M/s", true, ours_vs_all("pool_t" + ts, names, {}), {}, ""});
+    add_pool_rows(
+        s, "pool_t" + ts, "pool_t" + ts, true, false,
+        [wt, n]<class A>() { return many_producers<A>(wt, wt, n); }, {}, names);
+    s.add_comparison(
+        {"scale_pool_t" + ts,
+         ts + " workers, " + ts + " producers, " + std::to_string(n) + " empty tasks (M tasks/s)",
+         "mtps",
+         "M/s",
+         true,
+         ours_vs_all("pool_t" + ts, names, {}),
+         {},
+         ""});
   }
 }
 
@@ -893,9 +995,15 @@ std::string json_escape(const std::string& s) {
   std::string o;
   for (char c : s) {
     switch (c) {
-      case '"': o += "\\\""; break;
-      case '\\': o += "\\\\"; break;
-      case '\n': o += "\\n"; break;
+      case '"':
+        o += "\\\"";
+        break;
+      case '\\':
+        o += "\\\\";
+        break;
+      case '\n':
+        o += "\\n";
+        break;
       default:
         if (static_cast<unsigned char>(c) < 0x20) {
           char buf[8];
@@ -945,8 +1053,8 @@ void write_json(const std::string& path, const Suite& s, const std::vector<Sampl
   for (const auto& c : s.comparisons()) {
     o << (first ? "" : ",") << "\n  {\"id\": " << js(c.id) << ", \"title\": " << js(c.title)
       << ", \"metric\": " << js(c.metric) << ", \"unit\": " << js(c.unit)
-      << ", \"higher_better\": " << (c.higher_better ? "true" : "false") << ", \"note\": " << js(c.note)
-      << ",\n   \"pairs\": [";
+      << ", \"higher_better\": " << (c.higher_better ? "true" : "false")
+      << ", \"note\": " << js(c.note) << ",\n   \"pairs\": [";
     bool f2 = true;
     for (const auto& p : c.pairs) {
       o << (f2 ? "" : ", ") << "{\"subject\": " << js(p.subject) << ", \"other\": " << js(p.other)
@@ -1037,7 +1145,8 @@ int main(int argc, char** argv) {
     } else if (a == "--threads") {
       cfg.threads.clear();
       std::stringstream ss(value());
-      for (std::string t; std::getline(ss, t, ',');) cfg.threads.push_back(std::max(1, std::stoi(t)));
+      for (std::string t; std::getline(ss, t, ',');)
+        cfg.threads.push_back(std::max(1, std::stoi(t)));
     } else if (a == "--no-python") {
       cfg.python = false;
     } else if (a == "--python-script") {
@@ -1072,7 +1181,8 @@ int main(int argc, char** argv) {
     build_main_suite(suite, py);
   }
   if (cfg.list) {
-    for (const auto& r : suite.rows()) std::cout << r.block << "\t" << r.name << "\t" << r.label << "\n";
+    for (const auto& r : suite.rows())
+      std::cout << r.block << "\t" << r.name << "\t" << r.label << "\n";
     return 0;
   }
 
@@ -1106,7 +1216,8 @@ int main(int argc, char** argv) {
         samples.push_back(std::move(smp));
       }
     }
-    std::cerr << "  (" << fmt_double(static_cast<double>(steady_ns() - t_begin) * 1e-9, 1) << " s)\n";
+    std::cerr << "  (" << fmt_double(static_cast<double>(steady_ns() - t_begin) * 1e-9, 1)
+              << " s)\n";
   }
 
   if (!cfg.scaling && cfg.filter.empty()) {
@@ -1151,8 +1262,8 @@ int main(int argc, char** argv) {
   meta["sizes"] = "ff " + std::to_string(cfg.ff_n) + ", futures " + std::to_string(cfg.fut_n) +
                   ", producers " + std::to_string(cfg.producers) + " x " +
                   std::to_string(cfg.prod_n / cfg.producers) + ", round trips " +
-                  std::to_string(cfg.rtt_n) + ", busy " + std::to_string(cfg.busy_n) +
-                  ", python " + std::to_string(cfg.py_n) + ", scaling " + std::to_string(cfg.scale_n);
+                  std::to_string(cfg.rtt_n) + ", busy " + std::to_string(cfg.busy_n) + ", python " +
+                  std::to_string(cfg.py_n) + ", scaling " + std::to_string(cfg.scale_n);
 
   if (!cfg.out.empty()) {
     std::filesystem::create_directories(cfg.out);
