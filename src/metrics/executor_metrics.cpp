@@ -391,11 +391,19 @@ void ExecutorMetrics::fold_held() {
   std::vector<std::unique_lock<std::mutex>> locks;
   locks.reserve(objects.size());
   for (auto* o : objects) locks.emplace_back(o->mutex_);
-  // Before any shard is read: a task that starts during this fold is not counted yet.
+  // Before any shard is read: a shard seen as retired has all its counts in the read
+  // below and can be dropped after it; a task that starts during this fold is not
+  // counted yet.
+  std::vector<std::vector<bool>> retired(objects.size());
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    for (const auto& shard : objects[i]->shards_) {
+      retired[i].push_back(shard->retired.load(std::memory_order_acquire));
+    }
+  }
   const std::uint64_t now = now_ns();
   auto snapshots = read_shards(objects);
   for (std::size_t i = 0; i < objects.size(); ++i) {
-    objects[i]->fold_tasks(snapshots[i], now);
+    objects[i]->fold_tasks(snapshots[i], retired[i], now);
     objects[i]->fold_rare();
   }
 }
@@ -482,13 +490,10 @@ void ExecutorMetrics::fold_rare() {
 }
 
 // Caller holds mutex_; `snapshot` is this object's part of read_shards().
-void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, std::uint64_t now) {
+void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<bool>& retired,
+                                 std::uint64_t now) {
   const std::size_t n = layout_.size();
   std::vector<std::uint64_t> delta(n, 0);
-  std::vector<bool> retired(shards_.size());
-  for (std::size_t s = 0; s < shards_.size(); ++s) {
-    retired[s] = shards_[s]->retired.load(std::memory_order_acquire);
-  }
   // The lifecycle stages were read later ones first (read_shards): a task seen as ended
   // is then surely seen as started, and one seen as started surely as submitted (read
   // below), so the gauges derived below never go negative and every scrape reconciles.

@@ -186,8 +186,9 @@ class ExecutorMetrics {
   /// Ended tasks in slots read through `value_of`.
   template <class ValueOf>
   std::uint64_t ended_count(ValueOf&& value_of) const;
-  /// Folds the shards (read by read_shards, `now` taken before): the task lifecycle.
-  void fold_tasks(ShardSnapshots& snapshot, std::uint64_t now);
+  /// Folds the shards (read by read_shards; `retired`, each shard's retired flag, and
+  /// `now` taken before): the task lifecycle. Drops the retired shards.
+  void fold_tasks(ShardSnapshots& snapshot, const std::vector<bool>& retired, std::uint64_t now);
   /// Folds the event counters and levels.
   void fold_rare();
   MetricShard& register_shard();
