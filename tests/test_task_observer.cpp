@@ -308,6 +308,14 @@ TEST_CASE("every catalog row has series in the registry, and every family a cata
           "[observer][catalog]") {
   auto registry = std::make_shared<prometheus::Registry>();
   {
+    // Sink families have series once a stream has a sink.
+    class Sink : public ee::EventSink {
+     public:
+      std::string name() const override { return "catalog_sink"; }
+      void write(std::span<const ee::TaskEvent>) override {}
+    };
+    auto stream = std::make_shared<ee::EventStream>(ee::EventStreamOptions{.registry = registry});
+    stream->add_sink(std::make_shared<Sink>());
     ee::ThreadPoolOptions options;
     options.id = "catalog";
     options.registry = registry;

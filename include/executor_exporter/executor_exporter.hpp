@@ -7,6 +7,9 @@
 /// available, since it is the only part that needs a dependency beyond prometheus-cpp.
 
 #include <executor_exporter/errors.hpp>                             // IWYU pragma: export
+#include <executor_exporter/events/event_sink.hpp>                  // IWYU pragma: export
+#include <executor_exporter/events/event_stream.hpp>                // IWYU pragma: export
+#include <executor_exporter/events/task_event.hpp>                  // IWYU pragma: export
 #include <executor_exporter/metrics/exporter.hpp>                   // IWYU pragma: export
 #include <executor_exporter/metrics/exporter_options.hpp>           // IWYU pragma: export
 #include <executor_exporter/metrics/metric_catalog.hpp>             // IWYU pragma: export

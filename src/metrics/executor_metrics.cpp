@@ -138,7 +138,7 @@ void ExecutorMetrics::build_series() {
     const auto m = static_cast<Metric>(i);
     const MetricSpec& sp = metric_catalog[i];
     if (sp.source == MetricSource::trace || sp.source == MetricSource::sampled ||
-        sp.source == MetricSource::build) {
+        sp.source == MetricSource::build || sp.source == MetricSource::sink) {
       continue;
     }
     if (!task_.empty() && !has_label(sp, "task")) continue;

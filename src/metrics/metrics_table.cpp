@@ -25,7 +25,8 @@ std::string metrics_table_markdown() {
       "| metric | type | labels | meaning |\n"
       "|---|---|---|---|\n";
   for (const auto& m : metric_catalog) {
-    std::string labels = m.source == MetricSource::build ? "" : "executor, executor_type";
+    const bool per_executor = m.source != MetricSource::build && m.source != MetricSource::sink;
+    std::string labels = per_executor ? "executor, executor_type" : "";
     if (!m.extra_labels.empty()) {
       labels += fmt::format("{}{}", labels.empty() ? "" : ", ", m.extra_labels);
     }

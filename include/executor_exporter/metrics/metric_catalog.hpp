@@ -29,9 +29,11 @@ enum class MetricSource {
   trace,
   /// About the library itself, one series per registry, without executor labels.
   build,
+  /// About an event sink (EventStream), one series per sink, without executor labels.
+  sink,
 };
 
-/// One exported metric family. Every family but the MetricSource::build ones also
+/// One exported metric family. Every family but the build and sink ones also
 /// carries the labels `executor` and `executor_type`; `extra_labels` lists any others (comma
 /// separated) so the generated documentation can show them. A family whose extra labels include
 /// `task` also has one set of series per task name (submit_named). `label_values` lists the values
@@ -75,6 +77,9 @@ enum class Metric : std::size_t {
   worker_restarts,
   worker_resident,
   build_info,
+  events_delivered,
+  events_dropped,
+  event_sink_errors,
   count_,
 };
 
@@ -155,6 +160,14 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
     {"executor_exporter_build_info", MetricKind::gauge,
      "Always 1; the version of executor-exporter that serves these metrics.", "version",
      MetricSource::build},
+    {"executor_events_total", MetricKind::counter,
+     "Task and worker events handed to an event sink (EventStream).", "sink", MetricSource::sink},
+    {"executor_events_dropped_total", MetricKind::counter,
+     "Events dropped because a sink's buffer was full (the oldest go first).", "sink",
+     MetricSource::sink},
+    {"executor_event_sink_errors_total", MetricKind::counter,
+     "Exceptions thrown by an event sink, handed to the stream's error handler.", "sink",
+     MetricSource::sink},
 }};
 
 /// The version of the library, as in its CMake project (and the build_info metric).
