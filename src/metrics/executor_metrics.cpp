@@ -401,11 +401,20 @@ void ExecutorMetrics::fold_held() {
     }
   }
   const std::uint64_t now = now_ns();
-  auto snapshots = read_shards(objects);
+  auto snapshots = read_shards(objects, retired);
   for (std::size_t i = 0; i < objects.size(); ++i) {
     objects[i]->fold_tasks(snapshots[i], retired[i], now);
     objects[i]->fold_rare();
   }
+}
+
+std::array<std::pair<std::size_t, std::size_t>, 4> ExecutorMetrics::lifecycle_ranges() const {
+  // Later lifecycle stages before earlier ones (SlotLayout's order): the ended ones and
+  // busy time, the run histograms, started, dequeued, then the wait histogram.
+  return {{{SlotLayout::completed, SlotLayout::started},
+           {layout_.run_hist(true), layout_.wait_hist()},
+           {SlotLayout::started, SlotLayout::cancelled},
+           {layout_.wait_hist(), layout_.size()}}};
 }
 
 template <class ValueOf>
@@ -424,7 +433,7 @@ std::uint64_t ExecutorMetrics::ended_count(ValueOf&& value_of) const {
 
 // Callers hold the mutex_ of every object.
 std::vector<ExecutorMetrics::ShardSnapshots> ExecutorMetrics::read_shards(
-    const std::vector<ExecutorMetrics*>& objects) {
+    const std::vector<ExecutorMetrics*>& objects, std::vector<std::vector<bool>>& retired) {
   std::vector<ShardSnapshots> out(objects.size());
   // The shards of each thread, as (object, shard) positions.
   std::map<const void*, std::vector<std::pair<std::size_t, std::size_t>>> by_thread;
@@ -441,19 +450,11 @@ std::vector<ExecutorMetrics::ShardSnapshots> ExecutorMetrics::read_shards(
         const ExecutorMetrics& m = *objects[o];
         const MetricShard& shard = *m.shards_[s];
         auto& snap = out[o][s];
-        const std::size_t n = m.layout_.size();
-        const std::pair<std::size_t, std::size_t> ranges[] = {
-            {SlotLayout::completed, SlotLayout::started},
-            {m.layout_.run_hist(true), m.layout_.wait_hist()},
-            {SlotLayout::started, SlotLayout::cancelled},
-            {m.layout_.wait_hist(), n},
-        };
-        for (auto [begin, end] : ranges) {
+        for (auto [begin, end] : m.lifecycle_ranges()) {
           for (std::size_t i = begin; i < end; ++i) snap[i] = shard.read(i);
         }
       }
-      // A task of this thread that ended since its shard was read: read the group again
-      // (under constant churn, give up after a few tries: a close bound).
+      // A task of this thread that ended since its shard was read: read the group again.
       bool still = true;
       for (const auto& [o, s] : group) {
         const ExecutorMetrics& m = *objects[o];
@@ -462,7 +463,22 @@ std::vector<ExecutorMetrics::ShardSnapshots> ExecutorMetrics::read_shards(
         still = still && m.ended_count([&](std::size_t i) { return snap[i]; }) ==
                              m.ended_count([&](std::size_t i) { return shard.read(i); });
       }
-      if (still || attempt == 7) break;
+      if (still) break;
+      if (attempt == 63) {
+        // Under churn too constant to read one instant (a thread ending a task every few
+        // reads), this fold keeps the thread's last consistent snapshot: its tasks move
+        // on at the next fold, and the page stays true, only older for this thread.
+        for (const auto& [o, s] : group) {
+          const ExecutorMetrics& m = *objects[o];
+          const auto& folded = m.shards_[s]->folded();
+          auto& snap = out[o][s];
+          for (auto [begin, end] : m.lifecycle_ranges()) {
+            for (std::size_t i = begin; i < end; ++i) snap[i] = folded[i];
+          }
+          retired[o][s] = false;  // kept for the fold that reads it whole
+        }
+        break;
+      }
     }
   }
   return out;
@@ -510,12 +526,7 @@ void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<boo
   const Series& busy = series_[static_cast<std::size_t>(Metric::worker_busy)];
   const bool executor_level = !busy.counters.empty();
   std::uint64_t running_ns = 0;
-  const std::pair<std::size_t, std::size_t> per_shard[] = {
-      {SlotLayout::completed, SlotLayout::started},
-      {layout_.run_hist(true), layout_.wait_hist()},
-      {SlotLayout::started, SlotLayout::cancelled},
-      {layout_.wait_hist(), n},
-  };
+  const auto per_shard = lifecycle_ranges();
   for (std::size_t s = 0; s < shards_.size(); ++s) {
     auto& shard = shards_[s];
     // After the busy slot (see MetricShard::set_running_since): a task whose busy time

@@ -182,7 +182,12 @@ class ExecutorMetrics {
   /// mutex_ held). The lifecycle slots of all the shards one thread writes are read
   /// together and read again while a task of that thread ended in between, so a thread
   /// counts at most one running task summed over every task name.
-  static std::vector<ShardSnapshots> read_shards(const std::vector<ExecutorMetrics*>& objects);
+  /// A thread whose tasks end too often to be read at one instant keeps its last
+  /// snapshot (and its retired shards, in `retired`) until a later fold.
+  static std::vector<ShardSnapshots> read_shards(const std::vector<ExecutorMetrics*>& objects,
+                                                 std::vector<std::vector<bool>>& retired);
+  /// The shard slots a fold reads per thread, in the order it reads them.
+  std::array<std::pair<std::size_t, std::size_t>, 4> lifecycle_ranges() const;
   /// Ended tasks in slots read through `value_of`.
   template <class ValueOf>
   std::uint64_t ended_count(ValueOf&& value_of) const;
