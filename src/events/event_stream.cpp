@@ -245,10 +245,9 @@ namespace {
 struct WallClock {
   std::int64_t offset;
   WallClock()
-      : offset(static_cast<std::int64_t>(
-                   std::chrono::duration_cast<std::chrono::nanoseconds>(
-                       std::chrono::system_clock::now().time_since_epoch())
-                       .count()) -
+      : offset(static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count()) -
                static_cast<std::int64_t>(now_ns())) {}
   std::uint64_t operator()(std::uint64_t mono) const {
     return mono == 0 ? 0 : static_cast<std::uint64_t>(static_cast<std::int64_t>(mono) + offset);
@@ -331,31 +330,28 @@ void EventStream::on_expired(const TaskInfo& task) noexcept {
   }
 }
 
+TaskEvent EventStream::worker_event(EventKind kind, const WorkerInfo& worker) const {
+  const WallClock wall;
+  TaskEvent e;
+  e.kind = kind;
+  e.executor = worker.executor;
+  e.executor_type = worker.executor_type;
+  e.reason = worker.reason;
+  e.count = 0;  // no task
+  e.at_unix_ns = wall(worker.at_ns != 0 ? worker.at_ns : now_ns());
+  return e;
+}
+
 void EventStream::on_worker_started(const WorkerInfo& worker) noexcept {
   try {
-    const WallClock wall;
-    TaskEvent e;
-    e.kind = EventKind::worker_started;
-    e.executor = worker.executor;
-    e.executor_type = worker.executor_type;
-    e.count = 0;
-    e.at_unix_ns = wall(worker.at_ns != 0 ? worker.at_ns : now_ns());
-    publish(std::move(e));
+    publish(worker_event(EventKind::worker_started, worker));
   } catch (...) {
   }
 }
 
 void EventStream::on_worker_stopped(const WorkerInfo& worker) noexcept {
   try {
-    const WallClock wall;
-    TaskEvent e;
-    e.kind = EventKind::worker_stopped;
-    e.executor = worker.executor;
-    e.executor_type = worker.executor_type;
-    e.reason = worker.reason;
-    e.count = 0;
-    e.at_unix_ns = wall(worker.at_ns != 0 ? worker.at_ns : now_ns());
-    publish(std::move(e));
+    publish(worker_event(EventKind::worker_stopped, worker));
   } catch (...) {
   }
 }

@@ -23,7 +23,7 @@ struct EventFilter {
   // Default member initializers let designated initializers name only some fields.
   std::set<EventKind> kinds = {};
   std::set<std::string, std::less<>> executors = {};  ///< executor ids
-  std::set<std::string, std::less<>> tasks = {};  ///< task names ("" selects unnamed tasks)
+  std::set<std::string, std::less<>> tasks = {};      ///< task names ("" selects unnamed tasks)
 
   /// Whether `e` passes.
   bool matches(const TaskEvent& e) const;
@@ -81,6 +81,7 @@ class EventStream : public TaskObserver {
   class Subscription;
   void publish(TaskEvent&& event) noexcept;
   TaskEvent task_event(EventKind kind, const TaskInfo& task) const;
+  TaskEvent worker_event(EventKind kind, const WorkerInfo& worker) const;
 
   EventStreamOptions options_;
   std::mutex mutex_;  // guards subscriptions_ (the list, not the buffers)
