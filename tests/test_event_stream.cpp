@@ -139,7 +139,9 @@ TEST_CASE("the proxy and the process pool feed the same stream", "[events]") {
     o.thread_check = ee::ThreadCheck::allow;
     o.observers.push_back(stream);
     ee::ProcessPoolExecutor pool(o);
-    CHECK(pool.submit(+[](int x) { return x + 1; }, 41).get() == 42);
+    CHECK(pool.submit(
+                  +[](int x) { return x + 1; }, 41)
+              .get() == 42);
   }
   {
     ee::InstrumentedExecutorProxy<ee::ThreadPoolExecutor> proxy(
@@ -220,10 +222,9 @@ TEST_CASE("a slow sink drops its oldest events, counted, and never blocks the po
   // The oldest went: the last event submitted is among those kept.
   const auto kept = stuck->events();
   REQUIRE_FALSE(kept.empty());
-  const auto last_id =
-      std::max_element(kept.begin(), kept.end(),
-                       [](const auto& x, const auto& y) { return x.task_id < y.task_id; })
-          ->task_id;
+  const auto last_id = std::max_element(kept.begin(), kept.end(), [](const auto& x, const auto& y) {
+                         return x.task_id < y.task_id;
+                       })->task_id;
   // Both keep the newest; the quick sink, with the same small buffer, may drop too, but
   // accounts for every event as well.
   CHECK(last_id == quick->events().back().task_id);
@@ -269,4 +270,65 @@ TEST_CASE("a sink that throws is counted and reported, and keeps receiving", "[e
   CHECK(other->events().size() == 10);
   CHECK(prom::metric(ee_test::scrape(registry), "executor_event_sink_errors_total",
                      {{"sink", "flaky"}}) == 5);
+}
+
+TEST_CASE("a TaskDescription in scope at submit travels on the submitted event", "[events]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto stream = std::make_shared<ee::EventStream>(ee::EventStreamOptions{.registry = registry});
+  auto sink = std::make_shared<Recording>();
+  stream->add_sink(sink);
+  {
+    ee::ThreadPoolOptions o;
+    o.registry = registry;
+    o.id = "threads";
+    o.observers.push_back(stream);
+    ee::ThreadPoolExecutor pool(1, o);
+    {
+      ee::TaskDescription outer("outer");
+      {
+        ee::TaskDescription inner("resize /tmp/a.png");
+        pool.submit_named("resize", [] {}).get();
+      }
+      pool.submit([] {}).get();
+    }
+    pool.submit([] {}).get();
+    pool.shutdown();
+    ee::TaskDescription refused("after shutdown");
+    CHECK_THROWS(pool.submit([] {}));
+  }
+  {
+    ee::ProcessPoolOptions o;
+    o.max_workers = 1;
+    o.id = "processes";
+    o.registry = registry;
+    o.thread_check = ee::ThreadCheck::allow;
+    o.observers.push_back(stream);
+    ee::ProcessPoolExecutor pool(o);
+    ee::TaskDescription described("x=41");
+    CHECK(pool.submit(
+                  +[](int x) { return x + 1; }, 41)
+              .get() == 42);
+  }
+  {
+    ee::InstrumentedExecutorProxy<ee::ThreadPoolExecutor> proxy(
+        std::in_place, ee::make_exporter_for<ee::ThreadPoolExecutor>("proxied", registry), 1,
+        std::size_t{1});
+    proxy.add_observer(stream);
+    ee::TaskDescription described("through the proxy");
+    proxy.submit([] {}).get();
+  }
+  CHECK(ee::TaskDescription::current().empty());
+  REQUIRE(stream->flush());
+  std::vector<std::string> submitted;
+  for (const auto& e : sink->of(ee::EventKind::submitted)) {
+    submitted.push_back(e.executor + ": " + e.description);
+  }
+  CHECK(submitted == std::vector<std::string>{"threads: resize /tmp/a.png", "threads: outer",
+                                              "threads: ", "processes: x=41",
+                                              "proxied: through the proxy"});
+  const auto rejected = sink->of(ee::EventKind::rejected);
+  REQUIRE(rejected.size() == 1);
+  CHECK(rejected[0].description == "after shutdown");
+  // Only the submit side carries it: the rows of a history are keyed by task id.
+  for (const auto& e : sink->of(ee::EventKind::completed)) CHECK(e.description.empty());
 }

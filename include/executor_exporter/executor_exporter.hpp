@@ -9,6 +9,7 @@
 #include <executor_exporter/errors.hpp>                             // IWYU pragma: export
 #include <executor_exporter/events/event_sink.hpp>                  // IWYU pragma: export
 #include <executor_exporter/events/event_stream.hpp>                // IWYU pragma: export
+#include <executor_exporter/events/task_description.hpp>            // IWYU pragma: export
 #include <executor_exporter/events/task_event.hpp>                  // IWYU pragma: export
 #include <executor_exporter/metrics/exporter.hpp>                   // IWYU pragma: export
 #include <executor_exporter/metrics/exporter_options.hpp>           // IWYU pragma: export

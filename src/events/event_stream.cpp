@@ -1,4 +1,5 @@
 #include <executor_exporter/events/event_stream.hpp>
+#include <executor_exporter/events/task_description.hpp>
 #include <executor_exporter/metrics/detail/registry_state.hpp>
 
 #include <prometheus/counter.h>
@@ -276,7 +277,9 @@ TaskEvent EventStream::task_event(EventKind kind, const TaskInfo& task) const {
 
 void EventStream::on_submitted(const TaskInfo& task) noexcept {
   try {
-    publish(task_event(EventKind::submitted, task));
+    auto e = task_event(EventKind::submitted, task);
+    e.description = TaskDescription::current();
+    publish(std::move(e));
   } catch (...) {
   }
 }
@@ -285,6 +288,7 @@ void EventStream::on_rejected(const TaskInfo& task, RejectReason reason) noexcep
   try {
     auto e = task_event(EventKind::rejected, task);
     e.reason = label_values(spec(Metric::tasks_rejected))[static_cast<std::size_t>(reason)];
+    e.description = TaskDescription::current();
     publish(std::move(e));
   } catch (...) {
   }

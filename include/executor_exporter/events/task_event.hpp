@@ -45,6 +45,9 @@ struct TaskEvent {
   std::string error_type;
   std::string error_message;
   std::string reason;
+  /// `submitted` and `rejected`: the TaskDescription in scope on the submitting thread
+  /// (empty when none was).
+  std::string description;
 };
 
 }  // namespace executor_exporter
