@@ -194,10 +194,13 @@ std::string url_encode(std::string_view s) {
 
 // The series a PromQL query returns from the Prometheus at `port` now (empty on any error,
 // with the reason in `last`).
-std::vector<ee_test::json::Value> query(int port, const std::string& promql, std::string& last) {
+// `at`: an evaluation time (Unix seconds) so that several queries see the same instant.
+std::vector<ee_test::json::Value> query(int port, const std::string& promql, std::string& last,
+                                        std::optional<double> at = std::nullopt) {
   try {
-    const auto r =
-        ee_test::http_get("127.0.0.1", port, "/api/v1/query?query=" + url_encode(promql), 5s);
+    std::string path = "/api/v1/query?query=" + url_encode(promql);
+    if (at) path += "&time=" + std::to_string(*at);
+    const auto r = ee_test::http_get("127.0.0.1", port, path, 5s);
     last = promql + " -> " + std::to_string(r.status) + " " + r.body;
     if (r.status != 200) return {};
     const auto doc = ee_test::json::parse(r.body);
@@ -234,7 +237,8 @@ bool valid_utf8(std::string_view s) {
 }  // namespace
 
 // One Prometheus server, started once, scrapes three targets the way users serve metrics:
-// the demo (MetricsServer, a separate process), a registry registered the plain
+// the demo (MetricsServer, a separate process; two of them, a fleet whose series add up
+// in PromQL), a registry registered the plain
 // prometheus-cpp way with an Exposer (truthful only thanks to the background fold), and a
 // MetricsServer whose labels came from hostile, non-UTF-8 user input.
 TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hostile labels",
@@ -242,6 +246,8 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   const std::string prometheus = require_tool(EE_PROMETHEUS, "The Prometheus server");
   const int demo_port = ee_test::free_tcp_port();
   auto demo = start_demo(demo_port);
+  const int second_demo_port = ee_test::free_tcp_port();
+  auto second_demo = start_demo(second_demo_port);
 
   // A plainly registered registry with a live pool: 3 workers, 25 tasks done, one running.
   auto plain_registry = std::make_shared<prometheus::Registry>();
@@ -275,13 +281,14 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
            "  scrape_timeout: 1s\n"
            "  evaluation_interval: 1s\n"
            "scrape_configs:\n";
-    const std::pair<const char*, int> jobs[] = {
-        {"executor_exporter_demo", demo_port},
-        {"plain", plain_exposer.GetListeningPorts().front()},
-        {"hostile", hostile_server.port()}};
-    for (const auto& [job, port] : jobs) {
-      out << "  - job_name: " << job
-          << "\n    static_configs:\n      - targets: ['127.0.0.1:" << port << "']\n";
+    const std::pair<const char*, std::string> jobs[] = {
+        {"executor_exporter_demo", "'127.0.0.1:" + std::to_string(demo_port) +
+                                       "', '127.0.0.1:" + std::to_string(second_demo_port) + "'"},
+        {"plain", "'127.0.0.1:" + std::to_string(plain_exposer.GetListeningPorts().front()) + "'"},
+        {"hostile", "'127.0.0.1:" + std::to_string(hostile_server.port()) + "'"}};
+    for (const auto& [job, targets] : jobs) {
+      out << "  - job_name: " << job << "\n    static_configs:\n      - targets: [" << targets
+          << "]\n";
     }
     REQUIRE(out.good());
   }
@@ -320,12 +327,55 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   // The demo: its task counter grows in Prometheus.
   if (!ee_test::wait_until(
           [&] {
-            const auto v = one_value(std::string(kSubmitted) +
-                                     "{executor=\"demo\",job=\"executor_exporter_demo\"}");
+            const auto v = one_value("sum(" + std::string(kSubmitted) +
+                                     "{executor=\"demo\",job=\"executor_exporter_demo\"})");
             return v && *v > 0;
           },
           40s, 500ms)) {
     diagnose(std::string("Prometheus did not report ") + kSubmitted + "{executor=\"demo\"} > 0");
+  }
+
+  // The fleet: both demos' series, one per instance, add up per executor in PromQL, and
+  // their histograms merge into one fleet-wide percentile (README, "A fleet").
+  const std::string fleet = "{job=\"executor_exporter_demo\",executor=\"demo\"}";
+  if (!ee_test::wait_until(
+          [&] {
+            return query(prom_port, "rate(" + std::string(kSubmitted) + fleet + "[1m]) > 0", last)
+                       .size() == 2;
+          },
+          40s, 500ms)) {
+    diagnose("Prometheus did not get a rate from both demo instances");
+  }
+  {
+    // One instant for every query, so that the sum and its parts are comparable exactly.
+    const double at =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    const auto per_instance =
+        query(prom_port, "rate(" + std::string(kSubmitted) + fleet + "[1m])", last, at);
+    REQUIRE(per_instance.size() == 2);
+    const auto summed = query(prom_port,
+                              "sum by (executor) (rate(" + std::string(kSubmitted) +
+                                  "{job=\"executor_exporter_demo\"}[1m]))",
+                              last, at);
+    double demo_rate = -1;
+    for (const auto& series : summed) {
+      if (series.at("metric").at("executor").str() == "demo") demo_rate = sample_value(series);
+    }
+    INFO(last);
+    CHECK(demo_rate > 0);
+    CHECK(demo_rate == Approx(sample_value(per_instance[0]) + sample_value(per_instance[1])));
+    const auto p99 = query(prom_port,
+                           "histogram_quantile(0.99, sum by (executor, le) "
+                           "(rate(executor_task_wait_seconds_bucket" +
+                               fleet + "[1m])))",
+                           last, at);
+    REQUIRE(p99.size() == 1);
+    CHECK(sample_value(p99.front()) >= 0);
+    CHECK(sample_value(p99.front()) < 10);
+    // Both instances fed it: the bucket series come from two targets.
+    CHECK(query(prom_port, "count by (instance) (executor_task_wait_seconds_bucket" + fleet + ")",
+                last, at)
+              .size() == 2);
   }
 
   // The plain registry: the live pool's true numbers, not the zeros of an unfolded registry.
@@ -368,10 +418,12 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   // Both processes are stopped (and the temp dir removed) by RAII; stop them explicitly too so
   // that a failure to stop is visible.
   CHECK(server.terminate(20s) == 0);
-  demo->send_signal(SIGTERM);
-  const auto status = demo->wait_for_exit(kExitTimeout);
-  REQUIRE(status.has_value());
-  CHECK(*status == 0);
+  for (auto* d : {demo.get(), second_demo.get()}) {
+    d->send_signal(SIGTERM);
+    const auto status = d->wait_for_exit(kExitTimeout);
+    REQUIRE(status.has_value());
+    CHECK(*status == 0);
+  }
 }
 
 TEST_CASE("a port already in use gives a clear error", "[e2e]") {

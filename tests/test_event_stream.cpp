@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "scrape.hpp"
+#include "wait_until.hpp"
 
 using namespace std::chrono_literals;
 namespace ee = executor_exporter;
@@ -331,4 +332,55 @@ TEST_CASE("a TaskDescription in scope at submit travels on the submitted event",
   CHECK(rejected[0].description == "after shutdown");
   // Only the submit side carries it: the rows of a history are keyed by task id.
   for (const auto& e : sink->of(ee::EventKind::completed)) CHECK(e.description.empty());
+}
+
+TEST_CASE("a full buffer drops the oldest events even when the sink already took them",
+          "[events]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  auto stream = std::make_shared<ee::EventStream>(
+      ee::EventStreamOptions{.buffer_capacity = 100, .max_batch = 10, .registry = registry});
+  // Each write() waits at a gate of its own, so the test decides when the sink moves on.
+  class Gated : public Recording {
+   public:
+    Gated() : Recording("gated") {}
+    std::promise<void> gates[2];
+    std::atomic<int> writes{0};
+    void write(std::span<const ee::TaskEvent> events) override {
+      const int n = writes.fetch_add(1);
+      if (n < 2) gates[n].get_future().wait();
+      Recording::write(events);
+    }
+  };
+  auto gated = std::make_shared<Gated>();
+  stream->add_sink(gated, {.kinds = {ee::EventKind::submitted}});
+  ee::ThreadPoolOptions o;
+  o.registry = registry;
+  o.id = "gated";
+  o.observers.push_back(stream);
+  ee::ThreadPoolExecutor pool(1, o);
+  std::vector<std::uint64_t> ids;  // task ids in submission order, from a plain recorder
+  auto order = std::make_shared<Recording>("order");
+  stream->add_sink(order, {.kinds = {ee::EventKind::submitted}});
+  auto submit = [&](int n) {
+    for (int i = 0; i < n; ++i) pool.submit([] {}).wait();
+  };
+  submit(1);  // write 1 takes it and waits at gate 0
+  REQUIRE(ee_test::wait_until([&] { return gated->writes.load() == 1; }, 5s));
+  submit(60);  // buffered
+  gated->gates[0].set_value();
+  // The sink takes all 60 and waits in write 2 with the first 10: 50 are still its own.
+  REQUIRE(ee_test::wait_until([&] { return gated->writes.load() == 2; }, 5s));
+  submit(100);  // 50 fit; the other 50 push out the 50 oldest, which the sink had taken
+  gated->gates[1].set_value();
+  REQUIRE(stream->flush());
+  REQUIRE(order->events().size() == 161);
+  for (const auto& e : order->events()) ids.push_back(e.task_id);
+  std::vector<std::uint64_t> expected(ids.begin(), ids.begin() + 11);  // written before
+  expected.insert(expected.end(), ids.begin() + 61, ids.end());        // the newest 100
+  std::vector<std::uint64_t> got;
+  for (const auto& e : gated->events()) got.push_back(e.task_id);
+  CHECK(got == expected);
+  const auto page = ee_test::scrape(registry);
+  CHECK(prom::metric(page, "executor_events_dropped_total", {{"sink", "gated"}}) == 50);
+  CHECK(prom::metric(page, "executor_events_total", {{"sink", "gated"}}) == 111);
 }

@@ -9,6 +9,7 @@
 #include <executor_exporter/errors.hpp>                             // IWYU pragma: export
 #include <executor_exporter/events/event_sink.hpp>                  // IWYU pragma: export
 #include <executor_exporter/events/event_stream.hpp>                // IWYU pragma: export
+#include <executor_exporter/events/statsd_sink.hpp>                 // IWYU pragma: export
 #include <executor_exporter/events/task_description.hpp>            // IWYU pragma: export
 #include <executor_exporter/events/task_event.hpp>                  // IWYU pragma: export
 #include <executor_exporter/metrics/exporter.hpp>                   // IWYU pragma: export
@@ -31,6 +32,9 @@
 #include <executor_exporter/process/process_pool_executor.hpp>      // IWYU pragma: export
 #include <executor_exporter/process/process_pool_options.hpp>       // IWYU pragma: export
 
+#ifdef EXECUTOR_EXPORTER_HAS_PUSH
+#include <executor_exporter/metrics/metrics_pusher.hpp>  // IWYU pragma: export
+#endif
 #if __has_include(<boost/asio/thread_pool.hpp>)
 #include <executor_exporter/adapters/asio_thread_pool.hpp>  // IWYU pragma: export
 #endif

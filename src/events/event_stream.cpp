@@ -13,6 +13,7 @@
 #include <stdexcept>
 #include <thread>
 #include <typeinfo>
+#include <utility>
 
 namespace executor_exporter {
 
@@ -99,20 +100,31 @@ class EventStream::Subscription {
   const std::string& name() const { return name_; }
   const EventFilter& filter() const { return filter_; }
 
-  // On the executor's thread: never waits for the sink, only for the buffer's lock.
+  // On the executor's thread: never waits for the sink, only for the buffer's lock,
+  // which the drainer holds only for O(1) steps (it swaps the whole buffer out).
   void push(const TaskEvent& event) {
     bool dropped = false;
+    bool wake = false;
     {
       std::lock_guard lock(mutex_);
-      if (buffer_.size() >= options_.buffer_capacity) {
-        buffer_.pop_front();
+      if (buffer_.size() + in_flight_ >= options_.buffer_capacity) {
         dropped = true;
+        // The oldest events are the drainer's, taken but not yet written: it skips one.
+        if (in_flight_ > 0) {
+          --in_flight_;
+          ++skip_;
+        } else {
+          buffer_.pop_front();
+        }
       }
       buffer_.push_back(event);
       ++pushed_;
+      wake = sleeping_;
     }
     if (dropped) dropped_.Increment();
-    wake_.notify_one();
+    // Only a sleeping drainer needs the futex call; one that is busy takes this event with
+    // its next batch. Under load that saves a syscall per event.
+    if (wake) wake_.notify_one();
   }
 
   bool flush(std::chrono::steady_clock::time_point deadline) {
@@ -123,36 +135,56 @@ class EventStream::Subscription {
 
  private:
   void run() {
+    std::deque<TaskEvent> taken;
     std::vector<TaskEvent> batch;
     std::unique_lock lock(mutex_);
     for (;;) {
+      sleeping_ = true;
       const bool woke = wake_.wait_for(lock, options_.idle_interval,
                                        [&] { return stopping_ || !buffer_.empty(); });
+      sleeping_ = false;
       if (buffer_.empty()) {
         if (stopping_) break;
-        if (!woke) guarded([&] { sink_->idle(); }, lock);
+        if (!woke) {
+          lock.unlock();
+          guarded([&] { sink_->idle(); });
+          lock.lock();
+        }
         continue;
       }
-      const std::size_t n = std::min(buffer_.size(), std::max<std::size_t>(1, options_.max_batch));
-      batch.assign(std::make_move_iterator(buffer_.begin()),
-                   std::make_move_iterator(buffer_.begin() + static_cast<std::ptrdiff_t>(n)));
-      buffer_.erase(buffer_.begin(), buffer_.begin() + static_cast<std::ptrdiff_t>(n));
-      // Events dropped from the buffer before this batch count as handled too.
-      const std::uint64_t handled = pushed_ - buffer_.size();
-      guarded([&] { sink_->write(batch); }, lock);
-      delivered_.Increment(static_cast<double>(batch.size()));
-      handled_ = handled;
+      // Everything buffered, in O(1): producers never wait behind a copy.
+      taken.swap(buffer_);
+      in_flight_ = taken.size();
+      std::size_t next = 0;
+      while (in_flight_ > 0) {
+        next += std::exchange(skip_, 0);  // dropped by producers while we wrote
+        const std::size_t n = std::min(in_flight_, std::max<std::size_t>(1, options_.max_batch));
+        in_flight_ -= n;
+        lock.unlock();
+        const auto first = taken.begin() + static_cast<std::ptrdiff_t>(next);
+        batch.assign(std::make_move_iterator(first),
+                     std::make_move_iterator(first + static_cast<std::ptrdiff_t>(n)));
+        next += n;
+        guarded([&] { sink_->write(batch); });
+        delivered_.Increment(static_cast<double>(batch.size()));
+        lock.lock();
+      }
+      skip_ = 0;
+      taken.clear();
+      // What was taken is written or dropped; so is whatever left the buffer meanwhile.
+      handled_ = pushed_ - buffer_.size();
       done_.notify_all();
     }
-    guarded([&] { sink_->idle(); }, lock);  // the last flush
+    lock.unlock();
+    guarded([&] { sink_->idle(); });  // the last flush
+    lock.lock();
     handled_ = pushed_;
     done_.notify_all();
   }
 
   // Calls the sink without the buffer's lock; what it throws is counted and reported.
   template <class F>
-  void guarded(F&& f, std::unique_lock<std::mutex>& lock) {
-    lock.unlock();
+  void guarded(F&& f) {
     try {
       f();
     } catch (...) {
@@ -168,7 +200,6 @@ class EventStream::Subscription {
         report_to_stderr(error);
       }
     }
-    lock.lock();
   }
 
   std::shared_ptr<EventSink> sink_;
@@ -185,6 +216,9 @@ class EventStream::Subscription {
   std::uint64_t pushed_ = 0;      // guarded by mutex_
   std::uint64_t handled_ = 0;     // guarded by mutex_: written, dropped or being dropped
   bool stopping_ = false;         // guarded by mutex_
+  bool sleeping_ = false;         // guarded by mutex_: the drainer waits on wake_
+  std::size_t in_flight_ = 0;     // guarded by mutex_: taken by the drainer, not yet written
+  std::size_t skip_ = 0;          // guarded by mutex_: of those, dropped (the oldest first)
   std::thread thread_;            // last: starts once the members above exist
 };
 
@@ -210,8 +244,15 @@ void EventStream::add_sink(std::shared_ptr<EventSink> sink, EventFilter filter) 
                                   "' is already attached");
     }
   }
+  const std::size_t n = published_count_.load(std::memory_order_relaxed);
+  if (n == published_.size()) {
+    throw std::invalid_argument("executor_exporter: an EventStream takes at most " +
+                                std::to_string(published_.size()) + " sinks");
+  }
   subscriptions_.push_back(
       std::make_unique<Subscription>(std::move(sink), std::move(filter), options_));
+  published_[n].store(subscriptions_.back().get(), std::memory_order_relaxed);
+  published_count_.store(n + 1, std::memory_order_release);
 }
 
 bool EventStream::flush(std::chrono::milliseconds timeout) {
@@ -230,8 +271,11 @@ bool EventStream::flush(std::chrono::milliseconds timeout) {
 
 void EventStream::publish(TaskEvent&& event) noexcept {
   try {
-    std::lock_guard lock(mutex_);
-    for (const auto& s : subscriptions_) {
+    // No lock of the stream's: executors' threads publish at once, and a shared mutex
+    // here was most of an event's cost (futex waits on 2 cores).
+    const std::size_t n = published_count_.load(std::memory_order_acquire);
+    for (std::size_t i = 0; i < n; ++i) {
+      Subscription* s = published_[i].load(std::memory_order_relaxed);
       if (s->filter().matches(event)) s->push(event);
     }
   } catch (...) {
@@ -242,16 +286,30 @@ void EventStream::publish(TaskEvent&& event) noexcept {
 namespace {
 
 // The library's monotonic nanoseconds as Unix-epoch nanoseconds, by the offset between
-// the two clocks now (0 stays 0: not measured).
+// the two clocks (0 stays 0: not measured). Reading the system clock for every event was
+// a tenth of an event's cost, so the offset is measured at most every 100 ms per thread;
+// the wall clock may be stepped (NTP) in between, which moves events by the step at most
+// until the next measure.
 struct WallClock {
   std::int64_t offset;
-  WallClock()
-      : offset(static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
-                                             std::chrono::system_clock::now().time_since_epoch())
-                                             .count()) -
-               static_cast<std::int64_t>(now_ns())) {}
+  WallClock() : offset(current_offset()) {}
   std::uint64_t operator()(std::uint64_t mono) const {
     return mono == 0 ? 0 : static_cast<std::uint64_t>(static_cast<std::int64_t>(mono) + offset);
+  }
+
+ private:
+  static std::int64_t current_offset() {
+    thread_local std::uint64_t measured_at = 0;
+    thread_local std::int64_t cached = 0;
+    const std::uint64_t mono = now_ns();
+    if (measured_at == 0 || mono - measured_at > 100'000'000) {
+      cached = static_cast<std::int64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                                             std::chrono::system_clock::now().time_since_epoch())
+                                             .count()) -
+               static_cast<std::int64_t>(mono);
+      measured_at = mono;
+    }
+    return cached;
   }
 };
 

@@ -1,5 +1,7 @@
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
@@ -61,7 +63,8 @@ class EventStream : public TaskObserver {
   ~EventStream() override;
 
   /// Starts delivering to `sink` the events that pass `filter`, from the next event on.
-  /// Throws std::invalid_argument when a sink of the same name is already attached.
+  /// Throws std::invalid_argument when a sink of the same name is already attached, or
+  /// when 32 are.
   void add_sink(std::shared_ptr<EventSink> sink, EventFilter filter = {});
 
   /// Waits until every event made so far has been handed to its sinks (or dropped), up
@@ -84,8 +87,13 @@ class EventStream : public TaskObserver {
   TaskEvent worker_event(EventKind kind, const WorkerInfo& worker) const;
 
   EventStreamOptions options_;
-  std::mutex mutex_;  // guards subscriptions_ (the list, not the buffers)
+  std::mutex mutex_;  // guards subscriptions_ (the list, not the buffers) and adding
   std::vector<std::unique_ptr<Subscription>> subscriptions_;
+  // What publish() reads without a lock: sinks are only ever added (until the destructor,
+  // which no publish can race, since executors hold the stream), so a slot once filled
+  // stays valid and a count released after it publishes it.
+  std::array<std::atomic<Subscription*>, 32> published_{};
+  std::atomic<std::size_t> published_count_{0};
 };
 
 }  // namespace executor_exporter

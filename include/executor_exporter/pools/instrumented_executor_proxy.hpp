@@ -16,6 +16,7 @@
 
 #include <executor_exporter/detail/type_name.hpp>
 #include <executor_exporter/errors.hpp>
+#include <executor_exporter/events/task_description.hpp>
 #include <executor_exporter/metrics/exporter.hpp>
 #include <executor_exporter/metrics/task_observer.hpp>
 #include <executor_exporter/metrics/trace.hpp>
@@ -253,6 +254,11 @@ class InstrumentedExecutorProxy {
       }
       if (named != nullptr) node->extras_for_update().named = named;
       ticket = std::make_shared<Ticket>(node, this);
+      if (recorder.metrics().observers() != nullptr) [[unlikely]] {
+        // The submission may be counted on the worker (see Ticket): it carries the
+        // submitter's description there.
+        ticket->description = TaskDescription::current();
+      }
     } catch (...) {  // no memory for the extras or the ticket: refused like the executor's
       node->drop();
       detail::Recorder::rejected(recorder.prepare(named), RejectReason::error);
@@ -343,12 +349,20 @@ class InstrumentedExecutorProxy {
       std::uint8_t expected = nobody;
       if (counter_.compare_exchange_strong(expected, who, std::memory_order_acq_rel)) {
         // Alive: whoever else holds the task waits for `counted` before touching it.
-        detail::Recorder::submitted(task_->ref(proxy_->exporter_.recorder().storage()));
+        if (who == task && !description.empty()) {
+          const TaskDescription submitters(description);
+          detail::Recorder::submitted(task_->ref(proxy_->exporter_.recorder().storage()));
+        } else {
+          detail::Recorder::submitted(task_->ref(proxy_->exporter_.recorder().storage()));
+        }
         counter_.store(counted, std::memory_order_release);
         return;
       }
       while (counter_.load(std::memory_order_acquire) != counted) std::this_thread::yield();
     }
+
+    // The TaskDescription in scope at submit, when an observer was attached.
+    std::string description;
 
    private:
     detail::Task* node_;
