@@ -93,6 +93,8 @@ class EventStream::Subscription {
       stopping_ = true;
     }
     wake_.notify_all();
+    // A sink stuck retrying would otherwise keep the join below waiting.
+    sink_->stopping();
     thread_.join();
   }
 
