@@ -7,7 +7,7 @@ set -euo pipefail
 packages=(
   build-essential cmake ninja-build g++ clang libclang-rt-14-dev
   prometheus-cpp-dev libfmt-dev zlib1g-dev catch2 libboost-dev libbenchmark-dev libtbb-dev
-  prometheus curl clang-format clang-tidy
+  prometheus curl clang-format clang-tidy libpq-dev postgresql
 )
 
 if ! command -v dpkg-query >/dev/null 2>&1; then
