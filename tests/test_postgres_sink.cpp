@@ -145,6 +145,28 @@ double sink_errors(const std::shared_ptr<prometheus::Registry>& registry, const 
                       {{"sink", sink}});
 }
 
+// A thread pool whose every transition goes to `stream`.
+ee::ThreadPoolOptions watched(const char* id, const std::shared_ptr<prometheus::Registry>& registry,
+                              const std::shared_ptr<ee::EventStream>& stream) {
+  ee::ThreadPoolOptions o;
+  o.registry = registry;
+  o.id = id;
+  o.observers.push_back(stream);
+  return o;
+}
+
+// A process pool of one worker ("processes") whose every transition goes to `stream`.
+ee::ProcessPoolOptions watched_processes(const std::shared_ptr<prometheus::Registry>& registry,
+                                         const std::shared_ptr<ee::EventStream>& stream) {
+  ee::ProcessPoolOptions o;
+  o.id = "processes";
+  o.registry = registry;
+  o.observers.push_back(stream);
+  o.max_workers = 1;
+  o.thread_check = ee::ThreadCheck::allow;  // the test runs threads before it forks
+  return o;
+}
+
 std::uint64_t unix_now_ns() {
   return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(
                                         std::chrono::system_clock::now().time_since_epoch())
@@ -163,26 +185,25 @@ TEST_CASE("the PostgreSQL sink keeps one row per task in a real server", "[postg
   auto on_error = [&](std::exception_ptr e) {
     ++reported;
     try {
-      std::rethrow_exception(e);
+      std::rethrow_exception(std::move(e));
     } catch (const std::exception& x) {
       std::lock_guard lock(messages_mutex);
       messages.emplace_back(x.what());
     }
+  };
+  // The sink every section uses, reporting to the above: sections change what they test.
+  const auto sink_options = [&] {
+    return ee::PostgresSinkOptions{.dsn = dsn, .registry = registry, .on_error = on_error};
   };
 
   SECTION("every task of the three executors is a row that says what its events said") {
     auto stream = std::make_shared<ee::EventStream>(ee::EventStreamOptions{.registry = registry});
     auto events = std::make_shared<Events>();
     stream->add_sink(events);
-    stream->add_sink(std::make_shared<ee::PostgresSink>(
-        ee::PostgresSinkOptions{.dsn = dsn, .registry = registry, .on_error = on_error}));
+    stream->add_sink(std::make_shared<ee::PostgresSink>(sink_options()));
     const auto before = unix_now_ns();
     {
-      ee::ThreadPoolOptions o;
-      o.registry = registry;
-      o.id = "threads";
-      o.observers.push_back(stream);
-      ee::ThreadPoolExecutor pool(1, o);
+      ee::ThreadPoolExecutor pool(1, watched("threads", registry, stream));
       {
         ee::TaskDescription described("resize /tmp/a.png to 64x64");
         pool.submit_named("resize", [] { std::this_thread::sleep_for(3ms); }).get();
@@ -194,13 +215,7 @@ TEST_CASE("the PostgreSQL sink keeps one row per task in a real server", "[postg
       CHECK_THROWS_AS(pool.submit_named("late", [] {}), ee::ExecutorShutdownError);
     }
     {
-      ee::ProcessPoolOptions o;
-      o.max_workers = 1;
-      o.id = "processes";
-      o.registry = registry;
-      o.thread_check = ee::ThreadCheck::allow;
-      o.observers.push_back(stream);
-      ee::ProcessPoolExecutor pool(o);
+      ee::ProcessPoolExecutor pool(watched_processes(registry, stream));
       ee::TaskDescription described("x=41");
       CHECK(pool.submit(
                     +[](int x) { return x + 1; }, 41)
@@ -297,7 +312,8 @@ TEST_CASE("the PostgreSQL sink keeps one row per task in a real server", "[postg
 
   SECTION("hostile names, messages and descriptions round-trip exactly, in a table named 'order'") {
     std::string long_message;
-    while (long_message.size() < 10 * 1024) long_message += "it's \"10 KB\" of \\ and ✓ — ";
+    while (long_message.size() < std::size_t{10 * 1024})
+      long_message += "it's \"10 KB\" of \\ and ✓ — ";
     const std::vector<std::string> hostile = {
         "it's \"quoted\"",
         R"(back\slash\\ and \x41 \n)",
@@ -308,18 +324,12 @@ TEST_CASE("the PostgreSQL sink keeps one row per task in a real server", "[postg
         long_message,
     };
     auto stream = std::make_shared<ee::EventStream>(ee::EventStreamOptions{.registry = registry});
-    stream->add_sink(
-        std::make_shared<ee::PostgresSink>(ee::PostgresSinkOptions{.dsn = dsn,
-                                                                   .table = "order",
-                                                                   .batch_size = 3,
-                                                                   .registry = registry,
-                                                                   .on_error = on_error}));
+    auto options = sink_options();
+    options.table = "order";  // a keyword: the sink must quote it
+    options.batch_size = 3;   // several statements per write
+    stream->add_sink(std::make_shared<ee::PostgresSink>(options));
     {
-      ee::ThreadPoolOptions o;
-      o.registry = registry;
-      o.id = "hostile";
-      o.observers.push_back(stream);
-      ee::ThreadPoolExecutor pool(1, o);
+      ee::ThreadPoolExecutor pool(1, watched("hostile", registry, stream));
       for (const auto& s : hostile) {
         ee::TaskDescription described(s);
         pool.submit_named(s, [s] { throw std::runtime_error(s); }).wait();
@@ -363,8 +373,9 @@ TEST_CASE("the PostgreSQL sink keeps one row per task in a real server", "[postg
     std::atomic<int> thrown{0};
     auto start_one = [&](std::uint64_t id, bool race) {
       try {
-        ee::PostgresSink sink(ee::PostgresSinkOptions{
-            .dsn = dsn, .name = "racer", .registry = registry, .on_error = on_error});
+        auto options = sink_options();
+        options.name = "racer";
+        ee::PostgresSink sink(options);
         ee::TaskEvent e;
         e.executor = "racers";
         e.task_id = id;
@@ -407,19 +418,14 @@ TEST_CASE("the PostgreSQL sink keeps one row per task in a real server", "[postg
         ee::EventStreamOptions{.buffer_capacity = 100000, .registry = registry});
     auto events = std::make_shared<Events>();
     stream->add_sink(events);
-    stream->add_sink(
-        std::make_shared<ee::PostgresSink>(ee::PostgresSinkOptions{.dsn = dsn,
-                                                                   .reconnect_min = 20ms,
-                                                                   .reconnect_max = 200ms,
-                                                                   .registry = registry,
-                                                                   .on_error = on_error}));
-    ee::ThreadPoolOptions o;
-    o.registry = registry;
-    o.id = "outage";
-    o.observers.push_back(stream);
-    ee::ThreadPoolExecutor pool(2, o);
+    auto options = sink_options();
+    options.reconnect_min = 20ms;
+    options.reconnect_max = 200ms;
+    stream->add_sink(std::make_shared<ee::PostgresSink>(options));
+    ee::ThreadPoolExecutor pool(2, watched("outage", registry, stream));
     auto run = [&](const char* name, int n) {
       std::vector<ee::Future<int>> fs;
+      fs.reserve(static_cast<std::size_t>(n));
       for (int i = 0; i < n; ++i) fs.push_back(pool.submit_named(name, [i] { return i; }));
       for (auto& fu : fs) (void)fu.get();
     };
@@ -453,18 +459,12 @@ TEST_CASE("the PostgreSQL sink keeps one row per task in a real server", "[postg
   SECTION("a stream stopping while the server is down returns promptly, counting what it lost") {
     auto stream = std::make_shared<ee::EventStream>(ee::EventStreamOptions{.registry = registry});
     // A back-off far longer than the test allows: only stopping() can cut it short.
-    stream->add_sink(
-        std::make_shared<ee::PostgresSink>(ee::PostgresSinkOptions{.dsn = dsn,
-                                                                   .reconnect_min = 60s,
-                                                                   .reconnect_max = 60s,
-                                                                   .registry = registry,
-                                                                   .on_error = on_error}));
+    auto options = sink_options();
+    options.reconnect_min = 60s;
+    options.reconnect_max = 60s;
+    stream->add_sink(std::make_shared<ee::PostgresSink>(options));
     {
-      ee::ThreadPoolOptions o;
-      o.registry = registry;
-      o.id = "stopping";
-      o.observers.push_back(stream);
-      ee::ThreadPoolExecutor pool(1, o);
+      ee::ThreadPoolExecutor pool(1, watched("stopping", registry, stream));
       pool.submit([] {}).get();
       REQUIRE(stream->flush(30s));
       REQUIRE(ee_test::pg_query(dsn, "SELECT count(*) FROM executor_task_history")[0][0] == "1");

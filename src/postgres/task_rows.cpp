@@ -6,26 +6,11 @@
 namespace executor_exporter::postgres {
 
 std::string_view status_of(EventKind kind) noexcept {
-  switch (kind) {
-    case EventKind::submitted:
-      return "queued";
-    case EventKind::started:
-      return "running";
-    case EventKind::completed:
-      return "completed";
-    case EventKind::failed:
-      return "failed";
-    case EventKind::cancelled:
-      return "cancelled";
-    case EventKind::expired:
-      return "expired";
-    case EventKind::rejected:
-      return "rejected";
-    case EventKind::worker_started:
-    case EventKind::worker_stopped:
-      break;
-  }
-  return {};
+  // The final statuses are the events' own names; the two stages before read as states.
+  if (kind == EventKind::worker_started || kind == EventKind::worker_stopped) return {};
+  if (kind == EventKind::submitted) return "queued";
+  if (kind == EventKind::started) return "running";
+  return to_string(kind);
 }
 
 int status_rank(std::string_view status) noexcept {

@@ -29,6 +29,7 @@ inline std::vector<PgRow> pg_query(const std::string& dsn, const std::string& sq
   PQsetNoticeProcessor(
       conn.get(), [](void*, const char*) {}, nullptr);
   std::vector<const char*> values;
+  values.reserve(params.size());
   for (const auto& p : params) values.push_back(p.c_str());
   std::unique_ptr<PGresult, decltype(&PQclear)> res(
       PQexecParams(conn.get(), sql.c_str(), static_cast<int>(values.size()), nullptr, values.data(),

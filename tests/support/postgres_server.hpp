@@ -66,7 +66,7 @@ class PostgresServer {
 
   // Creates an empty database and returns its name.
   std::string create_database() {
-    const std::string name = "test_" + std::to_string(++databases_);
+    std::string name = "test_" + std::to_string(++databases_);
     pg_query(dsn(), "CREATE DATABASE " + name);
     return name;
   }
