@@ -384,3 +384,43 @@ TEST_CASE("a full buffer drops the oldest events even when the sink already took
   CHECK(prom::metric(page, "executor_events_dropped_total", {{"sink", "gated"}}) == 50);
   CHECK(prom::metric(page, "executor_events_total", {{"sink", "gated"}}) == 111);
 }
+
+TEST_CASE("a stream that stops tells a retrying sink, so its destructor does not hang",
+          "[events]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  // Retries its first batch until told the stream is stopping (or 30 s pass).
+  class Retrying : public Recording {
+   public:
+    Retrying() : Recording("retrying") {}
+    std::atomic<bool> in_write{false};
+    std::atomic<bool> stopped{false};
+    std::atomic<bool> gave_up{false};
+    void write(std::span<const ee::TaskEvent> events) override {
+      in_write = true;
+      const auto deadline = std::chrono::steady_clock::now() + 30s;
+      while (!stopped && std::chrono::steady_clock::now() < deadline) {
+        std::this_thread::sleep_for(1ms);
+      }
+      gave_up = stopped.load();
+      Recording::write(events);
+    }
+    void stopping() noexcept override { stopped = true; }
+  };
+  auto sink = std::make_shared<Retrying>();
+  auto stream = std::make_shared<ee::EventStream>(ee::EventStreamOptions{.registry = registry});
+  stream->add_sink(sink, {.kinds = {ee::EventKind::submitted}});
+  ee::ThreadPoolOptions o;
+  o.registry = registry;
+  o.observers.push_back(stream);
+  {
+    ee::ThreadPoolExecutor pool(1, o);
+    pool.submit([] {}).get();
+  }
+  o.observers.clear();
+  REQUIRE(ee_test::wait_until([&] { return sink->in_write.load(); }, 10s));
+  const auto before = std::chrono::steady_clock::now();
+  stream.reset();
+  CHECK(std::chrono::steady_clock::now() - before < 5s);
+  CHECK(sink->gave_up);
+  CHECK(sink->events().size() == 1);  // the sink still saw its batch through
+}

@@ -2,12 +2,13 @@
 #include <executor_exporter/events/task_description.hpp>
 #include <executor_exporter/metrics/detail/registry_state.hpp>
 
+#include "sink_error.hpp"
+
 #include <prometheus/counter.h>
 
 #include <cxxabi.h>
 
 #include <condition_variable>
-#include <cstdio>
 #include <cstdlib>
 #include <deque>
 #include <stdexcept>
@@ -57,16 +58,6 @@ std::string demangle(const char* name) {
   return out;
 }
 
-void report_to_stderr(std::exception_ptr error) {
-  try {
-    std::rethrow_exception(std::move(error));
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "executor_exporter: event sink error: %s\n", e.what());
-  } catch (...) {
-    std::fprintf(stderr, "executor_exporter: event sink error (not a std::exception)\n");
-  }
-}
-
 prometheus::Counter& sink_counter(const std::shared_ptr<prometheus::Registry>& registry, Metric m,
                                   const std::string& sink) {
   return detail::RegistryState::of(registry)->counter_family(m)->Add({{"sink", sink}});
@@ -94,6 +85,8 @@ class EventStream::Subscription {
       stopping_ = true;
     }
     wake_.notify_all();
+    // A sink stuck retrying would otherwise keep the join below waiting.
+    sink_->stopping();
     thread_.join();
   }
 
@@ -189,16 +182,7 @@ class EventStream::Subscription {
       f();
     } catch (...) {
       errors_.Increment();
-      auto error = std::current_exception();
-      if (options_.on_error) {
-        try {
-          options_.on_error(error);
-        } catch (...) {
-          report_to_stderr(std::current_exception());
-        }
-      } else {
-        report_to_stderr(error);
-      }
+      detail::report_sink_error(options_.on_error, std::current_exception());
     }
   }
 

@@ -24,6 +24,11 @@ class EventSink {
   /// Called on the sink's thread about every EventStreamOptions::idle_interval when no
   /// event came, and once when the stream stops: flush what is batched.
   virtual void idle() {}
+  /// Called once, from the thread destroying the stream, before it waits for the sink's
+  /// thread to deliver what is left: a sink that retries (a database that is down) should
+  /// leave its retry loop promptly, so that a stream's destructor never hangs on it.
+  /// write() and idle() may still be called afterwards, with the events still buffered.
+  virtual void stopping() noexcept {}
 };
 
 }  // namespace executor_exporter

@@ -1,0 +1,35 @@
+#include "sink_error.hpp"
+
+#include <cstdio>
+#include <stdexcept>
+
+namespace executor_exporter::detail {
+
+namespace {
+
+void report_to_stderr(std::exception_ptr error) noexcept {
+  try {
+    std::rethrow_exception(std::move(error));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "executor_exporter: event sink error: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "executor_exporter: event sink error (not a std::exception)\n");
+  }
+}
+
+}  // namespace
+
+void report_sink_error(const std::function<void(std::exception_ptr)>& handler,
+                       std::exception_ptr error) noexcept {
+  if (!handler) {
+    report_to_stderr(std::move(error));
+    return;
+  }
+  try {
+    handler(std::move(error));
+  } catch (...) {
+    report_to_stderr(std::current_exception());
+  }
+}
+
+}  // namespace executor_exporter::detail
