@@ -383,3 +383,66 @@ TEST_CASE("200 idle and trickling connections do not delay scrapes past a second
   CHECK(scrapes >= 10);
   CHECK(server.stats().open_connections >= 200);
 }
+
+TEST_CASE("MetricsServer serves pages of the user's next to the metrics", "[metrics_server]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::ThreadPoolOptions o;
+  o.registry = registry;
+  o.id = "paged";
+  ee::ThreadPoolExecutor pool(1, o);
+  pool.submit([] {}).get();
+  std::atomic<int> calls{0};
+  ee::MetricsServerOptions options;
+  options.bind_address = "127.0.0.1:0";
+  options.registry = registry;
+  options.pages["/status.json"] = [&](const ee::PageRequest& r) {
+    ++calls;
+    return ee::PageResponse{
+        200, "application/json",
+        "{\"query\":\"" + std::string(r.query) + "\",\"pad\":\"" + std::string(400, 'x') + "\"}"};
+  };
+  options.pages["/teapot"] = [](const ee::PageRequest&) {
+    return ee::PageResponse{418, "text/plain", "short and stout\n"};
+  };
+  options.pages["/broken"] = [](const ee::PageRequest&) -> ee::PageResponse {
+    throw std::runtime_error("the handler failed");
+  };
+  ee::MetricsServer server(options);
+
+  const auto status = ee_test::http_get("127.0.0.1", server.port(), "/status.json?res=1m&x=2");
+  CHECK(status.status == 200);
+  CHECK(status.header("content-type") == "application/json");
+  CHECK_THAT(status.body, Catch::StartsWith("{\"query\":\"res=1m&x=2\""));
+  CHECK(ee_test::http_get("127.0.0.1", server.port(), "/teapot").status == 418);
+  // A throwing handler fails its request alone; the server keeps serving.
+  CHECK(ee_test::http_get("127.0.0.1", server.port(), "/broken").status == 500);
+  CHECK(ee_test::http_get("127.0.0.1", server.port(), "/metrics").status == 200);
+  CHECK(ee_test::http_get("127.0.0.1", server.port(), "/status").status == 404);
+  // Compressed when accepted and worth it, like the metrics page.
+  const auto gz =
+      ee_test::http_get("127.0.0.1", server.port(), "/status.json", 5s, {"Accept-Encoding: gzip"});
+  CHECK(gz.header("content-encoding") == "gzip");
+  const auto stats = server.stats();
+  CHECK(stats.pages_other == 3);
+  CHECK(stats.page_errors == 1);
+  CHECK(calls == 2);
+
+  SECTION("basic auth guards the pages too") {
+    ee::MetricsServerOptions guarded = options;
+    guarded.basic_auth_user = "prom";
+    guarded.basic_auth_password = "s3cret";
+    ee::MetricsServer locked(guarded);
+    CHECK(ee_test::http_get("127.0.0.1", locked.port(), "/status.json").status == 401);
+  }
+  SECTION("a page cannot take the metrics path or lack a handler") {
+    ee::MetricsServerOptions clash = options;
+    clash.pages["/metrics"] = options.pages["/teapot"];
+    CHECK_THROWS_AS(ee::MetricsServer(clash), std::invalid_argument);
+    ee::MetricsServerOptions empty = options;
+    empty.pages["/nothing"] = nullptr;
+    CHECK_THROWS_AS(ee::MetricsServer(empty), std::invalid_argument);
+    ee::MetricsServerOptions relative = options;
+    relative.pages["status"] = options.pages["/teapot"];
+    CHECK_THROWS_AS(ee::MetricsServer(relative), std::invalid_argument);
+  }
+}

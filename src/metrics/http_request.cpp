@@ -86,7 +86,9 @@ std::optional<HttpRequest> parse_request(std::string_view head) {
   } else if (version != "HTTP/1.0") {
     return std::nullopt;
   }
-  r.path = target.substr(0, target.find('?'));
+  const auto question = target.find('?');
+  r.path = target.substr(0, question);
+  if (question != std::string_view::npos) r.query = target.substr(question + 1);
   r.keep_alive = r.http11;
   while (!rest.empty()) {
     const auto end = rest.find("\r\n");

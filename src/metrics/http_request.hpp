@@ -11,7 +11,8 @@ namespace executor_exporter::detail {
 
 struct HttpRequest {
   std::string_view method;
-  std::string_view path;  // the target without its query string
+  std::string_view path;   // the target without its query string
+  std::string_view query;  // after '?', without it; empty when there is none
   bool http11 = false;
   bool keep_alive = false;  // what the client asked for, by version and Connection
   std::string_view accept;

@@ -43,7 +43,8 @@ struct Connection {
 
 struct Counters {
   std::atomic<std::uint64_t> requests{0}, pages_text{0}, pages_openmetrics{0}, pages_gzip{0},
-      unauthorized{0}, bad_requests{0}, refused{0}, timed_out{0}, open{0};
+      unauthorized{0}, bad_requests{0}, refused{0}, timed_out{0}, open{0}, pages_other{0},
+      page_errors{0};
 };
 
 std::string_view reason_of(int status) {
@@ -64,8 +65,18 @@ std::string_view reason_of(int status) {
       return "Internal Server Error";
     case 503:
       return "Service Unavailable";
+    case 204:
+      return "No Content";
+    case 302:
+      return "Found";
+    case 403:
+      return "Forbidden";
     default:
-      return "Error";
+      // A page handler's own status: the class says enough, clients read the code.
+      return status < 300   ? "OK"
+             : status < 400 ? "Redirect"
+             : status < 500 ? "Client Error"
+                            : "Error";
   }
 }
 
@@ -79,6 +90,13 @@ class MetricsServer::Impl {
     if (options_.max_connections == 0) options_.max_connections = 1;
     if (options_.path.empty() || options_.path.front() != '/') {
       throw std::invalid_argument("executor_exporter: MetricsServer path must start with '/'");
+    }
+    for (const auto& [page_path, handler] : options_.pages) {
+      if (page_path.empty() || page_path.front() != '/' || page_path == options_.path || !handler) {
+        throw std::invalid_argument("executor_exporter: MetricsServer page '" + page_path +
+                                    "' needs a path that starts with '/', is not the metrics "
+                                    "path, and a handler");
+      }
     }
     if (!options_.basic_auth_user.empty()) {
       expected_auth_ =
@@ -123,6 +141,8 @@ class MetricsServer::Impl {
     s.refused_connections = counters_.refused.load();
     s.timed_out_connections = counters_.timed_out.load();
     s.open_connections = counters_.open.load();
+    s.pages_other = counters_.pages_other.load();
+    s.page_errors = counters_.page_errors.load();
     return s;
   }
 
@@ -378,7 +398,11 @@ class MetricsServer::Impl {
       return;
     }
     if (r.path != options_.path) {
-      respond_error(c, 404);
+      if (const auto page = options_.pages.find(r.path); page != options_.pages.end()) {
+        respond_page(c, r, page->second, head);
+      } else {
+        respond_error(c, 404);
+      }
       return;
     }
     const bool om = detail::wants_openmetrics(r.accept);
@@ -408,6 +432,33 @@ class MetricsServer::Impl {
                    gzipped ? "Content-Encoding: gzip\r\nVary: Accept, Accept-Encoding\r\n"
                            : "Vary: Accept, Accept-Encoding\r\n");
     if (!head) c.out += page;
+  }
+
+  // A page of the user's: its handler's answer, gzipped like the metrics when accepted.
+  void respond_page(Connection& c, const detail::HttpRequest& r, const PageHandler& handler,
+                    bool head) {
+    PageResponse page;
+    try {
+      page = handler(PageRequest{r.path, r.query});
+      if (page.status < 200 || page.status > 599 ||
+          page.content_type.find_first_of("\r\n") != std::string::npos) {
+        throw std::invalid_argument("a page handler answered an invalid status or type");
+      }
+    } catch (...) {
+      counters_.page_errors.fetch_add(1);
+      respond_error(c, 500);
+      return;
+    }
+    bool gzipped = false;
+    if (options_.gzip && detail::accepts_gzip(r.accept_encoding) && page.body.size() > 256) {
+      page.body = detail::gzip(page.body);
+      gzipped = true;
+    }
+    counters_.pages_other.fetch_add(1);
+    start_response(c, page.status, page.content_type, page.body.size(),
+                   gzipped ? "Content-Encoding: gzip\r\nVary: Accept-Encoding\r\n"
+                           : "Vary: Accept-Encoding\r\n");
+    if (!head) c.out += page.body;
   }
 
   MetricsServerOptions options_;

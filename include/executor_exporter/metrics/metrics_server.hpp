@@ -20,6 +20,8 @@ struct MetricsServerStats {
   std::uint64_t refused_connections = 0;    ///< answered 503 over max_connections
   std::uint64_t timed_out_connections = 0;  ///< closed by request or keep-alive timeout
   std::uint64_t open_connections = 0;       ///< open now
+  std::uint64_t pages_other = 0;            ///< answers of MetricsServerOptions::pages handlers
+  std::uint64_t page_errors = 0;            ///< page handlers that threw (answered 500)
 };
 
 /// The library's HTTP endpoint for /metrics. Each of its threads runs an event loop

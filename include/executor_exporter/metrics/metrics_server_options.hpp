@@ -2,14 +2,36 @@
 
 #include <chrono>
 #include <cstddef>
+#include <functional>
+#include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace prometheus {
 class Registry;
 }  // namespace prometheus
 
 namespace executor_exporter {
+
+/// A request for a page of your own (MetricsServerOptions::pages), as its handler sees
+/// it: views valid during the call.
+struct PageRequest {
+  std::string_view path;   ///< the path the page was registered at
+  std::string_view query;  ///< what followed '?', undecoded; empty when nothing did
+};
+
+/// What a page handler answers.
+struct PageResponse {
+  int status = 200;
+  std::string content_type = "text/plain; charset=utf-8";
+  std::string body = {};
+};
+
+/// Builds a page. Runs on one of the server's event-loop threads, so a slow handler
+/// delays that thread's other connections: answer from data you already have. What it
+/// throws becomes a 500 for that request alone.
+using PageHandler = std::function<PageResponse(const PageRequest&)>;
 
 /// Settings of a MetricsServer; every field has a default. The defaults suit a server
 /// that a hostile or careless client can reach: an idle or trickling connection costs
@@ -40,6 +62,10 @@ struct MetricsServerOptions {
   std::string basic_auth_password;
   /// Compress the page with gzip when the client accepts it (Prometheus does).
   bool gzip = true;
+  /// Pages served next to the metrics on the same port, by exact path (a status page, a
+  /// JSON view, a debug dump); basic auth, timeouts and gzip apply to them as well. A
+  /// path equal to `path` is refused (std::invalid_argument).
+  std::map<std::string, PageHandler, std::less<>> pages = {};
 };
 
 }  // namespace executor_exporter
