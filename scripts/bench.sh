@@ -95,6 +95,31 @@ build() {
   cmake --build "$BUILD" --target "${targets[@]}" -j "$JOBS"
 }
 
+# A throwaway PostgreSQL on loopback for the PostgreSQL sink's row (left out when the
+# server binaries are missing): initdb in a temp dir, stopped and removed at exit. The
+# server refuses to run as root, so root runs it as the `postgres` user.
+start_bench_postgres() {
+  local bindir port run=()
+  bindir="$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1)"
+  [[ -n "$bindir" && -x "$bindir/initdb" ]] || return 0
+  PG_TMP="$(mktemp -d "${TMPDIR:-/tmp}/ee_bench_pg.XXXXXX")"
+  if [[ $(id -u) -eq 0 ]]; then
+    chown postgres "$PG_TMP"
+    run=(runuser -u postgres --)
+  fi
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  "${run[@]}" "$bindir/initdb" -D "$PG_TMP/data" -A trust -U postgres --no-sync >/dev/null
+  "${run[@]}" "$bindir/pg_ctl" -D "$PG_TMP/data" -l "$PG_TMP/log" -w \
+    -o "-h 127.0.0.1 -p $port -k $PG_TMP -F" start >/dev/null
+  trap 'stop_bench_postgres' EXIT
+  PG_STOP=("${run[@]}" "$bindir/pg_ctl" -D "$PG_TMP/data" -m immediate -w stop)
+  export EE_BENCH_POSTGRES_DSN="host=127.0.0.1 port=$port user=postgres dbname=postgres"
+}
+stop_bench_postgres() {
+  "${PG_STOP[@]}" >/dev/null 2>&1 || true
+  rm -rf "$PG_TMP"
+}
+
 bench_bin() {
   local name="${1:-executor_exporter_bench}" b
   b="$(find "$BUILD" -name "$name" -type f -perm -u+x | head -n1)"
@@ -162,6 +187,7 @@ PY
 case "$MODE" in
   smoke)
     build
+    start_bench_postgres
     "$(bench_bin)" --smoke --out "$BUILD/smoke" "${EXTRA[@]}"
     "$(bench_bin executor_exporter_process_pool_bench)" --benchmark_filter='Codec|RoundTrip' \
       --benchmark_min_time=0.01
@@ -171,6 +197,7 @@ case "$MODE" in
     ;;
   full)
     build
+    start_bench_postgres
     "$(bench_bin)" --out "$BUILD/results" "${EXTRA[@]}"
     process_pool_rounds "$BUILD/results" "$PP_ROUNDS"
     args=(--results "$BUILD/results/results.json" --process-pool "$BUILD/results/process_pool.json")
