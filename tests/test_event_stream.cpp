@@ -353,14 +353,17 @@ TEST_CASE("a full buffer drops the oldest events even when the sink already took
   };
   auto gated = std::make_shared<Gated>();
   stream->add_sink(gated, {.kinds = {ee::EventKind::submitted}});
+  // Task ids in submission order, from a second stream whose buffer never fills (a sink
+  // on the first, with its buffer of 100, would drop under load as well).
+  auto ordered = std::make_shared<ee::EventStream>(ee::EventStreamOptions{.registry = registry});
+  auto order = std::make_shared<Recording>("order");
+  ordered->add_sink(order, {.kinds = {ee::EventKind::submitted}});
   ee::ThreadPoolOptions o;
   o.registry = registry;
   o.id = "gated";
-  o.observers.push_back(stream);
+  o.observers = {stream, ordered};
   ee::ThreadPoolExecutor pool(1, o);
-  std::vector<std::uint64_t> ids;  // task ids in submission order, from a plain recorder
-  auto order = std::make_shared<Recording>("order");
-  stream->add_sink(order, {.kinds = {ee::EventKind::submitted}});
+  std::vector<std::uint64_t> ids;
   auto submit = [&](int n) {
     for (int i = 0; i < n; ++i) pool.submit([] {}).wait();
   };
@@ -373,6 +376,7 @@ TEST_CASE("a full buffer drops the oldest events even when the sink already took
   submit(100);  // 50 fit; the other 50 push out the 50 oldest, which the sink had taken
   gated->gates[1].set_value();
   REQUIRE(stream->flush());
+  REQUIRE(ordered->flush());
   REQUIRE(order->events().size() == 161);
   for (const auto& e : order->events()) ids.push_back(e.task_id);
   std::vector<std::uint64_t> expected(ids.begin(), ids.begin() + 11);  // written before
