@@ -33,6 +33,9 @@
 #include <executor_exporter/process/process_pool_executor.hpp>      // IWYU pragma: export
 #include <executor_exporter/process/process_pool_options.hpp>       // IWYU pragma: export
 
+#ifdef EXECUTOR_EXPORTER_HAS_POSTGRES
+#include <executor_exporter/events/postgres_sink.hpp>  // IWYU pragma: export
+#endif
 #ifdef EXECUTOR_EXPORTER_HAS_PUSH
 #include <executor_exporter/metrics/metrics_pusher.hpp>  // IWYU pragma: export
 #endif

@@ -11,6 +11,18 @@ int main() {
     std::cerr << "consumer: expected 42, got " << value << '\n';
     return 1;
   }
+#ifdef EXECUTOR_EXPORTER_HAS_POSTGRES
+  // Links the optional parts the package was built with; neither needs a server here
+  // (the sink connects on its first batch, the pusher's failed push is reported).
+  executor_exporter::PostgresSink history({.dsn = "host=127.0.0.1 port=1"});
+#endif
+#ifdef EXECUTOR_EXPORTER_HAS_PUSH
+  {
+    executor_exporter::MetricsPusher pusher({.port = 1,
+                                             .interval = std::chrono::milliseconds(0),
+                                             .on_error = [](std::exception_ptr) {}});
+  }
+#endif
   std::cout << "consumer: ok\n";
   return 0;
 }
