@@ -12,10 +12,13 @@
 #include <string>
 #include <vector>
 
+#include "free_port.hpp"
 #include "headless_browser.hpp"
 #include "http_client.hpp"
 #include "json.hpp"
+#include "subprocess.hpp"
 #include "temp_dir.hpp"
+#include "wait_until.hpp"
 
 namespace ee = executor_exporter;
 using namespace std::chrono_literals;
@@ -111,4 +114,42 @@ TEST_CASE("the status page draws every executor's panels in a real browser", "[s
     REQUIRE(std::filesystem::exists(png));
     CHECK(std::filesystem::file_size(png) > 20'000);  // charts, not a blank page
   }
+}
+
+TEST_CASE("the demo opens on a status page with live charts from its rollups", "[status][e2e]") {
+  ee_test::HeadlessBrowser browser;
+  const int port = ee_test::free_tcp_port();
+  ee_test::Subprocess demo(
+      {EE_DEMO_BINARY, "--port", std::to_string(port), "--bind", "127.0.0.1"});
+  REQUIRE(demo.read_stdout_line(20s).value_or("").starts_with("Serving metrics on"));
+  const auto url_line = demo.read_stdout_line(5s).value_or("");
+  REQUIRE(url_line == "Status page: http://127.0.0.1:" + std::to_string(port) + "/status");
+  // The first collection (every 2 s) gives each chart its first point.
+  std::string json;
+  REQUIRE(ee_test::wait_until(
+      [&] {
+        json = ee_test::http_get("127.0.0.1", port, "/status.json").body;
+        const auto doc = ee_test::json::parse(json);
+        if (doc.at("executors").array.size() != 2) return false;
+        for (const auto& e : doc.at("executors").array) {
+          if (e.at("panels").at("throughput").at("submitted").array.empty()) return false;
+        }
+        return true;
+      },
+      20s, 250ms));
+  const auto doc = ee_test::json::parse(json);
+  for (const auto& e : doc.at("executors").array) {
+    INFO(e.at("id").str());
+    CHECK(e.at("panels").at("workers").at("max").array.back().at(1).number ==
+          (e.at("id").str() == "demo" ? 4 : 2));
+  }
+  const std::string dom = browser.dom("http://127.0.0.1:" + std::to_string(port) + "/status");
+  INFO(dom.substr(0, 3000));
+  CHECK(dom.find("data-executor=\"demo\"") != std::string::npos);
+  CHECK(dom.find("data-executor=\"batch\"") != std::string::npos);
+  CHECK(attribute(dom, "<body[^>]*data-executors=\"(\\d+)\"") == 2);
+  CHECK(attribute(dom, "<body[^>]*data-points=\"(\\d+)\"") > 10);
+  CHECK(attribute(dom, "data-panel=\"throughput\" data-points=\"(\\d+)\"") > 0);
+  demo.send_signal(SIGTERM);
+  CHECK(demo.wait_for_exit(30s) == 0);
 }

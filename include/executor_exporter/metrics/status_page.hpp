@@ -2,6 +2,7 @@
 
 #include <array>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -10,6 +11,8 @@
 #include <executor_exporter/metrics/metrics_server_options.hpp>
 
 namespace executor_exporter {
+
+class Rollups;
 
 /// One chart of the status page: named lines of (Unix seconds, value) points.
 struct StatusPanel {
@@ -42,5 +45,11 @@ std::string status_json(std::string_view resolution, double generated_at,
 /// shows the same data as /metrics.
 void add_status_page(MetricsServerOptions& options, StatusSource source,
                      const std::string& path = "/status");
+
+/// The status page's data from a Rollups: per executor, throughput (submitted and
+/// completed per second, named tasks included), queue depth (and capacity when bounded),
+/// wait and run p50/p95/p99, workers, failures and rejections per second, one point per
+/// bucket of the resolution asked for. The bucket still filling shows its rate so far.
+StatusSource status_source(std::shared_ptr<const Rollups> rollups);
 
 }  // namespace executor_exporter
