@@ -41,8 +41,9 @@ struct FakeClock {
       std::make_shared<std::atomic<std::int64_t>>(kT0);
   void set(std::int64_t s) const { seconds->store(s); }
   std::function<std::chrono::system_clock::time_point()> fn() const {
-    return
-        [s = seconds] { return std::chrono::system_clock::time_point(std::chrono::seconds(s->load())); };
+    return [s = seconds] {
+      return std::chrono::system_clock::time_point(std::chrono::seconds(s->load()));
+    };
   }
 };
 
@@ -163,6 +164,7 @@ TEST_CASE("a thread pool's metrics arrive from the registry with exact counts", 
 
   ee::Rollups rollups(options);
   std::vector<ee::Future<void>> futures;
+  futures.reserve(14);
   for (int i = 0; i < 7; ++i) futures.push_back(pool.submit([] {}));
   for (int i = 0; i < 3; ++i) futures.push_back(pool.submit([] { throw std::runtime_error("x"); }));
   for (int i = 0; i < 4; ++i) futures.push_back(pool.submit_named("resize", [] {}));
@@ -232,8 +234,7 @@ TEST_CASE("the collection thread folds the registry on its own", "[rollups]") {
   const bool seen = ee_test::wait_until(
       [&] {
         const auto m = rollups.get_metrics("executor.threaded.tasks_completed");
-        return !m.empty() &&
-               m.begin()->second.points.at(Resolution::minute).back().value == 20;
+        return !m.empty() && m.begin()->second.points.at(Resolution::minute).back().value == 20;
       },
       std::chrono::seconds(5), std::chrono::milliseconds(5));
   CHECK(seen);
@@ -272,7 +273,7 @@ TEST_CASE("points are pruned past each resolution's limit and past the maximum a
   options.maximum_metric_age = std::chrono::hours(24);
   ee::Rollups rollups(options);
   for (int i = 0; i < 5; ++i) {
-    clock.set(kT0 + 60 * i);
+    clock.set(kT0 + 60LL * i);
     rollups.increment_counter("ticks", 1);
   }
   CHECK(rollups.cleanup() == 2);

@@ -20,7 +20,7 @@ void append_string(std::string& out, std::string_view raw) {
   const std::string s = detail::sanitize_label_value(raw);
   out += '"';
   for (std::size_t i = 0; i < s.size();) {
-    const unsigned char c = static_cast<unsigned char>(s[i]);
+    const auto c = static_cast<unsigned char>(s[i]);
     switch (c) {
       case '"':
         out += "\\\"";

@@ -102,7 +102,8 @@ struct RollupOptions {
   /// How often the collection thread syncs with PostgreSQL (after a collection).
   /// Zero or less: only sync_now() syncs.
   std::chrono::milliseconds sync_interval{60000};
-  /// The shared table is `<table_prefix>_points`; a plain lowercase identifier.
+  /// The shared table is `<table_prefix>_points`: lowercase letters, digits and
+  /// underscores, at most 33 characters (checked when a DSN is given).
   std::string table_prefix = "executor_rollup";
   /// Receives errors of the collection thread and of syncs; stderr when empty.
   std::function<void(std::exception_ptr)> on_error = nullptr;
@@ -149,8 +150,9 @@ struct RollupOptions {
 class Rollups {
  public:
   /// Takes the registry's baseline and starts the collection thread (when the interval
-  /// is positive). Throws std::invalid_argument for a bad table prefix, a zero point
-  /// limit or a DSN without PostgreSQL support. Does not connect to PostgreSQL.
+  /// is positive). Throws std::invalid_argument for a zero max_keys or point limit, and,
+  /// with a DSN, for a bad table prefix or a library built without PostgreSQL. Does not
+  /// connect to PostgreSQL.
   explicit Rollups(RollupOptions options = {});
   Rollups(const Rollups&) = delete;
   Rollups& operator=(const Rollups&) = delete;
