@@ -491,6 +491,24 @@ TEST_CASE("with PostgreSQL, every process sees the fleet's rollups", "[rollups][
     CHECK(*rows[0][0] == "1");
   }
 
+  SECTION("the thread syncs every sync_interval on its own") {
+    auto o = manual(clock);
+    o.postgres_dsn = dsn;
+    o.process_id = "proc-threaded";
+    o.sync_interval = std::chrono::milliseconds(20);
+    ee::Rollups threaded(o);
+    threaded.increment_counter("jobs.done", 5);
+    // b syncs by hand until the thread has written; then it must see exactly 5.
+    const bool seen = ee_test::wait_until(
+        [&] {
+          b->sync_now();
+          const auto m = b->get_metrics("jobs.done");
+          return !m.empty() && minute_of(m, "jobs.done") == 5;
+        },
+        std::chrono::seconds(5), std::chrono::milliseconds(20));
+    CHECK(seen);
+  }
+
   SECTION("a sync that fails keeps its buckets for the next one") {
     a->increment_counter("jobs.done", 2);
     server.stop();
