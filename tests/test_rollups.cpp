@@ -290,7 +290,7 @@ TEST_CASE("points are pruned past each resolution's limit and past the maximum a
         Points{{kT0 + 180, 1}, {kT0 + 240, 1}, {kT0 + 300, 1}});
 
   // Two days on, every bucket is older than a day: the key goes with its last point.
-  clock.set(kT0 + 2 * 86400);
+  clock.set(kT0 + 2LL * 86400);
   CHECK(rollups.cleanup() == 3 + 2 + 1 + 1);
   CHECK(rollups.get_metrics().empty());
 }
