@@ -78,12 +78,19 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
 
+  auto rollups = std::make_shared<ee::Rollups>(
+      ee::RollupOptions{.collection_interval = std::chrono::seconds(2)});
   std::unique_ptr<ee::MetricsServer> server;
   try {
     // An IPv6 address goes in brackets: host:port is parsed strictly.
     const bool v6 = args.bind.find(':') != std::string::npos && args.bind.front() != '[';
     const std::string host = v6 ? "[" + args.bind + "]" : args.bind;
-    server = std::make_unique<ee::MetricsServer>(host + ":" + std::to_string(args.port));
+    ee::MetricsServerOptions options;
+    options.bind_address = host + ":" + std::to_string(args.port);
+    // The live status page next to /metrics, drawn from 1-minute (and coarser) rollups
+    // collected every 2 s.
+    ee::add_status_page(options, ee::status_source(rollups));
+    server = std::make_unique<ee::MetricsServer>(options);
   } catch (const ee::BindError& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;
@@ -93,6 +100,10 @@ int main(int argc, char** argv) {
   ee::ThreadPoolExecutor batch(2, "batch", {}, "batch");
   // Printed once the executors exist, so a scrape right after this line sees them.
   std::printf("Serving metrics on %s\n", server->url().c_str());
+  std::printf("Status page: http://%s:%d/status\n",
+              args.bind.find(':') != std::string::npos ? ("[" + args.bind + "]").c_str()
+                                                       : args.bind.c_str(),
+              server->port());
   std::fflush(stdout);
 
   std::mt19937 rng(42);

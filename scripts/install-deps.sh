@@ -8,6 +8,7 @@ packages=(
   build-essential cmake ninja-build g++ clang libclang-rt-14-dev
   prometheus-cpp-dev libfmt-dev zlib1g-dev catch2 libboost-dev libbenchmark-dev libtbb-dev
   prometheus prometheus-pushgateway curl clang-format clang-tidy nodejs libpq-dev postgresql
+  chromium
 )
 
 # The StatsD server the StatsD sink's tests talk to: the reference implementation, from

@@ -18,6 +18,8 @@
 #include <executor_exporter/metrics/metrics_server.hpp>             // IWYU pragma: export
 #include <executor_exporter/metrics/registry.hpp>                   // IWYU pragma: export
 #include <executor_exporter/metrics/reject_reason.hpp>              // IWYU pragma: export
+#include <executor_exporter/metrics/rollups.hpp>                    // IWYU pragma: export
+#include <executor_exporter/metrics/status_page.hpp>                // IWYU pragma: export
 #include <executor_exporter/metrics/text_format.hpp>                // IWYU pragma: export
 #include <executor_exporter/metrics/trace.hpp>                      // IWYU pragma: export
 #include <executor_exporter/metrics/trace_options.hpp>              // IWYU pragma: export
