@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <functional>
 #include <map>
 #include <memory>
@@ -26,6 +27,7 @@
 #ifdef EXECUTOR_EXPORTER_HAS_POSTGRES
 #include "pg_query.hpp"
 #include "postgres_server.hpp"
+#include "subprocess.hpp"
 #endif
 
 namespace ee = executor_exporter;
@@ -518,6 +520,70 @@ TEST_CASE("with PostgreSQL, every process sees the fleet's rollups", "[rollups][
     b->sync_now();
     CHECK(minute(*b, "jobs.done").value == 2);
   }
+
+  SECTION("two real processes share their executors' rollups") {
+    ee::RollupOptions o;
+    o.collection_interval = std::chrono::milliseconds(0);
+    o.sync_interval = std::chrono::milliseconds(0);
+    o.registry = std::make_shared<prometheus::Registry>();
+    o.postgres_dsn = dsn;
+    o.process_id = "parent";
+    ee::Rollups rollups(o);
+    {
+      ee::ThreadPoolOptions po;
+      po.registry = o.registry;
+      po.id = "fleet";
+      ee::ThreadPoolExecutor pool(2, po);
+      for (int i = 0; i < 12; ++i) pool.submit([] {}).get();
+      rollups.collect_now();
+    }
+    rollups.sync_now();
+
+    ee_test::Subprocess::Options child_options;
+    child_options.env = {{"EE_ROLLUP_CHILD_DSN", dsn}};
+    ee_test::Subprocess child({"/proc/self/exe", "[rollups_child]"}, child_options);
+    const auto status = child.wait_for_exit(std::chrono::seconds(60));
+    INFO(child.stdout_text() << child.stderr_text());
+    REQUIRE(status == 0);
+
+    rollups.sync_now();  // reads the child's rows back
+    const std::string key = "executor.fleet.tasks_completed";
+    // Summed over the day's buckets: the two processes may straddle a minute.
+    const auto total = [&](std::string_view worker) {
+      const auto series = rollups.get_metrics(key, worker);
+      double sum = 0;
+      for (const auto& p : series.at(key).points.at(Resolution::day)) sum += p.value;
+      return sum;
+    };
+    CHECK(total("") == 42);
+    CHECK(total("parent") == 12);
+    CHECK(total("child") == 30);
+  }
+}
+
+// The other process of the section "two real processes share their executors' rollups"
+// above: this same binary, started with the hidden tag.
+// Its pool runs 30 tasks under the executor id the parent uses too, its Rollups
+// collects them from its own registry and syncs them once.
+TEST_CASE("rollup child process: 30 tasks, one sync", "[.][rollups_child]") {
+  const char* dsn = std::getenv("EE_ROLLUP_CHILD_DSN");
+  REQUIRE(dsn != nullptr);
+  ee::RollupOptions o;
+  o.collection_interval = std::chrono::milliseconds(0);
+  o.sync_interval = std::chrono::milliseconds(0);
+  o.registry = std::make_shared<prometheus::Registry>();
+  o.postgres_dsn = dsn;
+  o.process_id = "child";
+  ee::Rollups rollups(o);
+  {
+    ee::ThreadPoolOptions po;
+    po.registry = o.registry;
+    po.id = "fleet";
+    ee::ThreadPoolExecutor pool(2, po);
+    for (int i = 0; i < 30; ++i) pool.submit([] {}).get();
+    rollups.collect_now();  // while the pool's series are in the registry
+  }
+  rollups.sync_now();
 }
 
 #endif  // EXECUTOR_EXPORTER_HAS_POSTGRES
