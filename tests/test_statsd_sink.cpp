@@ -207,11 +207,16 @@ TEST_CASE("the real statsd server aggregates every count, timing and gauge of th
     const std::string wait = "executor.task.wait" + tags + ";task=resize";
     const std::string plain = "plain.statsd-pool.resize.tasks.completed";
     const std::string stopped = "executor.workers.stopped" + tags;
+    const std::string queued_key = "executor.tasks.queued" + tags;
+    const std::string running_key = "executor.tasks.running" + tags;
     const auto& t = statsd.totals_when(
         [&](const auto& t) {
           return t.counters.count(resize) != 0 && t.counters.at(resize) >= 1000 &&
                  t.counters.count(stopped) != 0 && t.counters.at(stopped) >= 3 &&
-                 t.counters.count(plain) != 0 && t.counters.at(plain) >= 1000;
+                 t.counters.count(plain) != 0 && t.counters.at(plain) >= 1000 &&
+                 // The gauges go with the sink's next flush, after the last counts.
+                 t.gauges.count(queued_key) != 0 && t.gauges.at(queued_key) == 0 &&
+                 t.gauges.count(running_key) != 0 && t.gauges.at(running_key) == 0;
         },
         15s);
     CHECK(t.counters.at(resize) == 1000);

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <mutex>
 #include <regex>
 #include <string>
 #include <vector>
@@ -36,7 +37,8 @@ std::vector<ee::StatusExecutor> sample(double t0) {
   std::vector<ee::StatusExecutor> out;
   for (const std::string id : {"images", "<img src=x onerror=alert(1)>\"q"}) {
     ee::StatusExecutor e{id, "thread_pool", {}};
-    e.panels.push_back({"throughput", {{"submitted", ramp(t0, 5, 10)}, {"completed", ramp(t0, 5, 9)}}});
+    e.panels.push_back(
+        {"throughput", {{"submitted", ramp(t0, 5, 10)}, {"completed", ramp(t0, 5, 9)}}});
     e.panels.push_back({"queue", {{"queued", ramp(t0, 5, 1)}}});
     e.panels.push_back({"wait", {{"p50", ramp(t0, 5, 0.001)}, {"p99", ramp(t0, 5, 0.01)}}});
     out.push_back(std::move(e));
@@ -55,6 +57,7 @@ int attribute(const std::string& dom, const std::string& pattern) {
 TEST_CASE("the status page draws every executor's panels in a real browser", "[status]") {
   ee_test::HeadlessBrowser browser;
   std::atomic<int> refreshes{0};
+  std::mutex asked_mutex;  // the source runs on the server's thread
   std::string asked;
   ee::MetricsServerOptions options;
   options.bind_address = "127.0.0.1:0";
@@ -62,6 +65,7 @@ TEST_CASE("the status page draws every executor's panels in a real browser", "[s
   const double t0 = 1.8e9;
   ee::add_status_page(options, [&](std::string_view resolution) {
     ++refreshes;
+    std::lock_guard lock(asked_mutex);
     asked = resolution;
     return sample(t0);
   });
@@ -94,8 +98,8 @@ TEST_CASE("the status page draws every executor's panels in a real browser", "[s
     CHECK(attribute(dom, "<body[^>]*data-points=\"(\\d+)\"") == 50);
     const std::regex panel("data-panel=\"[a-z]+\" data-points=\"(\\d+)\"");
     int panels = 0;
-    for (auto it = std::sregex_iterator(dom.begin(), dom.end(), panel); it != std::sregex_iterator();
-         ++it) {
+    for (auto it = std::sregex_iterator(dom.begin(), dom.end(), panel);
+         it != std::sregex_iterator(); ++it) {
       ++panels;
       CHECK(std::stoi((*it)[1].str()) > 0);
     }
@@ -103,6 +107,7 @@ TEST_CASE("the status page draws every executor's panels in a real browser", "[s
     // The hostile id is text on the page, not an element.
     CHECK(dom.find("&lt;img src=x onerror=alert(1)&gt;\"q") != std::string::npos);
     CHECK(dom.find("<img") == std::string::npos);
+    std::lock_guard lock(asked_mutex);
     CHECK(asked == "1hour");  // the page asked for the resolution in its URL
     CHECK(refreshes > 0);
   }
@@ -119,8 +124,7 @@ TEST_CASE("the status page draws every executor's panels in a real browser", "[s
 TEST_CASE("the demo opens on a status page with live charts from its rollups", "[status][e2e]") {
   ee_test::HeadlessBrowser browser;
   const int port = ee_test::free_tcp_port();
-  ee_test::Subprocess demo(
-      {EE_DEMO_BINARY, "--port", std::to_string(port), "--bind", "127.0.0.1"});
+  ee_test::Subprocess demo({EE_DEMO_BINARY, "--port", std::to_string(port), "--bind", "127.0.0.1"});
   REQUIRE(demo.read_stdout_line(20s).value_or("").starts_with("Serving metrics on"));
   const auto url_line = demo.read_stdout_line(5s).value_or("");
   REQUIRE(url_line == "Status page: http://127.0.0.1:" + std::to_string(port) + "/status");
