@@ -7,28 +7,28 @@ namespace executor_exporter::detail {
 
 namespace {
 
-void report_to_stderr(std::exception_ptr error) noexcept {
+void report_to_stderr(std::exception_ptr error, const char* who) noexcept {
   try {
     std::rethrow_exception(std::move(error));
   } catch (const std::exception& e) {
-    std::fprintf(stderr, "executor_exporter: event sink error: %s\n", e.what());
+    std::fprintf(stderr, "executor_exporter: %s error: %s\n", who, e.what());
   } catch (...) {
-    std::fprintf(stderr, "executor_exporter: event sink error (not a std::exception)\n");
+    std::fprintf(stderr, "executor_exporter: %s error (not a std::exception)\n", who);
   }
 }
 
 }  // namespace
 
 void report_sink_error(const std::function<void(std::exception_ptr)>& handler,
-                       std::exception_ptr error) noexcept {
+                       std::exception_ptr error, const char* who) noexcept {
   if (!handler) {
-    report_to_stderr(std::move(error));
+    report_to_stderr(std::move(error), who);
     return;
   }
   try {
     handler(std::move(error));
   } catch (...) {
-    report_to_stderr(std::current_exception());
+    report_to_stderr(std::current_exception(), who);
   }
 }
 

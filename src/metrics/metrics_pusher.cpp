@@ -4,9 +4,9 @@
 
 #include <fmt/format.h>
 
-#include <cstdio>
 #include <utility>
 
+#include "../events/sink_error.hpp"
 #include "http_request.hpp"
 
 namespace executor_exporter {
@@ -123,21 +123,7 @@ void MetricsPusher::run() {
 }
 
 void MetricsPusher::report(std::exception_ptr error) const {
-  if (options_.on_error) {
-    try {
-      options_.on_error(error);
-      return;
-    } catch (...) {
-      error = std::current_exception();
-    }
-  }
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "executor_exporter: %s\n", e.what());
-  } catch (...) {
-    std::fprintf(stderr, "executor_exporter: a push failed (not a std::exception)\n");
-  }
+  detail::report_sink_error(options_.on_error, std::move(error), "MetricsPusher");
 }
 
 }  // namespace executor_exporter

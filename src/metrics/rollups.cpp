@@ -4,12 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdio>
 #include <iterator>
 #include <memory>
 #include <stdexcept>
 #include <utility>
 
+#include "../events/sink_error.hpp"
 #include "rollups_state.hpp"
 
 namespace executor_exporter {
@@ -103,21 +103,7 @@ std::int64_t Rollups::now_seconds() const {
 }
 
 void Rollups::report(std::exception_ptr error) const {
-  if (options_.on_error) {
-    try {
-      options_.on_error(error);
-      return;
-    } catch (...) {
-      error = std::current_exception();
-    }
-  }
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    std::fprintf(stderr, "executor_exporter: rollups: %s\n", e.what());
-  } catch (...) {
-    std::fprintf(stderr, "executor_exporter: rollups: unknown error\n");
-  }
+  detail::report_sink_error(options_.on_error, std::move(error), "rollups");
 }
 
 void Rollups::run() {
