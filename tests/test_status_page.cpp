@@ -80,6 +80,10 @@ TEST_CASE("the status page draws every executor's panels in a real browser", "[s
     CHECK(doc.at("resolution").str() == "5min");
     REQUIRE(doc.at("executors").array.size() == 2);
     CHECK(doc.at("executors").at(1).at("id").str() == "<img src=x onerror=alert(1)>\"q");
+    // An id that is not UTF-8 still gives valid JSON (U+FFFD in its place).
+    const auto bad = ee::status_json("1min", 0, {ee::StatusExecutor{"bad\xff\xfe id", "x", {}}});
+    CHECK(ee_test::json::parse(bad).at("executors").at(0).at("id").str() ==
+          "bad\xef\xbf\xbd\xef\xbf\xbd id");
     CHECK(doc.at("executors").at(0).at("panels").at("throughput").at("completed").array.size() ==
           5);
     // An unknown resolution falls back to the finest instead of failing.
