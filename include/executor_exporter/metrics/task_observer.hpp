@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <exception>
+#include <source_location>
 #include <string_view>
 
 #include <executor_exporter/detail/clock.hpp>
@@ -34,6 +35,9 @@ struct TaskInfo {
   /// How many tasks this event stands for: more than 1 only where tasks of one batch
   /// change state together without being told apart (a cancel of what is queued).
   std::uint64_t count = 1;
+  /// Where the task was submitted: the submitting code's file, line and function;
+  /// empty (line() == 0) where the executor did not capture it.
+  std::source_location call_site{};
 
   /// Time in the queue, or 0 when either end was not measured.
   std::uint64_t wait_ns() const noexcept {

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <exception>
 #include <memory>
+#include <source_location>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -33,6 +34,9 @@ struct TaskRef {
   std::uint64_t submit_ns = 0;
   /// Its id for observers; 0 when none was attached at submit.
   std::uint64_t id = 0;
+  /// Where it was submitted (the caller's std::source_location); empty (line 0) where
+  /// the executor did not capture it.
+  std::source_location where{};
 };
 
 /// A process-unique task id for observers, from a per-thread block: no shared write.
@@ -61,6 +65,7 @@ inline void notify(const TaskRef& t, std::uint64_t start_ns, std::uint64_t end_n
   info.start_ns = start_ns;
   info.end_ns = end_ns;
   info.count = count;
+  info.call_site = t.where;
   for (const auto& o : *observers) hook(*o, info);
 }
 
@@ -139,7 +144,7 @@ class Recorder {
   /// Before a task is offered to the queue: where it counts, whether it is timed (its
   /// submit time, read now, or 0), and an id when someone observes.
   TaskRef prepare(ExecutorMetrics* named = nullptr) const noexcept {
-    TaskRef t{named != nullptr ? named : metrics_.get(), 0, 0};
+    TaskRef t{named != nullptr ? named : metrics_.get(), 0, 0, {}};
     if (t.series->local_shard().sample()) t.submit_ns = now_ns();
     if (t.series->observers() != nullptr) [[unlikely]]
       t.id = next_task_id();
