@@ -311,3 +311,55 @@ TEST_CASE("monotonic_ns is CLOCK_MONOTONIC and never goes backwards", "[frame]")
   CHECK(a > 0);
   CHECK(b >= a);
 }
+
+TEST_CASE("frames built in place are byte for byte the frames built from parts", "[frame]") {
+  const std::string args = ee::encode_to_string(std::int64_t{42}, std::string("key"));
+
+  std::string task = eed::start_task_frame(0xABCDEF);
+  task += args;
+  eed::seal_frame(task, FrameKind::kTask, 7);
+  CHECK(task == eed::encode_task_frame(7, 0xABCDEF, args));
+
+  const std::string value = ee::encode_to_string(std::int32_t{-5});
+  std::string result(eed::kResultPrefixSize, '\0');
+  result += value;
+  eed::seal_result_frame(result, 9, 100, 250);
+  CHECK(result == eed::encode_result_frame(9, value, 100, 250));
+}
+
+TEST_CASE("next_view reads the same frames as next without copying them", "[frame]") {
+  const std::string value = ee::encode_to_string(std::string(100, 'v'));
+  const std::string stream = eed::encode_task_frame(1, 11, "abc") +
+                             eed::encode_result_frame(2, value, 5, 6) +
+                             eed::encode_shutdown_frame();
+  // Split in two feeds, the second frame straddling them.
+  const std::size_t cut = eed::kFrameHeaderSize + 11 + 10;
+  FrameDecoder by_view;
+  FrameDecoder by_copy;
+  std::vector<Frame> viewed;
+  std::vector<Frame> copied;
+  for (const std::string_view part :
+       {std::string_view(stream).substr(0, cut), std::string_view(stream).substr(cut)}) {
+    by_view.feed(part);
+    by_copy.feed(part);
+    while (auto v = by_view.next_view()) {
+      // The view points into the decoder's buffer.
+      CHECK(v->payload.size() <= by_view.buffer_capacity());
+      viewed.push_back(v->copy());
+    }
+    while (auto f = by_copy.next()) copied.push_back(std::move(*f));
+  }
+  REQUIRE(viewed.size() == 3);
+  CHECK(viewed == copied);
+
+  FrameDecoder d;
+  d.feed(eed::encode_result_frame(2, value, 5, 6));
+  const auto v = d.next_view();
+  REQUIRE(v.has_value());
+  const eed::ResultView r = eed::decode_result(*v);
+  CHECK(r.start_ns == 5);
+  CHECK(r.end_ns == 6);
+  CHECK(ee::decode_message<std::string>(r.value) == std::string(100, 'v'));
+  CHECK(d.buffered_bytes() == 0);
+  CHECK_THROWS_AS(eed::decode_task(*v), FrameError);  // the kind is checked
+}

@@ -120,3 +120,43 @@ TEST_CASE("a wait that timed out leaves the future usable by later waiters and c
   pool.shutdown();  // the callback ran on the worker before the pool went idle
   CHECK(seen.load() == 7);
 }
+
+// The process pool's I/O thread publishes a result itself unless a callback is registered,
+// and a callback must never run there. Racing callbacks against that publish: each runs
+// exactly once, and never on the publishing thread.
+TEST_CASE("publish_unless_callbacks never runs a callback on the publishing thread",
+          "[future][waiters]") {
+  for (int round = 0; round < kRounds; ++round) {
+    auto* state = new ee::detail::FutureState<int>;
+    ee::detail::StateRef<ee::detail::FutureState<int>> ref(state);
+    state->add_ref();  // the publisher's reference
+    REQUIRE(state->try_start());
+    state->store_value(7);
+    std::atomic<int> ran{0};
+    std::atomic<bool> on_publisher{false};
+    std::thread::id publisher;
+    std::latch ready(2);
+    std::thread registrar([&] {
+      ready.arrive_and_wait();
+      state->on_done([&] {
+        if (std::this_thread::get_id() == publisher) on_publisher = true;
+        ran.fetch_add(1);
+      });
+    });
+    std::thread publishing([&] {
+      publisher = std::this_thread::get_id();
+      ready.arrive_and_wait();
+      if (!state->publish_unless_callbacks()) {
+        // A callback was registered first: the state is unchanged, still running.
+        CHECK(state->state() == ee::detail::FutureStateBase::running);
+        std::thread([state] { state->publish(); }).join();  // "the completion thread"
+      }
+      state->release();
+    });
+    registrar.join();
+    publishing.join();
+    CHECK(ran.load() == 1);
+    CHECK_FALSE(on_publisher.load());
+    CHECK(state->finished());
+  }
+}

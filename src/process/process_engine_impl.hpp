@@ -184,10 +184,18 @@ struct ProcessEngine::Impl {
   /// one it owes an answer for) fails with WorkerCrashedError; the others are sent again.
   void malformed(Worker& w, const std::string& detail, bool blame = true);
 
-  void on_frame(Worker& w, Frame frame);
+  void on_frame(Worker& w, const FrameView& frame);
 
   /// A task ran (start_ns/end_ns from the child): metrics, outcome, hand-off to publish.
-  void finish(ProcessTask* t, std::uint64_t start, std::uint64_t end, std::exception_ptr error);
+  /// `at_once`: the worker answered normally, so nothing the pool does next can be
+  /// observed by the future's owner, and a future without callbacks is published here
+  /// (see FutureStateBase::publish_unless_callbacks). After a crash, a timeout or a
+  /// broken pool the futures go through the completion thread, published only once
+  /// the pool's own state (broken, the replacement) is settled, as they always were.
+  void finish(ProcessTask* t, std::uint64_t start, std::uint64_t end, std::exception_ptr error,
+              bool at_once = false);
+  // Set while a dead worker's last results are read: they are published with its crash.
+  bool exiting_worker = false;
 
   static bool is_started(const ProcessTask& t, std::size_t i);
 

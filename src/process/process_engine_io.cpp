@@ -205,9 +205,9 @@ void ProcessEngine::Impl::read_worker(Worker& w, int rounds) {
       try {
         w.decoder.feed(std::string_view(rbuf.data(), static_cast<std::size_t>(k)));
         while (w.fd >= 0) {
-          auto frame = w.decoder.next();
+          auto frame = w.decoder.next_view();
           if (!frame) break;
-          on_frame(w, std::move(*frame));
+          on_frame(w, *frame);
         }
       } catch (const CodecError& e) {
         malformed(w, e.what());
@@ -226,11 +226,11 @@ void ProcessEngine::Impl::read_worker(Worker& w, int rounds) {
   }
 }
 
-void ProcessEngine::Impl::on_frame(Worker& w, Frame frame) {
+void ProcessEngine::Impl::on_frame(Worker& w, const FrameView& frame) {
   switch (frame.kind) {
     case FrameKind::kHello: {
       if (w.state != Worker::starting) throw FrameError("frame: unexpected Hello from a worker");
-      const HelloMessage hello = decode_hello(frame);
+      const HelloMessage hello = decode_hello(frame.copy());
       if (!hello.initializer_ok) {
         recorder.count(Metric::initializer_errors);  // as ThreadPoolExecutor: per worker
         break_pool("the initializer failed in worker " + std::to_string(w.index) + ": " +
@@ -252,7 +252,7 @@ void ProcessEngine::Impl::on_frame(Worker& w, Frame frame) {
       // the result, and a scrape must not see it both running and ended.
       done_ids[w.index].store(t->id, std::memory_order_release);
       if (frame.kind == FrameKind::kResult) {
-        ResultMessage r = decode_result(std::move(frame));
+        const ResultView r = decode_result(frame);
         try {
           t->complete(*t, r.value);
         } catch (const CodecError& e) {
@@ -265,12 +265,12 @@ void ProcessEngine::Impl::on_frame(Worker& w, Frame frame) {
           return;
         }
         w.inflight.pop_front();
-        finish(t, r.start_ns, r.end_ns, nullptr);
+        finish(t, r.start_ns, r.end_ns, nullptr, /*at_once=*/true);
       } else {
-        const ErrorMessage e = decode_error(frame);
+        const ErrorMessage e = decode_error(frame.copy());
         w.inflight.pop_front();
         finish(t, e.start_ns, e.end_ns,
-               std::make_exception_ptr(ProcessTaskError(e.type_name, e.what)));
+               std::make_exception_ptr(ProcessTaskError(e.type_name, e.what)), /*at_once=*/true);
       }
       ++w.done;
       return;

@@ -91,14 +91,18 @@ void ProcessEngine::Impl::malformed(Worker& w, const std::string& detail, bool b
 }
 
 void ProcessEngine::Impl::finish(ProcessTask* t, std::uint64_t start, std::uint64_t end,
-                                 std::exception_ptr error) {
+                                 std::exception_ptr error, bool at_once) {
   const auto states = t->states();
   Recorder::ran(ref_of(*t), start, end, error == nullptr, error);
   for (std::size_t i = 0; i < states.size(); ++i) {
     if (!is_started(*t, i)) continue;
     if (error) states[i]->store_error(error);
-    to_publish.push_back(states[i]);
-    states[i] = nullptr;  // the reference moves to the publisher
+    if (at_once && !exiting_worker && states[i]->publish_unless_callbacks()) {
+      states[i]->release();  // done here: nobody registered a callback to run
+    } else {
+      to_publish.push_back(states[i]);  // the reference moves to the publisher
+    }
+    states[i] = nullptr;
   }
   delete t;
 }
@@ -121,7 +125,11 @@ void ProcessEngine::Impl::fail_unstarted(ProcessTask* t, const std::exception_pt
 }
 
 void ProcessEngine::Impl::on_exit(Worker& w, int status) {
-  if (w.fd >= 0) read_worker(w, 0);  // everything it wrote is there; then EOF
+  if (w.fd >= 0) {  // everything it wrote is there; then EOF
+    exiting_worker = true;
+    read_worker(w, 0);
+    exiting_worker = false;
+  }
   close_worker_fd(w);
   set_pid(w.index, 0);
   const bool was_ready = w.state == Worker::ready;

@@ -5,6 +5,11 @@
 
 namespace executor_exporter::detail::process {
 
+namespace {
+// A reply buffer grown by one large result is given back rather than kept.
+constexpr std::size_t kKeptReplyBytes = std::size_t{1} << 20;
+}  // namespace
+
 [[noreturn]] void worker_main(int channel, std::uint32_t index, const ZygoteConfig& cfg,
                               WorkerSlot* slots, pid_t zygote) {
   keep_only(channel);
@@ -46,7 +51,9 @@ namespace executor_exporter::detail::process {
   // The parent refuses larger tasks at submit; this only guards the stream.
   FrameDecoder decoder(limit);
   std::vector<char> buf(64 * 1024);
-  std::string value;
+  // The reply is encoded in place after its header's room (seal_result_frame) and the
+  // buffer is kept from task to task: no allocation per task for a small result.
+  std::string reply;
   std::uint64_t done = 0;
   for (;;) {
     const ssize_t n = ::read(kWorkerFd, buf.data(), buf.size());
@@ -57,34 +64,35 @@ namespace executor_exporter::detail::process {
     }
     try {
       decoder.feed(std::string_view(buf.data(), static_cast<std::size_t>(n)));
-      while (auto frame = decoder.next()) {
+      while (auto frame = decoder.next_view()) {
         if (frame->kind == FrameKind::kShutdown) child_exit(0);
         const std::uint64_t id = frame->task_id;
-        TaskMessage task = decode_task(std::move(*frame));
+        const TaskView task = decode_task(*frame);
         Decoder d(task.args);
         const std::uint64_t user = d.read_uint<std::uint64_t>("task function");
-        const std::string_view args = std::string_view(task.args).substr(d.position());
+        const std::string_view args = task.args.substr(d.position());
         const auto trampoline = function_from_wire<ProcessTrampoline>(task.function);
 
-        std::string reply;
         const std::uint64_t start = monotonic_ns();
         me.start_ns.store(start);
         me.task_id.store(id);
         try {
           try {
-            trampoline(user, args, value);
-            if (value.size() > limit - kMessageOverhead) {
+            if (reply.capacity() > kKeptReplyBytes) reply = std::string();
+            reply.assign(kResultPrefixSize, '\0');
+            trampoline(user, args, reply);
+            const std::size_t size = reply.size() - kResultPrefixSize;
+            if (size > limit - kMessageOverhead) {
               // The parent would refuse the frame and take this worker for broken: only
               // the task fails, with the reason and the option to change.
-              const std::size_t size = value.size();
-              value = std::string();  // gives the memory back now
+              reply = std::string();  // gives the memory back now
               throw MessageTooLargeError("the task's result encodes to " + std::to_string(size) +
                                          " bytes, a message of " +
                                          std::to_string(size + kMessageOverhead) +
                                          " bytes, above ProcessPoolOptions::max_message_bytes (" +
                                          std::to_string(limit) + " bytes)");
             }
-            reply = encode_result_frame(id, value, start, monotonic_ns());
+            seal_result_frame(reply, id, start, monotonic_ns());
           } catch (const std::bad_alloc&) {
             if (cfg.memory_limit != 0) child_exit(kExitMemory);
             throw;

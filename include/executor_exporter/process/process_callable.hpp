@@ -11,12 +11,11 @@ namespace executor_exporter {
 /// worker re-creates it with F{}. Capturing lambdas do not qualify: their captures live
 /// in the parent's memory.
 template <class F>
-concept ProcessCallable =
-    (std::is_pointer_v<std::decay_t<F>> &&
-     std::is_function_v<std::remove_pointer_t<std::decay_t<F>>>) ||
-    (std::is_class_v<std::decay_t<F>> && std::is_empty_v<std::decay_t<F>> &&
-     std::is_default_constructible_v<std::decay_t<F>> &&
-     std::is_trivially_copyable_v<std::decay_t<F>>);
+concept ProcessCallable = (std::is_pointer_v<std::decay_t<F>> &&
+                           std::is_function_v<std::remove_pointer_t<std::decay_t<F>>>) ||
+                          (std::is_class_v<std::decay_t<F>> && std::is_empty_v<std::decay_t<F>> &&
+                           std::is_default_constructible_v<std::decay_t<F>> &&
+                           std::is_trivially_copyable_v<std::decay_t<F>>);
 
 namespace detail {
 
@@ -32,9 +31,8 @@ inline constexpr bool encodable_result = std::is_void_v<R> || Encodable<R>;
 /// What ProcessPoolExecutor::submit(f, args...) accepts: a ProcessCallable invocable with
 /// the decayed arguments, every argument and the result (unless void) Encodable.
 template <class F, class... Args>
-concept ProcessTaskFunction =
-    ProcessCallable<F> && std::is_invocable_v<std::decay_t<F>&, std::decay_t<Args>...> &&
-    (Encodable<std::decay_t<Args>> && ...) &&
-    detail::encodable_result<detail::process_result_t<F, Args...>>;
+concept ProcessTaskFunction = ProcessCallable<F> && std::is_invocable_v < std::decay_t<F>
+&, std::decay_t<Args>... > &&(Encodable<std::decay_t<Args>>&&...) &&
+       detail::encodable_result<detail::process_result_t<F, Args...>>;
 
 }  // namespace executor_exporter

@@ -151,17 +151,19 @@ class ProcessPoolExecutor {
       std::unique_ptr<detail::ProcessTask> task;
       const std::size_t first = futures.size();
       try {
-        Encoder e;
+        Encoder e(detail::start_task_frame(
+            detail::function_to_wire(&detail::process_chunk_trampoline<D, R, I>),
+            items.size() * sizeof(I)));
         e.write_uint<std::uint64_t>(user);
         encode(e, items);
-        check_size(e.buffer().size(), "map chunk's items");
+        check_size(e.buffer().size() - kTaskFrameFixed, "map chunk's items");
         futures.reserve(first + items.size());  // so that adopting a reference cannot throw
         task = std::make_unique<detail::ProcessTask>();
         task->chunk.reserve(items.size());
         task->started.assign(items.size(), 0);
         task->complete = &detail::complete_chunk<R>;
         for (std::size_t i = 0; i < items.size(); ++i) {
-          auto* state = new detail::FutureState<R>;
+          auto* state = new detail::ProcessFutureState<R>;
           // No owner: an item's cancel is not a task's; the engine counts the chunk.
           state->set_sink(&sink_);
           state->add_ref();
@@ -169,9 +171,8 @@ class ProcessPoolExecutor {
           futures.emplace_back(detail::StateRef<detail::FutureState<R>>(state));
         }
         task->id = engine_->next_task_id();
-        task->frame = detail::encode_task_frame(
-            task->id, detail::function_to_wire(&detail::process_chunk_trampoline<D, R, I>),
-            e.buffer());
+        task->frame = e.take();
+        detail::seal_frame(task->frame, detail::FrameKind::kTask, task->id);
       } catch (...) {
         // Nothing was queued: the chunk is refused, its futures and states go.
         futures.erase(futures.begin() + static_cast<std::ptrdiff_t>(first), futures.end());
@@ -261,12 +262,14 @@ class ProcessPoolExecutor {
       try {
         std::uint64_t user = 0;
         if constexpr (std::is_pointer_v<D>) user = detail::function_to_wire(static_cast<D>(f));
-        Encoder e;
+        // The frame is encoded in place: header room, function word, then the arguments.
+        Encoder e(detail::start_task_frame(
+            detail::function_to_wire(&detail::process_trampoline<D, R, std::decay_t<Args>...>)));
         e.write_uint<std::uint64_t>(user);
         (encode(e, static_cast<const std::decay_t<Args>&>(args)), ...);
-        check_size(e.buffer().size(), "task's arguments");
+        check_size(e.buffer().size() - kTaskFrameFixed, "task's arguments");
         task = std::make_unique<detail::ProcessTask>();
-        auto* state = new detail::FutureState<R>;
+        auto* state = new detail::ProcessFutureState<R>;
         state->set_owner(exporter_.recorder().storage(), named);
         state->set_sink(&sink_);
         state->add_ref();  // one for the future, one for the task
@@ -275,10 +278,8 @@ class ProcessPoolExecutor {
         task->series = named;
         task->complete = &detail::complete_single<R>;
         task->id = engine_->next_task_id();
-        task->frame = detail::encode_task_frame(
-            task->id,
-            detail::function_to_wire(&detail::process_trampoline<D, R, std::decay_t<Args>...>),
-            e.buffer());
+        task->frame = e.take();
+        detail::seal_frame(task->frame, detail::FrameKind::kTask, task->id);
       } catch (...) {
         // Nothing was queued (no memory, an argument whose encoding threw, a message
         // above the limit): a refusal like the engine's, so the submit is not lost.
@@ -290,8 +291,11 @@ class ProcessPoolExecutor {
     }
   }
 
-  // Refuses a task the worker's reader would refuse. `encoded`: the Encoder's buffer,
-  // i.e. the function word and the arguments; the frame adds one more word.
+  // What a task frame holds before its encoded user word and arguments.
+  static constexpr std::size_t kTaskFrameFixed = detail::kFrameHeaderSize + sizeof(std::uint64_t);
+
+  // Refuses a task the worker's reader would refuse. `encoded`: the user function word
+  // and the arguments; the frame adds one more word.
   void check_size(std::size_t encoded, const char* what) const {
     const std::size_t args = encoded - sizeof(std::uint64_t);
     const std::size_t limit = options_.max_message_bytes;

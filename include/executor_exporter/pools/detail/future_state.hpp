@@ -78,6 +78,21 @@ class FutureStateBase {
   /// Marks a started task done (its value or error already stored).
   void publish() noexcept { transition(running, done, /*publish=*/true); }
 
+  /// publish(), unless a done-callback is registered: then nothing changes and false
+  /// says so, and the caller hands the state to a thread where callbacks may run. A
+  /// callback registered after this succeeds sees the task done and runs on its own
+  /// thread, so no callback ever runs here. The process pool's I/O thread publishes
+  /// this way, waking a waiter without a hop through its completion thread.
+  bool publish_unless_callbacks() noexcept {
+    auto s = status_.load(std::memory_order_relaxed);
+    do {
+      if ((s & state_mask) != running || (s & has_callbacks) != 0) return false;
+    } while (!status_.compare_exchange_weak(s, (s & ~state_mask) | done, std::memory_order_acq_rel,
+                                            std::memory_order_relaxed));
+    if (s & has_waiters) notify(has_waiters);
+    return true;
+  }
+
   /// Blocks until the task is finished. The first wait on an unfinished task allocates
   /// the waiter state, so it may throw std::bad_alloc (the task is unaffected).
   void wait() const {

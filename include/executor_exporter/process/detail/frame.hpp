@@ -102,6 +102,16 @@ struct HelloMessage {
   bool initializer_ok = true;
   std::string message;  ///< initializer failure text; empty on success
 };
+/// A frame inside FrameDecoder's buffer, valid until the decoder's next feed() or
+/// next()/next_view(): read without copying the payload.
+struct FrameView {
+  FrameKind kind = FrameKind::kShutdown;
+  std::uint64_t task_id = 0;
+  std::string_view payload;
+
+  Frame copy() const { return Frame{kind, task_id, std::string(payload)}; }
+};
+
 struct TaskMessage {
   std::uint64_t function = 0;  ///< see function_to_wire / function_from_wire
   std::string args;            ///< encode_to_string(args...)
@@ -164,6 +174,52 @@ inline std::string encode_frame(FrameKind kind, std::uint64_t task_id, std::stri
   e.write_uint<std::uint32_t>(static_cast<std::uint32_t>(payload.size()));
   e.write_bytes(payload.data(), payload.size());
   return e.take();
+}
+
+/// A frame written in place, for the per-task frames on the hot path: the header
+/// (and any fixed words after it) is reserved first, the payload is appended by the
+/// caller straight into the same buffer, and seal_frame() fills the header in once the
+/// length is known. One buffer per frame instead of one for the arguments, one for
+/// the payload and one for the frame.
+inline constexpr std::size_t kResultPrefixSize = kFrameHeaderSize + 2 * sizeof(std::uint64_t);
+
+/// A buffer holding a Task frame's header space and its function word; append the
+/// encoded arguments (user word first), then seal_frame(buffer, FrameKind::kTask, id).
+inline std::string start_task_frame(std::uint64_t function, std::size_t expected_args = 32) {
+  std::string out;
+  out.reserve(kFrameHeaderSize + sizeof(std::uint64_t) + expected_args);
+  out.resize(kFrameHeaderSize);
+  Encoder e(std::move(out));
+  e.write_uint<std::uint64_t>(function);
+  return e.take();
+}
+
+/// Writes the header of a frame built in place: everything after the first
+/// kFrameHeaderSize bytes of `frame` is its payload. Throws FrameError if the payload
+/// does not fit the 32-bit length field.
+inline void seal_frame(std::string& frame, FrameKind kind, std::uint64_t task_id) {
+  const std::size_t payload = frame.size() - kFrameHeaderSize;
+  if (payload > std::numeric_limits<std::uint32_t>::max()) {
+    throw FrameError("frame: payload of " + std::to_string(payload) +
+                     " bytes does not fit the 32-bit length field");
+  }
+  Encoder e;
+  e.write_uint<std::uint32_t>(kFrameMagic);
+  e.write_uint<std::uint8_t>(static_cast<std::uint8_t>(kind));
+  e.write_uint<std::uint64_t>(task_id);
+  e.write_uint<std::uint32_t>(static_cast<std::uint32_t>(payload));
+  std::memcpy(frame.data(), e.buffer().data(), kFrameHeaderSize);
+}
+
+/// Seals a Result frame built in place: `frame` starts with kResultPrefixSize bytes
+/// of room (header, start, end) followed by the encoded value.
+inline void seal_result_frame(std::string& frame, std::uint64_t task_id, std::uint64_t start_ns,
+                              std::uint64_t end_ns) {
+  Encoder e;
+  e.write_uint<std::uint64_t>(start_ns);
+  e.write_uint<std::uint64_t>(end_ns);
+  std::memcpy(frame.data() + kFrameHeaderSize, e.buffer().data(), 2 * sizeof(std::uint64_t));
+  seal_frame(frame, FrameKind::kResult, task_id);
 }
 
 /// Hello: sent once by a worker right after fork (and after running the pool
@@ -265,6 +321,37 @@ inline ResultMessage decode_result(Frame frame) {
   return out;
 }
 
+/// A Task or Result frame read in place (FrameDecoder::next_view): the same layout
+/// checks as decode_task / decode_result, without copying the payload.
+struct TaskView {
+  std::uint64_t function = 0;
+  std::string_view args;
+};
+struct ResultView {
+  std::string_view value;
+  std::uint64_t start_ns = 0;
+  std::uint64_t end_ns = 0;
+};
+
+inline TaskView decode_task(const FrameView& frame) {
+  expect_frame_kind(Frame{frame.kind, frame.task_id, {}}, FrameKind::kTask);
+  Decoder d(frame.payload);
+  TaskView out;
+  out.function = d.read_uint<std::uint64_t>("Task function pointer");
+  out.args = frame.payload.substr(d.position());
+  return out;
+}
+
+inline ResultView decode_result(const FrameView& frame) {
+  expect_frame_kind(Frame{frame.kind, frame.task_id, {}}, FrameKind::kResult);
+  Decoder d(frame.payload);
+  ResultView out;
+  out.start_ns = d.read_uint<std::uint64_t>("Result start_ns");
+  out.end_ns = d.read_uint<std::uint64_t>("Result end_ns");
+  out.value = frame.payload.substr(d.position());
+  return out;
+}
+
 inline ErrorMessage decode_error(const Frame& frame) {
   expect_frame_kind(frame, FrameKind::kError);
   Decoder d(frame.payload);
@@ -308,32 +395,12 @@ class FrameDecoder {
   /// Throws FrameError for bad magic, an unknown kind or a payload above
   /// max_payload(), as soon as the offending header has fully arrived.
   std::optional<Frame> next() {
-    if (error_) throw FrameError(*error_);
-    const std::size_t available = buf_.size() - pos_;
-    if (available < kFrameHeaderSize) return std::nullopt;
-
-    Decoder header(std::string_view(buf_).substr(pos_, kFrameHeaderSize));
-    const auto magic = header.read_uint<std::uint32_t>();
-    const auto kind = header.read_uint<std::uint8_t>();
-    const auto task_id = header.read_uint<std::uint64_t>();
-    const auto length = header.read_uint<std::uint32_t>();
-    if (magic != kFrameMagic) {
-      fail("bad magic 0x" + hex(magic) + " (expected 0x" + hex(kFrameMagic) +
-           "): the stream is desynchronized or the peer speaks a different protocol version");
-    }
-    if (!is_known_frame_kind(kind)) {
-      fail("unknown frame kind " + std::to_string(kind) + " (task id " + std::to_string(task_id) +
-           ")");
-    }
-    if (length > max_payload_) {
-      fail(std::string(frame_kind_name(static_cast<FrameKind>(kind))) + " frame for task id " +
-           std::to_string(task_id) + " declares a payload of " + std::to_string(length) +
-           " bytes, above the limit of " + std::to_string(max_payload_));
-    }
-    if (available - kFrameHeaderSize < length) return std::nullopt;
+    const auto header = complete_header();
+    if (!header) return std::nullopt;
+    const auto [kind, task_id, length] = *header;
 
     Frame frame;
-    frame.kind = static_cast<FrameKind>(kind);
+    frame.kind = kind;
     frame.task_id = task_id;
     const std::size_t begin = pos_ + kFrameHeaderSize;
     if (begin + length == buf_.size() && length >= buf_.size() / 2) {
@@ -349,6 +416,19 @@ class FrameDecoder {
     }
     consumed_ += kFrameHeaderSize + length;
     return frame;
+  }
+
+  /// next() without the copy: the frame's payload stays in the decoder's buffer, so
+  /// the view is valid only until the next feed(), next() or next_view(). The hot
+  /// path (tasks in the worker, results in the parent) reads frames this way.
+  std::optional<FrameView> next_view() {
+    const auto header = complete_header();
+    if (!header) return std::nullopt;
+    const auto [kind, task_id, length] = *header;
+    const std::size_t begin = pos_ + kFrameHeaderSize;
+    pos_ = begin + length;
+    consumed_ += kFrameHeaderSize + length;
+    return FrameView{kind, task_id, std::string_view(buf_).substr(begin, length)};
   }
 
   /// Call when the peer closed the stream: throws FrameError if it ended in
@@ -370,6 +450,41 @@ class FrameDecoder {
   bool failed() const noexcept { return error_.has_value(); }
 
  private:
+  struct Header {
+    FrameKind kind;
+    std::uint64_t task_id;
+    std::size_t length;
+  };
+
+  // The next frame's header once the whole frame has arrived; nullopt while bytes are
+  // missing. Throws FrameError for bad magic, an unknown kind or a payload above
+  // max_payload(), as soon as the offending header has fully arrived.
+  std::optional<Header> complete_header() {
+    if (error_) throw FrameError(*error_);
+    const std::size_t available = buf_.size() - pos_;
+    if (available < kFrameHeaderSize) return std::nullopt;
+    Decoder header(std::string_view(buf_).substr(pos_, kFrameHeaderSize));
+    const auto magic = header.read_uint<std::uint32_t>();
+    const auto kind = header.read_uint<std::uint8_t>();
+    const auto task_id = header.read_uint<std::uint64_t>();
+    const auto length = header.read_uint<std::uint32_t>();
+    if (magic != kFrameMagic) {
+      fail("bad magic 0x" + hex(magic) + " (expected 0x" + hex(kFrameMagic) +
+           "): the stream is desynchronized or the peer speaks a different protocol version");
+    }
+    if (!is_known_frame_kind(kind)) {
+      fail("unknown frame kind " + std::to_string(kind) + " (task id " + std::to_string(task_id) +
+           ")");
+    }
+    if (length > max_payload_) {
+      fail(std::string(frame_kind_name(static_cast<FrameKind>(kind))) + " frame for task id " +
+           std::to_string(task_id) + " declares a payload of " + std::to_string(length) +
+           " bytes, above the limit of " + std::to_string(max_payload_));
+    }
+    if (available - kFrameHeaderSize < length) return std::nullopt;
+    return Header{static_cast<FrameKind>(kind), task_id, length};
+  }
+
   static std::string hex(std::uint32_t v) {
     static constexpr char kDigits[] = "0123456789abcdef";
     std::string out(8, '0');

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include <executor_exporter/pools/detail/future_state.hpp>
+#include <executor_exporter/pools/detail/node_recycler.hpp>
 #include <executor_exporter/process/codec.hpp>
 #include <executor_exporter/process/detail/frame.hpp>
 #include <executor_exporter/process/process_callable.hpp>
@@ -23,7 +24,8 @@
 namespace executor_exporter::detail {
 
 /// Runs in the worker: `user` is the function pointer (0 for stateless classes), `args`
-/// the encoded arguments; writes the encoded result to `out`. Exceptions propagate.
+/// the encoded arguments; appends the encoded result to `out` (which already holds the
+/// result frame's header space, so the value is encoded in place). Exceptions propagate.
 using ProcessTrampoline = void (*)(std::uint64_t user, std::string_view args, std::string& out);
 
 template <class D, class... A>
@@ -41,12 +43,10 @@ void process_trampoline(std::uint64_t user, std::string_view args, std::string& 
   auto decoded = decode_all<A...>(args);
   if constexpr (std::is_void_v<R>) {
     std::apply([&](A&... a) { process_call<D>(user, std::move(a)...); }, decoded);
-    out.clear();
   } else {
-    const R r = std::apply([&](A&... a) -> R { return process_call<D>(user, std::move(a)...); },
-                           decoded);
+    const R r =
+        std::apply([&](A&... a) -> R { return process_call<D>(user, std::move(a)...); }, decoded);
     Encoder e(std::move(out));
-    e.buffer().clear();
     encode(e, r);
     out = e.take();
   }
@@ -57,21 +57,29 @@ void process_trampoline(std::uint64_t user, std::string_view args, std::string& 
 template <class D, class R, class I>
 void process_chunk_trampoline(std::uint64_t user, std::string_view args, std::string& out) {
   auto items = decode_message<std::vector<I>>(args);
+  Encoder e(std::move(out));
   if constexpr (std::is_void_v<R>) {
     for (auto& item : items) process_call<D>(user, std::move(item));
-    out = encode_to_string(static_cast<std::uint64_t>(items.size()));
+    encode(e, static_cast<std::uint64_t>(items.size()));
   } else {
     std::vector<R> results;
     results.reserve(items.size());
     for (auto& item : items) results.push_back(process_call<D>(user, std::move(item)));
-    out = encode_to_string(results);
+    encode(e, results);
   }
+  out = e.take();
 }
+
+/// A future's state from the node recycler, as the thread pool's future nodes are: the
+/// submitting thread allocates it and the completion thread usually frees it, which
+/// with malloc means a free into another thread's arena, under its lock, per task.
+template <class R>
+class ProcessFutureState final : public FutureState<R>, public RecycledNode {};
 
 /// A task as the parent's I/O thread sees it: the frame to send (kept until the task
 /// finishes, so a task that was sent to a worker that died before starting it can be
 /// sent again) and the futures it completes (one, or one per item of a map chunk).
-struct ProcessTask {
+struct ProcessTask : RecycledNode {   // recycled for the same reason as its future's state
   std::uint64_t observer_id = 0;      // its id for observers, if one was attached at submit
   ExecutorMetrics* series = nullptr;  // its name's series (submit_named); null: the pool's
   /// Decodes the child's encoded result into the started futures (values stored, not
@@ -97,17 +105,17 @@ struct ProcessTask {
   std::uint64_t submit_ns = 0;
   std::string frame;
   Completer complete = nullptr;
-  FutureStateBase* single = nullptr;      // one reference held
-  std::vector<FutureStateBase*> chunk;    // map chunks: one state per item, references held
-  std::vector<unsigned char> started;     // map chunks, per state: try_start() succeeded
-  bool dispatched = false;                // try_start() done (sent to a worker at least once)
+  FutureStateBase* single = nullptr;    // one reference held
+  std::vector<FutureStateBase*> chunk;  // map chunks: one state per item, references held
+  std::vector<unsigned char> started;   // map chunks, per state: try_start() succeeded
+  bool dispatched = false;              // try_start() done (sent to a worker at least once)
 };
 
 template <class R>
 void complete_single(ProcessTask& task, std::string_view value) {
   if constexpr (std::is_void_v<R>) {
-    if (!value.empty()) throw CodecError("codec: a void task returned " +
-                                         std::to_string(value.size()) + " byte(s)");
+    if (!value.empty())
+      throw CodecError("codec: a void task returned " + std::to_string(value.size()) + " byte(s)");
   } else {
     auto decoded = decode_message<R>(value);
     static_cast<FutureState<R>*>(task.single)->store_value(std::move(decoded));
@@ -125,7 +133,8 @@ void complete_chunk(ProcessTask& task, std::string_view value) {
     auto results = decode_message<std::vector<R>>(value);
     if (results.size() != n) throw CodecError("codec: a map chunk returned the wrong item count");
     for (std::size_t i = 0; i < n; ++i) {
-      if (task.started[i]) static_cast<FutureState<R>*>(task.chunk[i])->store_value(std::move(results[i]));
+      if (task.started[i])
+        static_cast<FutureState<R>*>(task.chunk[i])->store_value(std::move(results[i]));
     }
   }
 }
