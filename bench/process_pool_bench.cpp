@@ -7,16 +7,23 @@
 // Rows: trivial-task throughput with 2 workers and 20 k no-op tasks, submitted one by one
 // then waited for (Python: ~1-1.5 k tasks/s here) and through map(chunksize=100) (Python:
 // ~70-80 k items/s); one task's round trip; the cost of a worker respawn (a task that kills
-// its worker, then the next task on the replacement); codec encode/decode speed.
+// its worker, then the next task on the replacement); codec encode/decode speed; and the
+// floor under the first two: the same bytes over the same sockets with no library at all.
 #include <benchmark/benchmark.h>
 
 #include <executor_exporter/process/codec.hpp>
+#include <executor_exporter/process/detail/frame.hpp>
 #include <executor_exporter/process/process_pool_executor.hpp>
 
 #include <prometheus/registry.h>
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <cstring>
 
 #include <map>
 #include <memory>
@@ -134,6 +141,175 @@ void BM_CodecSmallArgs(benchmark::State& state) {
   }
 }
 BENCHMARK(BM_CodecSmallArgs);
+
+// ---- The floor: the same bytes with no library -------------------------------------
+//
+// What a process boundary costs on this machine with this design (a stream socket per
+// worker, one send per answered task in the worker, batched sends in the parent): two
+// forked echo processes answer each frame with a frame of the size the real worker
+// sends; the parent keeps the pool's window (max_inflight_per_worker) in flight per
+// worker and waits with poll(). No encoding, no futures, no threads, no metrics: the
+// process pool's rows divided by these say how close to the machine it is.
+class RawEcho {
+ public:
+  RawEcho(int workers, std::size_t reply_bytes) {
+    // Allocated before fork(): the pool's threads may hold malloc's lock at that moment,
+    // and a child must not allocate.
+    const std::string reply(reply_bytes, 'r');
+    std::vector<char> buf(1 << 16);
+    for (int i = 0; i < workers; ++i) {
+      int sv[2];
+      if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) std::abort();
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        ::close(sv[0]);
+        for (const auto& p : peers_) ::close(p.fd);  // or a sibling never sees its EOF
+        echo(sv[1], reply, buf);
+      }
+      ::close(sv[1]);
+      peers_.push_back({sv[0], pid});
+    }
+  }
+  RawEcho(const RawEcho&) = delete;
+  RawEcho& operator=(const RawEcho&) = delete;
+  ~RawEcho() {
+    for (auto& p : peers_) ::close(p.fd);
+    for (auto& p : peers_) ::waitpid(p.pid, nullptr, 0);
+  }
+
+  // Sends `count` copies of `frame` spread over the workers, at most `window` unanswered
+  // per worker, and returns when every answer has arrived.
+  void run(std::size_t count, const std::string& frame, std::size_t window) {
+    struct State {
+      std::size_t inflight = 0;
+      std::size_t pending_bytes = 0;  // of the answer being read
+      std::string out;
+    };
+    std::vector<State> st(peers_.size());
+    std::vector<pollfd> fds(peers_.size());
+    std::vector<char> buf(1 << 16);
+    std::size_t to_send = count;
+    std::size_t answered = 0;
+    while (answered < count) {
+      for (std::size_t i = 0; i < peers_.size(); ++i) {
+        auto& s = st[i];
+        const std::size_t k = std::min(to_send, window - s.inflight);
+        for (std::size_t j = 0; j < k; ++j) s.out += frame;
+        s.inflight += k;
+        to_send -= k;
+        if (!s.out.empty()) {
+          if (!send_all(peers_[i].fd, s.out)) std::abort();
+          s.out.clear();
+        }
+        fds[i] = {peers_[i].fd, POLLIN, 0};
+      }
+      if (::poll(fds.data(), fds.size(), -1) < 0) continue;
+      for (std::size_t i = 0; i < peers_.size(); ++i) {
+        if ((fds[i].revents & POLLIN) == 0) continue;
+        const ssize_t n = ::recv(peers_[i].fd, buf.data(), buf.size(), MSG_DONTWAIT);
+        if (n <= 0) continue;
+        // Answers are counted by size: each is a header plus its declared payload.
+        std::size_t left = static_cast<std::size_t>(n);
+        auto& s = st[i];
+        while (left > 0) {
+          if (s.pending_bytes == 0) s.pending_bytes = reply_size_;
+          const std::size_t take = std::min(left, s.pending_bytes);
+          s.pending_bytes -= take;
+          left -= take;
+          if (s.pending_bytes == 0) {
+            --s.inflight;
+            ++answered;
+          }
+        }
+      }
+    }
+  }
+  void set_reply_size(std::size_t n) { reply_size_ = n; }
+
+ private:
+  struct Peer {
+    int fd;
+    pid_t pid;
+  };
+
+  static bool send_all(int fd, const std::string& bytes) {
+    std::size_t off = 0;
+    while (off < bytes.size()) {
+      const ssize_t k = ::send(fd, bytes.data() + off, bytes.size() - off, MSG_NOSIGNAL);
+      if (k < 0 && errno == EINTR) continue;
+      if (k <= 0) return false;
+      off += static_cast<std::size_t>(k);
+    }
+    return true;
+  }
+
+  // The worker's loop with nothing in it: split the stream into frames by their declared
+  // length and answer each with one send, as the real worker does.
+  [[noreturn]] static void echo(int fd, const std::string& reply, std::vector<char>& buf) {
+    std::size_t have = 0;
+    for (;;) {
+      const ssize_t n = ::read(fd, buf.data() + have, buf.size() - have);
+      if (n <= 0) ::_exit(0);
+      have += static_cast<std::size_t>(n);
+      std::size_t pos = 0;
+      while (have - pos >= executor_exporter::detail::kFrameHeaderSize) {
+        std::uint32_t len = 0;
+        std::memcpy(&len, buf.data() + pos + 13, sizeof len);
+        const std::size_t whole = executor_exporter::detail::kFrameHeaderSize + len;
+        if (have - pos < whole) break;
+        pos += whole;
+        if (!send_all(fd, reply)) ::_exit(1);
+      }
+      std::memmove(buf.data(), buf.data() + pos, have - pos);
+      have -= pos;
+    }
+  }
+
+  std::vector<Peer> peers_;
+  std::size_t reply_size_ = 0;
+};
+
+// The frames the pool sends and receives for one `int noop(int)` task, and for one map
+// chunk of `chunk` ints: the real encoders, so the bytes are the same.
+std::pair<std::string, std::string> noop_frames(std::size_t chunk) {
+  namespace d = executor_exporter::detail;
+  if (chunk == 0) {
+    return {d::encode_task_frame(1, 2, ee::encode_to_string(std::uint64_t{3}, 7)),
+            d::encode_result_frame(1, ee::encode_to_string(7), 4, 5)};
+  }
+  const std::vector<int> items(chunk, 7);
+  return {d::encode_task_frame(1, 2, ee::encode_to_string(std::uint64_t{3}, items)),
+          d::encode_result_frame(1, ee::encode_to_string(items), 4, 5)};
+}
+
+void raw_floor(benchmark::State& state, std::size_t chunk, std::size_t window) {
+  const auto n = static_cast<std::size_t>(state.range(0));
+  const auto [task, reply] = noop_frames(chunk);
+  RawEcho echo(2, reply.size());
+  echo.set_reply_size(reply.size());
+  const std::size_t frames = chunk == 0 ? n : n / chunk;
+  for (auto _ : state) echo.run(frames, task, window);
+  state.SetItemsProcessed(state.iterations() * static_cast<std::int64_t>(n));
+  state.counters["task_bytes"] = static_cast<double>(task.size());
+  state.counters["reply_bytes"] = static_cast<double>(reply.size());
+}
+
+// Submit-then-wait's bytes: one frame per task, the pool's window of 32 per worker.
+void BM_RawFloorSubmit(benchmark::State& state) { raw_floor(state, 0, 32); }
+BENCHMARK(BM_RawFloorSubmit)->Arg(20'000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Chunked map's bytes: one frame per 100 items.
+void BM_RawFloorMap(benchmark::State& state) { raw_floor(state, 100, 32); }
+BENCHMARK(BM_RawFloorMap)->Arg(20'000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// One frame there and back: the round trip's floor.
+void BM_RawFloorRoundTrip(benchmark::State& state) {
+  const auto [task, reply] = noop_frames(0);
+  RawEcho echo(1, reply.size());
+  echo.set_reply_size(reply.size());
+  for (auto _ : state) echo.run(1, task, 1);
+}
+BENCHMARK(BM_RawFloorRoundTrip)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace
 

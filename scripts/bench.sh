@@ -11,10 +11,10 @@
 #                                         rewrites the docs from the last full run (adding
 #                                         a scaling run's table and curves when given)
 #   scripts/bench.sh --process-pool       ProcessPoolExecutor vs Python's (fork and
-#                                         forkserver; ~1-2 min): rewrites only that section
+#                                         forkserver, 9 rounds; ~3 min): rewrites only that section
 #                                         of docs/benchmarks.md (the full suite runs it too)
 # Options: --rounds N, --threads 1,2,4,8,16, --no-install, --jobs N (build parallelism,
-# default 2), --pp-rounds N (process-pool rounds, default 3), --no-build (run the
+# default 2), --pp-rounds N (process-pool rounds, default 9), --no-build (run the
 # binaries already in BENCH_BUILD_DIR), and anything after `--` goes to the bench binary
 # (e.g. --filter 'ff_').
 set -euo pipefail
@@ -27,7 +27,7 @@ SCALING_JSON=""
 INSTALL=1
 JOBS="${BENCH_JOBS:-2}"
 EXTRA=()
-PP_ROUNDS=3
+PP_ROUNDS=9
 BUILD_IT=1
 
 while [[ $# -gt 0 ]]; do
@@ -137,7 +137,7 @@ process_pool_rounds() {
   mkdir -p "$out/pp"
   for ((r = 0; r < rounds; r++)); do
     echo "bench.sh: process pool round $((r + 1))/$rounds" >&2
-    "$bin" --benchmark_filter='SubmitThenWait|MapChunked|RoundTrip|Respawn' \
+    "$bin" --benchmark_filter='SubmitThenWait|MapChunked|RoundTrip|Respawn|RawFloor' \
       --benchmark_out="$out/pp/cpp_$r.json" --benchmark_out_format=json >/dev/null
     for m in fork forkserver; do
       for w in pp_submit pp_map; do
