@@ -21,6 +21,17 @@ namespace {
 
 std::atomic<std::uint64_t> next_unique_id{1};
 
+// Every executor-level object alive, for the watchdog and the flight recorder's dump.
+// Leaked on purpose: objects in static storage may still unregister at exit.
+struct LiveList {
+  std::mutex mutex;
+  std::vector<ExecutorMetrics*> all;
+};
+LiveList& live_list() {
+  static auto* list = new LiveList;
+  return *list;
+}
+
 std::vector<std::uint64_t> to_ns(const std::vector<double>& seconds, const char* what) {
   std::vector<std::uint64_t> ns;
   ns.reserve(seconds.size());
@@ -125,6 +136,11 @@ ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
   for (std::size_t i = 0; i < event_slot_count(); ++i)
     events_[i].store(0, std::memory_order_relaxed);
   build_series();
+  if (parent == nullptr) {
+    auto& live = live_list();
+    std::lock_guard lock(live.mutex);
+    live.all.push_back(this);
+  }
 }
 
 // One loop over the catalog builds every series this object exports. A named child
@@ -302,6 +318,11 @@ void ExecutorMetrics::observe_trace(std::string_view scope, std::string_view act
 }
 
 ExecutorMetrics::~ExecutorMetrics() {
+  if (root_ == this) {
+    auto& live = live_list();
+    std::lock_guard lock(live.mutex);
+    std::erase(live.all, this);
+  }
   fold();
   std::lock_guard lock(mutex_);
   for (auto& shard : shards_) shard->orphaned.store(true, std::memory_order_release);
@@ -320,8 +341,10 @@ MetricShard& ExecutorMetrics::register_shard() {
   std::erase_if(cache.entries, [](const ShardCache::Entry& e) {
     return e.shard->orphaned.load(std::memory_order_acquire);
   });
-  auto shard = std::make_shared<MetricShard>(layout_, run_bounds_ns_, wait_bounds_ns_,
-                                             options_.timing_sample_rate);
+  // Only the executor level keeps the thread's running task and its flight recorder.
+  auto shard = std::make_shared<MetricShard>(
+      layout_, run_bounds_ns_, wait_bounds_ns_, options_.timing_sample_rate,
+      root_ == this ? options_.flight_recorder_slices : 0);
   shard->thread = &cache;
   {
     std::lock_guard lock(mutex_);
@@ -369,6 +392,7 @@ void ExecutorMetrics::fold() {
 
 void ExecutorMetrics::fold_held() {
   for (auto& [key, gauge] : sampled_) gauge->Set(0);  // the hooks below add theirs up
+  queued_since_ = 0;                                  // and note their oldest tasks
   {
     std::lock_guard hooks_lock(hooks_mutex_);
     for (auto& h : hooks_) h.second();
@@ -406,6 +430,89 @@ void ExecutorMetrics::fold_held() {
     objects[i]->fold_tasks(snapshots[i], retired[i], now);
     objects[i]->fold_rare();
   }
+  if (root_ == this) fold_stuck(objects, now);
+}
+
+void ExecutorMetrics::fold_stuck(const std::vector<ExecutorMetrics*>& objects, std::uint64_t now) {
+  std::vector<RunningTask> running;
+  running_tasks_held(running);
+  std::vector<std::uint64_t> oldest(objects.size(), 0);
+  std::uint64_t stuck = 0;
+  const auto threshold = static_cast<std::uint64_t>(std::max<std::int64_t>(0, options_.stuck_after.count()));
+  for (const auto& r : running) {
+    const std::uint64_t age = now > r.start_ns ? now - r.start_ns : 0;
+    // A task of a name whose series is not among `objects` (cannot happen but for a
+    // name made during this fold) counts as the executor's.
+    std::size_t at = objects.size() - 1;
+    for (std::size_t i = 0; i < objects.size(); ++i) {
+      if (objects[i] == r.series) at = i;
+    }
+    oldest[at] = std::max(oldest[at], age);
+    if (age > threshold) ++stuck;
+  }
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    const auto& gauges = objects[i]->series_[static_cast<std::size_t>(Metric::task_oldest_running)].gauges;
+    if (!gauges.empty()) gauges[0]->Set(static_cast<double>(oldest[i]) / 1e9);
+  }
+  series_[static_cast<std::size_t>(Metric::tasks_stuck)].gauges[0]->Set(static_cast<double>(stuck));
+  const std::uint64_t queued = queued_since_ != 0 && now > queued_since_ ? now - queued_since_ : 0;
+  series_[static_cast<std::size_t>(Metric::task_oldest_queued)].gauges[0]->Set(
+      static_cast<double>(queued) / 1e9);
+}
+
+// Caller holds mutex_.
+void ExecutorMetrics::running_tasks_held(std::vector<RunningTask>& out) {
+  for (const auto& shard : shards_) {
+    CurrentTask t;
+    if (!shard->current_task(t)) continue;
+    RunningTask r;
+    r.series = static_cast<const ExecutorMetrics*>(t.series);
+    r.start_ns = t.start_ns;
+    r.where = t.where;
+    r.id = t.id;
+    r.tid = shard->thread_id();
+    r.thread = shard->thread_name();
+    out.push_back(std::move(r));
+  }
+  for (const auto& [handle, probe] : running_tasks_probes_) probe(out);
+}
+
+std::vector<ExecutorMetrics::RunningTask> ExecutorMetrics::running_tasks() {
+  std::vector<RunningTask> out;
+  std::lock_guard lock(mutex_);
+  running_tasks_held(out);
+  return out;
+}
+
+std::uint64_t ExecutorMetrics::add_running_tasks_probe(
+    std::function<void(std::vector<RunningTask>&)> probe) {
+  std::lock_guard lock(mutex_);
+  running_tasks_probes_.emplace_back(next_probe_, std::move(probe));
+  return next_probe_++;
+}
+
+void ExecutorMetrics::remove_running_tasks_probe(std::uint64_t handle) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(running_tasks_probes_, [&](const auto& p) { return p.first == handle; });
+}
+
+std::vector<ExecutorMetrics::ThreadSlices> ExecutorMetrics::flight_slices() {
+  std::vector<ThreadSlices> out;
+  std::lock_guard lock(mutex_);
+  for (const auto& shard : shards_) {
+    ThreadSlices t;
+    t.tid = shard->thread_id();
+    t.thread = shard->thread_name();
+    t.slices = shard->slices();
+    if (!t.slices.empty()) out.push_back(std::move(t));
+  }
+  return out;
+}
+
+void ExecutorMetrics::for_each_live(const std::function<void(ExecutorMetrics&)>& fn) {
+  auto& live = live_list();
+  std::lock_guard lock(live.mutex);
+  for (auto* m : live.all) fn(*m);
 }
 
 std::array<std::pair<std::size_t, std::size_t>, 4> ExecutorMetrics::lifecycle_ranges() const {

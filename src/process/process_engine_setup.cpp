@@ -140,7 +140,8 @@ void ProcessEngine::Impl::wake() {
 }
 
 TaskRef ProcessEngine::Impl::ref_of(const ProcessTask& task) {
-  return {task.series != nullptr ? task.series : &metrics, task.submit_ns, task.observer_id};
+  return {task.series != nullptr ? task.series : &metrics, task.submit_ns, task.observer_id,
+          task.where};
 }
 
 void ProcessEngine::Impl::enqueue(ProcessTask* task) {

@@ -116,7 +116,7 @@ class TaskQueue {
   PushResult push(Task* task, OnAccept&& on_accept, bool block,
                   std::chrono::steady_clock::time_point deadline = no_deadline()) {
     // Unbounded and default priority (the usual case): no lock (see inbox_).
-    if (capacity_ == 0 && task->priority == 0) {
+    if (capacity_ == 0 && task->priority() == 0) {
       if (auto r = push_inbox(task, on_accept)) return *r;
     }
     bool wake = false;
@@ -139,7 +139,7 @@ class TaskQueue {
         }
       }
       // Before the submit is counted: a new priority level may fail to allocate.
-      Level& level = level_of(task->priority);
+      Level& level = level_of(task->priority());
       on_accept();
       append_locked(task, level);
       hint_.store(size_, std::memory_order_relaxed);
@@ -360,6 +360,27 @@ class TaskQueue {
     return size_;
   }
   std::size_t capacity() const noexcept { return capacity_; }
+
+  /// The submit time (Task::submit_ns) of the task that has waited longest, reserved
+  /// ones included; 0 when nothing timed waits. For the scrape, never the hot path: it
+  /// takes the lock and moves the inbox into the lists like size(). Within a priority
+  /// the head is the oldest; reserved tasks were taken from heads, so they are older.
+  std::uint64_t oldest_submit_ns() {
+    std::lock_guard lock(mutex_);
+    drain_inbox_locked();
+    std::uint64_t oldest = 0;
+    auto consider = [&](const Task* t) {
+      if (t != nullptr && t->submit_ns != 0 && (oldest == 0 || t->submit_ns < oldest)) {
+        oldest = t->submit_ns;
+      }
+    };
+    for (const auto& level : levels_) consider(level.head);
+    for (Reserve* r = reserves_; r != nullptr; r = r->next_) {
+      std::lock_guard reserve_lock(r->mutex_);
+      consider(r->head_);
+    }
+    return oldest;
+  }
 
  private:
   // One priority's FIFO. Its tasks are numbered in push order and cut into segments

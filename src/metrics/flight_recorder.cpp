@@ -1,0 +1,102 @@
+#include <executor_exporter/metrics/detail/executor_metrics.hpp>
+#include <executor_exporter/metrics/detail/label_value.hpp>
+#include <executor_exporter/metrics/flight_recorder.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <unistd.h>
+
+namespace executor_exporter {
+
+namespace {
+
+void append_json_string(std::string& out, std::string_view raw) {
+  const std::string s = detail::sanitize_label_value(raw);  // valid UTF-8 from here on
+  out += '"';
+  for (const char c : s) {
+    switch (c) {
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      default:
+        if (static_cast<unsigned char>(c) < 0x20) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+        } else {
+          out += c;
+        }
+    }
+  }
+  out += '"';
+}
+
+// Microseconds with nanosecond digits: the trace format's unit.
+std::string micros(std::uint64_t ns) { return fmt::format("{}.{:03}", ns / 1000, ns % 1000); }
+
+}  // namespace
+
+std::string flight_recorder_trace() {
+  const auto pid = static_cast<long>(::getpid());
+  std::string out = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[";
+  out += fmt::format(
+      "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{},\"tid\":0,\"args\":{{\"name\":",
+      pid);
+  append_json_string(out, "executor-exporter flight recorder");
+  out += "}}";
+  std::set<std::uint64_t> named_threads;
+  detail::ExecutorMetrics::for_each_live([&](detail::ExecutorMetrics& m) {
+    for (auto& thread : m.flight_slices()) {
+      if (named_threads.insert(thread.tid).second) {
+        out += fmt::format(",{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{},\"tid\":{},"
+                           "\"args\":{{\"name\":",
+                           pid, thread.tid);
+        append_json_string(out, thread.thread);
+        out += "}}";
+      }
+      for (const auto& s : thread.slices) {
+        const auto* series = static_cast<const detail::ExecutorMetrics*>(s.series);
+        const std::string& task = series != nullptr ? series->task() : std::string();
+        out += ",{\"name\":";
+        append_json_string(out, task.empty() ? m.id() : task);
+        out += ",\"cat\":";
+        append_json_string(out, m.type());
+        out += fmt::format(",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{},\"tid\":{},\"args\":{{",
+                           micros(s.start_ns), micros(s.end_ns - std::min(s.end_ns, s.start_ns)),
+                           pid, thread.tid);
+        out += "\"executor\":";
+        append_json_string(out, m.id());
+        out += ",\"task\":";
+        append_json_string(out, task);
+        out += fmt::format(",\"task_id\":{},\"result\":\"{}\",\"wait_us\":{}", s.id,
+                           s.ok ? "completed" : "failed",
+                           micros(s.start_ns - std::min(s.start_ns, s.submit_ns)));
+        if (s.where.line() != 0) {
+          out += ",\"call_site\":";
+          append_json_string(out, fmt::format("{}:{}", s.where.file_name(), s.where.line()));
+          out += ",\"function\":";
+          append_json_string(out, s.where.function_name());
+        }
+        out += "}}";
+      }
+    }
+  });
+  out += "]}";
+  return out;
+}
+
+void add_flight_recorder_page(MetricsServerOptions& options, const std::string& path) {
+  options.pages[path] = [](const PageRequest&) {
+    return PageResponse{200, "application/json", flight_recorder_trace()};
+  };
+}
+
+}  // namespace executor_exporter
