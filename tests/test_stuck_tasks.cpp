@@ -6,6 +6,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <latch>
@@ -252,4 +253,45 @@ TEST_CASE("the call site is captured by every submit function and can be turned 
   }
   std::lock_guard lock(sites->mutex);
   CHECK(sites->lines == std::vector<unsigned>{0});
+}
+
+namespace {
+void nap_ms(int ms) { std::this_thread::sleep_for(std::chrono::milliseconds(ms)); }
+}  // namespace
+
+TEST_CASE("a process pool's stuck task is named with its worker's pid and call site",
+          "[stuck][watchdog][process]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::ProcessPoolOptions o;
+  o.max_workers = 1;
+  o.max_inflight_per_worker = 1;  // the second task waits in the parent's queue
+  o.id = "stuckproc";
+  o.registry = registry;
+  o.exporter.stuck_after = 100ms;
+  ee::ProcessPoolExecutor pool(o);
+  pool.submit(&nap_ms, 0).get();  // the worker is up
+  Reports reports;
+  ee::Watchdog watchdog(reports.options());
+  auto slow = pool.submit_named("nap", &nap_ms, 1500); const unsigned line = __LINE__;
+  auto next = pool.submit(&nap_ms, 0);
+  REQUIRE(ee_test::wait_until([&] { return reports.count() >= 1; }, 5s));
+  auto page = ee_test::prom::parse(ee::scrape_text(registry));
+  CHECK(metric(page, "executor_tasks_stuck", {{"executor", "stuckproc"}}) == 1);
+  CHECK(metric(page, "executor_task_oldest_running_seconds",
+               {{"executor", "stuckproc"}, {"task", "nap"}}) >= 0.1);
+  CHECK(metric(page, "executor_task_oldest_queued_seconds", {{"executor", "stuckproc"}}) >= 0.1);
+  CHECK(unaccounted(page, "stuckproc") == 0);
+  {
+    std::lock_guard lock(reports.mutex);
+    REQUIRE(reports.tasks.size() == 1);
+    const ee::StuckTask& t = reports.tasks.front();
+    CHECK(t.executor == "stuckproc");
+    CHECK(t.task == "nap");
+    const auto pids = pool.worker_pids();
+    CHECK(std::find(pids.begin(), pids.end(), static_cast<pid_t>(t.pid)) != pids.end());
+    CHECK(t.call_site.line() == line);
+    CHECK_THAT(reports.lines.front(), Catch::Contains("pid=" + std::to_string(t.pid)));
+  }
+  slow.get();
+  next.get();
 }
