@@ -885,6 +885,38 @@ void build_main_suite(Suite& s, bool py) {
        "every task; a sink slower than that delivers afterwards or drops its oldest events past "
        "its buffer (65536). The PostgreSQL row runs when EE_BENCH_POSTGRES_DSN is set "
        "(scripts/bench.sh starts a throwaway server on loopback)."});
+  // Stuck-task detection and the flight recorder: the call site kept at submit, the
+  // current task published at start, the ring slice written at end; each off vs on.
+  const auto st_n = cfg.ff_n;
+  s.add_pool_row("stuck", "stuck_all", kOurs + std::string(" (call site, flight recorder)"),
+                 [w, st_n] { return fire_and_forget<OursStuck<true, 256>>(w, st_n); });
+  s.add_pool_row("stuck", "stuck_no_site", "capture_call_site = false",
+                 [w, st_n] { return fire_and_forget<OursStuck<false, 256>>(w, st_n); });
+  s.add_pool_row("stuck", "stuck_no_ring", "flight_recorder_slices = 0",
+                 [w, st_n] { return fire_and_forget<OursStuck<true, 0>>(w, st_n); });
+  s.add_pool_row("stuck", "stuck_none", "both off",
+                 [w, st_n] { return fire_and_forget<OursStuck<false, 0>>(w, st_n); });
+  const auto stf_n = cfg.fut_n;
+  s.add_pool_row("stuck", "stuck_fut_all", "with futures: call site, flight recorder",
+                 [w, stf_n] { return with_futures<OursStuck<true, 256>>(w, stf_n); });
+  s.add_pool_row("stuck", "stuck_fut_none", "with futures: both off",
+                 [w, stf_n] { return with_futures<OursStuck<false, 0>>(w, stf_n); });
+  s.add_comparison(
+      {"stuck",
+       std::to_string(st_n) + " empty fire-and-forget tasks (and " + std::to_string(stf_n) +
+           " with futures): stuck-task detection's cost (M tasks/s)",
+       "mtps",
+       "M/s",
+       true,
+       {{"stuck_all", "stuck_no_site", NAN, "keeping the submit's call site"},
+        {"stuck_all", "stuck_no_ring", NAN, "the flight recorder's ring (256 slices per worker)"},
+        {"stuck_all", "stuck_none", NAN, "both, fire-and-forget"},
+        {"stuck_fut_all", "stuck_fut_none", NAN, "both, with futures"}},
+       {},
+       "The current task (start, series, call site, id) is published at every timed start "
+       "whatever the options: the gauges and the watchdog need it. The call site is one "
+       "pointer stored in the node (which still fits 64 bytes); a ring slice is one 64-byte "
+       "line per task that only the worker writes."});
   names.clear();
   const auto fut_n = cfg.fut_n;
   add_pool_rows(

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "http_client.hpp"
+#include "json.hpp"
 #include "prom_text.hpp"
 #include "promtool.hpp"
 #include "temp_dir.hpp"
@@ -198,7 +199,16 @@ TEST_CASE("the watchdog reports a stuck task once: executor, name, thread, age a
   CHECK_THAT(l, Catch::Contains(" age="));
   // The flight recorder was dumped for it, to the directory and to the callback.
   REQUIRE(reports.dumps.size() == 1);
-  CHECK_THAT(reports.dumps.front(), Catch::Contains("\"traceEvents\""));
+  // The dump shows the stuck task itself, open until the moment of the dump.
+  const auto dump = ee_test::json::parse(reports.dumps.front());
+  bool shown = false;
+  for (const auto& e : dump.at("traceEvents").array) {
+    if (e.at("ph").str() != "X" || e.at("args").at("executor").str() != "dogpool") continue;
+    shown = e.at("name").str() == "wedged" && e.at("args").at("result").str() == "running" &&
+            e.at("dur").number >= 100000 &&
+            e.at("args").at("call_site").str().ends_with(":" + std::to_string(line));
+  }
+  CHECK(shown);
   REQUIRE_FALSE(t.trace_file.empty());
   CHECK_THAT(t.trace_file, Catch::StartsWith(dir.str()));
   CHECK_THAT(l, Catch::Contains("trace=" + t.trace_file));

@@ -1,3 +1,4 @@
+#include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
 #include <executor_exporter/metrics/detail/label_value.hpp>
 #include <executor_exporter/metrics/flight_recorder.hpp>
@@ -53,40 +54,56 @@ std::string flight_recorder_trace() {
   append_json_string(out, "executor-exporter flight recorder");
   out += "}}";
   std::set<std::uint64_t> named_threads;
+  auto name_thread = [&](std::uint64_t tid, const std::string& name) {
+    if (!named_threads.insert(tid).second) return;
+    out += fmt::format(
+        ",{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{},\"tid\":{},\"args\":{{\"name\":",
+        pid, tid);
+    append_json_string(out, name);
+    out += "}}";
+  };
+  const std::uint64_t now = detail::now_ns();
   detail::ExecutorMetrics::for_each_live([&](detail::ExecutorMetrics& m) {
+    auto append_slice = [&](std::uint64_t tid, const detail::TaskSlice& s, const char* result) {
+      const auto* series = static_cast<const detail::ExecutorMetrics*>(s.series);
+      const std::string& task = series != nullptr ? series->task() : std::string();
+      out += ",{\"name\":";
+      append_json_string(out, task.empty() ? m.id() : task);
+      out += ",\"cat\":";
+      append_json_string(out, m.type());
+      out += fmt::format(",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{},\"tid\":{},\"args\":{{",
+                         micros(s.start_ns), micros(s.end_ns - std::min(s.end_ns, s.start_ns)),
+                         pid, tid);
+      out += "\"executor\":";
+      append_json_string(out, m.id());
+      out += ",\"task\":";
+      append_json_string(out, task);
+      out += fmt::format(",\"task_id\":{},\"result\":\"{}\"", s.id, result);
+      if (s.submit_ns != 0) {
+        out += fmt::format(",\"wait_us\":{}", micros(s.start_ns - std::min(s.start_ns, s.submit_ns)));
+      }
+      if (s.where.line() != 0) {
+        out += ",\"call_site\":";
+        append_json_string(out, fmt::format("{}:{}", s.where.file_name(), s.where.line()));
+        out += ",\"function\":";
+        append_json_string(out, s.where.function_name());
+      }
+      out += "}}";
+    };
     for (auto& thread : m.flight_slices()) {
-      if (named_threads.insert(thread.tid).second) {
-        out += fmt::format(",{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{},\"tid\":{},"
-                           "\"args\":{{\"name\":",
-                           pid, thread.tid);
-        append_json_string(out, thread.thread);
-        out += "}}";
-      }
-      for (const auto& s : thread.slices) {
-        const auto* series = static_cast<const detail::ExecutorMetrics*>(s.series);
-        const std::string& task = series != nullptr ? series->task() : std::string();
-        out += ",{\"name\":";
-        append_json_string(out, task.empty() ? m.id() : task);
-        out += ",\"cat\":";
-        append_json_string(out, m.type());
-        out += fmt::format(",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{},\"tid\":{},\"args\":{{",
-                           micros(s.start_ns), micros(s.end_ns - std::min(s.end_ns, s.start_ns)),
-                           pid, thread.tid);
-        out += "\"executor\":";
-        append_json_string(out, m.id());
-        out += ",\"task\":";
-        append_json_string(out, task);
-        out += fmt::format(",\"task_id\":{},\"result\":\"{}\",\"wait_us\":{}", s.id,
-                           s.ok ? "completed" : "failed",
-                           micros(s.start_ns - std::min(s.start_ns, s.submit_ns)));
-        if (s.where.line() != 0) {
-          out += ",\"call_site\":";
-          append_json_string(out, fmt::format("{}:{}", s.where.file_name(), s.where.line()));
-          out += ",\"function\":";
-          append_json_string(out, s.where.function_name());
-        }
-        out += "}}";
-      }
+      name_thread(thread.tid, thread.thread);
+      for (const auto& s : thread.slices) append_slice(thread.tid, s, s.ok ? "completed" : "failed");
+    }
+    // The tasks running now, up to this instant: a dump taken for a stuck task shows it.
+    for (const auto& r : m.running_tasks()) {
+      name_thread(r.tid, r.thread);
+      detail::TaskSlice s;
+      s.start_ns = r.start_ns;
+      s.end_ns = std::max(now, r.start_ns);
+      s.series = r.series;
+      s.where = r.where;
+      s.id = r.id;
+      append_slice(r.tid, s, "running");
     }
   });
   out += "]}";
