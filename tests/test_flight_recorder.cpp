@@ -42,10 +42,10 @@ json::Value fetch_trace() {
 
 // The complete events of one executor, by thread id, in the order of the document.
 std::map<double, std::vector<const json::Value*>> slices_of(const json::Value& trace,
-                                                           const std::string& executor) {
+                                                            const std::string& executor) {
   std::map<double, std::vector<const json::Value*>> out;
   for (const auto& e : trace.at("traceEvents").array) {
-    if (e.at("ph").str() != "X") continue;
+    if (e.at("ph").str() != "X" || e.at("cat").str() == "mark") continue;
     if (e.at("args").at("executor").str() != executor) continue;
     out[e.at("tid").number].push_back(&e);
   }
@@ -158,4 +158,40 @@ TEST_CASE("two workers' slices land on two tracks and add up to the tasks run", 
   }
   CHECK(total == 40);
   CHECK(threads.size() <= 2);
+}
+
+TEST_CASE("a traced task's marks are nested inside its slice on its thread", "[flight]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::ThreadPoolOptions o;
+  o.id = "marked";
+  o.registry = registry;
+  ee::ThreadPoolExecutor pool(1, o);
+  pool.submit_traced("checkout",
+                     [](ee::Trace& trace) {
+                       std::this_thread::sleep_for(2ms);
+                       trace.mark("reserve");
+                       std::this_thread::sleep_for(3ms);
+                       trace.mark("charge");
+                     })
+      .get();
+  pool.wait();
+  const auto trace = json::parse(ee::flight_recorder_trace());
+  const auto threads = slices_of(trace, "marked");
+  REQUIRE(threads.size() == 1);
+  REQUIRE(threads.begin()->second.size() == 1);
+  const auto& task = *threads.begin()->second.front();
+  const double begin = task.at("ts").number;
+  const double end = begin + task.at("dur").number;
+  std::vector<std::string> actions;
+  for (const auto& e : trace.at("traceEvents").array) {
+    if (e.at("ph").str() != "X" || e.at("cat").str() != "mark") continue;
+    if (e.at("args").at("executor").str() != "marked") continue;
+    actions.push_back(e.at("name").str());
+    CHECK(e.at("args").at("scope").str() == "checkout");
+    CHECK(e.at("tid").number == task.at("tid").number);
+    CHECK(e.at("ts").number >= begin - 0.002);
+    CHECK(e.at("ts").number + e.at("dur").number <= end + 0.002);
+    CHECK(e.at("dur").number >= (actions.size() == 1 ? 2000 : 3000));
+  }
+  CHECK(actions == std::vector<std::string>{"reserve", "charge"});
 }

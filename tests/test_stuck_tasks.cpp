@@ -143,8 +143,7 @@ TEST_CASE("the proxy's running tasks show as stuck too", "[stuck]") {
   ee::ExporterOptions eo;
   eo.stuck_after = 50ms;
   ee::InstrumentedExecutorProxy<ee::ThreadPoolExecutor> proxy(
-      std::in_place, ee::ExecutorExporter("stuckproxy", "proxy", registry, eo), 2,
-      std::size_t{2});
+      std::in_place, ee::ExecutorExporter("stuckproxy", "proxy", registry, eo), 2, std::size_t{2});
   std::latch release(1);
   std::atomic<bool> started{false};
   auto f = proxy.submit_named("held", [&] {
@@ -171,9 +170,8 @@ TEST_CASE("the watchdog reports a stuck task once: executor, name, thread, age a
   options.dump_directory = dir.str();
   ee::Watchdog watchdog(options);
   std::latch release(1);
-  // clang-format off
-  auto f = pool.submit_named("wedged", [&] { release.wait(); }); const unsigned line = __LINE__;
-  // clang-format on
+  const unsigned line = __LINE__ + 1;
+  auto f = pool.submit_named("wedged", [&] { release.wait(); });
   REQUIRE(ee_test::wait_until([&] { return reports.count() >= 1; }, 5s));
   std::this_thread::sleep_for(100ms);  // a few more rounds: still reported only once
   release.count_down();
@@ -219,8 +217,7 @@ TEST_CASE("a second watchdog in one process is refused", "[stuck][watchdog]") {
   CHECK_THROWS_AS(ee::Watchdog(), std::logic_error);
 }
 
-TEST_CASE("the call site is captured by every submit function and can be turned off",
-          "[stuck]") {
+TEST_CASE("the call site is captured by every submit function and can be turned off", "[stuck]") {
   struct Sites : ee::TaskObserver {
     std::mutex mutex;
     std::vector<unsigned> lines;
@@ -238,15 +235,26 @@ TEST_CASE("the call site is captured by every submit function and can be turned 
     ee::ThreadPoolExecutor pool(2, o);
     ee::SubmitOptions named;
     named.name = "n";
-    pool.submit([] {}).get(); expected.push_back(__LINE__);
-    pool.submit([](int) {}, 1).get(); expected.push_back(__LINE__);
-    pool.submit([](int, int, int) {}, 1, 2, 3).get(); expected.push_back(__LINE__);
-    pool.submit_named("x", [] {}).get(); expected.push_back(__LINE__);
-    pool.submit_with(named, [](int) {}, 1).get(); expected.push_back(__LINE__);
-    (void)pool.try_submit([] {}); expected.push_back(__LINE__);
-    pool.post([] {}); expected.push_back(__LINE__);
-    pool.post_with(named, [] {}); expected.push_back(__LINE__);
-    auto m = pool.map([](int i) { return i; }, std::vector<int>{1, 2}); expected.push_back(__LINE__); expected.push_back(__LINE__);
+    // Each call's line is the one after its push_back.
+    auto one = [](int) {};
+    expected.push_back(__LINE__ + 1);
+    pool.submit([] {}).get();
+    expected.push_back(__LINE__ + 1);
+    pool.submit(one, 1).get();
+    expected.push_back(__LINE__ + 1);
+    pool.submit([](int, int, int) {}, 1, 2, 3).get();
+    expected.push_back(__LINE__ + 1);
+    pool.submit_named("x", [] {}).get();
+    expected.push_back(__LINE__ + 1);
+    pool.submit_with(named, one, 1).get();
+    expected.push_back(__LINE__ + 1);
+    (void)pool.try_submit([] {});
+    expected.push_back(__LINE__ + 1);
+    pool.post([] {});
+    expected.push_back(__LINE__ + 1);
+    pool.post_with(named, [] {});
+    expected.insert(expected.end(), 2, __LINE__ + 1);  // one task per item
+    auto m = pool.map([](int i) { return i; }, std::vector<int>{1, 2});
     pool.wait();
   }
   {
@@ -282,7 +290,8 @@ TEST_CASE("a process pool's stuck task is named with its worker's pid and call s
   pool.submit(&nap_ms, 0).get();  // the worker is up
   Reports reports;
   ee::Watchdog watchdog(reports.options());
-  auto slow = pool.submit_named("nap", &nap_ms, 1500); const unsigned line = __LINE__;
+  const unsigned line = __LINE__ + 1;
+  auto slow = pool.submit_named("nap", &nap_ms, 1500);
   auto next = pool.submit(&nap_ms, 0);
   REQUIRE(ee_test::wait_until([&] { return reports.count() >= 1; }, 5s));
   auto page = ee_test::prom::parse(ee::scrape_text(registry));
@@ -304,4 +313,34 @@ TEST_CASE("a process pool's stuck task is named with its worker's pid and call s
   }
   slow.get();
   next.get();
+}
+
+TEST_CASE("the proxy keeps the call site of each submit", "[stuck]") {
+  struct Sites : ee::TaskObserver {
+    std::mutex mutex;
+    std::vector<unsigned> lines;
+    void on_submitted(const ee::TaskInfo& i) noexcept override {
+      std::lock_guard lock(mutex);
+      lines.push_back(i.call_site.line());
+    }
+  };
+  auto sites = std::make_shared<Sites>();
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::ExecutorExporter exporter("siteproxy", "proxy", registry);
+  exporter.add_observer(sites);
+  std::vector<unsigned> expected;
+  {
+    ee::InstrumentedExecutorProxy<ee::ThreadPoolExecutor> proxy(std::in_place, std::move(exporter),
+                                                                1, std::size_t{1});
+    expected.push_back(__LINE__ + 1);
+    proxy.submit([] {}).get();
+    auto one = [](int) {};
+    expected.push_back(__LINE__ + 1);
+    proxy.submit_named("n", one, 1).get();
+    expected.push_back(__LINE__ + 1);
+    proxy.post([] {});
+    proxy.shutdown();
+  }
+  std::lock_guard lock(sites->mutex);
+  CHECK(sites->lines == expected);
 }

@@ -288,7 +288,11 @@ auto* ExecutorMetrics::trace_series(Map& map, std::string_view scope, std::strin
 }
 
 void ExecutorMetrics::observe_trace(std::string_view scope, std::string_view action, double seconds,
-                                    const TraceOptions& options) {
+                                    const TraceOptions& options, std::uint64_t from_ns,
+                                    std::uint64_t to_ns) {
+  if (to_ns != 0 && root_->options_.flight_recorder_slices != 0) {
+    root_->record_mark(scope, action, from_ns, to_ns);
+  }
   if (options.summary) {
     prometheus::Summary* series = nullptr;
     {
@@ -342,9 +346,9 @@ MetricShard& ExecutorMetrics::register_shard() {
     return e.shard->orphaned.load(std::memory_order_acquire);
   });
   // Only the executor level keeps the thread's running task and its flight recorder.
-  auto shard = std::make_shared<MetricShard>(
-      layout_, run_bounds_ns_, wait_bounds_ns_, options_.timing_sample_rate,
-      root_ == this ? options_.flight_recorder_slices : 0);
+  auto shard = std::make_shared<MetricShard>(layout_, run_bounds_ns_, wait_bounds_ns_,
+                                             options_.timing_sample_rate,
+                                             root_ == this ? options_.flight_recorder_slices : 0);
   shard->thread = &cache;
   {
     std::lock_guard lock(mutex_);
@@ -438,7 +442,8 @@ void ExecutorMetrics::fold_stuck(const std::vector<ExecutorMetrics*>& objects, s
   running_tasks_held(running);
   std::vector<std::uint64_t> oldest(objects.size(), 0);
   std::uint64_t stuck = 0;
-  const auto threshold = static_cast<std::uint64_t>(std::max<std::int64_t>(0, options_.stuck_after.count()));
+  const auto threshold =
+      static_cast<std::uint64_t>(std::max<std::int64_t>(0, options_.stuck_after.count()));
   for (const auto& r : running) {
     const std::uint64_t age = now > r.start_ns ? now - r.start_ns : 0;
     // A task of a name whose series is not among `objects` (cannot happen but for a
@@ -451,7 +456,8 @@ void ExecutorMetrics::fold_stuck(const std::vector<ExecutorMetrics*>& objects, s
     if (age > threshold) ++stuck;
   }
   for (std::size_t i = 0; i < objects.size(); ++i) {
-    const auto& gauges = objects[i]->series_[static_cast<std::size_t>(Metric::task_oldest_running)].gauges;
+    const auto& gauges =
+        objects[i]->series_[static_cast<std::size_t>(Metric::task_oldest_running)].gauges;
     if (!gauges.empty()) gauges[0]->Set(static_cast<double>(oldest[i]) / 1e9);
   }
   series_[static_cast<std::size_t>(Metric::tasks_stuck)].gauges[0]->Set(static_cast<double>(stuck));
@@ -494,6 +500,31 @@ std::uint64_t ExecutorMetrics::add_running_tasks_probe(
 void ExecutorMetrics::remove_running_tasks_probe(std::uint64_t handle) {
   std::lock_guard lock(mutex_);
   std::erase_if(running_tasks_probes_, [&](const auto& p) { return p.first == handle; });
+}
+
+void ExecutorMetrics::record_mark(std::string_view scope, std::string_view action,
+                                  std::uint64_t from_ns, std::uint64_t to_ns) {
+  // Marks are opt-in and rare next to tasks, and observe_trace already takes this lock.
+  std::lock_guard lock(trace_mutex_);
+  if (marks_.empty()) marks_.resize(options_.flight_recorder_slices);  // on the first mark
+  MarkSlice& m = marks_[marks_written_ % marks_.size()];
+  m.tid = current_thread_id();
+  m.from_ns = from_ns;
+  m.to_ns = to_ns;
+  m.scope.assign(scope);
+  m.action.assign(action);
+  ++marks_written_;
+}
+
+std::vector<ExecutorMetrics::MarkSlice> ExecutorMetrics::flight_marks() {
+  std::lock_guard lock(trace_mutex_);
+  std::vector<MarkSlice> out;
+  const std::size_t n = std::min(marks_written_, marks_.size());
+  out.reserve(n);
+  for (std::size_t i = marks_written_ - n; i < marks_written_; ++i) {
+    out.push_back(marks_[i % marks_.size()]);
+  }
+  return out;
 }
 
 std::vector<ExecutorMetrics::ThreadSlices> ExecutorMetrics::flight_slices() {

@@ -49,16 +49,15 @@ std::string flight_recorder_trace() {
   const auto pid = static_cast<long>(::getpid());
   std::string out = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[";
   out += fmt::format(
-      "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{},\"tid\":0,\"args\":{{\"name\":",
-      pid);
+      "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{},\"tid\":0,\"args\":{{\"name\":", pid);
   append_json_string(out, "executor-exporter flight recorder");
   out += "}}";
   std::set<std::uint64_t> named_threads;
   auto name_thread = [&](std::uint64_t tid, const std::string& name) {
     if (!named_threads.insert(tid).second) return;
     out += fmt::format(
-        ",{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{},\"tid\":{},\"args\":{{\"name\":",
-        pid, tid);
+        ",{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{},\"tid\":{},\"args\":{{\"name\":", pid,
+        tid);
     append_json_string(out, name);
     out += "}}";
   };
@@ -72,15 +71,16 @@ std::string flight_recorder_trace() {
       out += ",\"cat\":";
       append_json_string(out, m.type());
       out += fmt::format(",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{},\"tid\":{},\"args\":{{",
-                         micros(s.start_ns), micros(s.end_ns - std::min(s.end_ns, s.start_ns)),
-                         pid, tid);
+                         micros(s.start_ns), micros(s.end_ns - std::min(s.end_ns, s.start_ns)), pid,
+                         tid);
       out += "\"executor\":";
       append_json_string(out, m.id());
       out += ",\"task\":";
       append_json_string(out, task);
       out += fmt::format(",\"task_id\":{},\"result\":\"{}\"", s.id, result);
       if (s.submit_ns != 0) {
-        out += fmt::format(",\"wait_us\":{}", micros(s.start_ns - std::min(s.start_ns, s.submit_ns)));
+        out +=
+            fmt::format(",\"wait_us\":{}", micros(s.start_ns - std::min(s.start_ns, s.submit_ns)));
       }
       if (s.where.line() != 0) {
         out += ",\"call_site\":";
@@ -92,7 +92,8 @@ std::string flight_recorder_trace() {
     };
     for (auto& thread : m.flight_slices()) {
       name_thread(thread.tid, thread.thread);
-      for (const auto& s : thread.slices) append_slice(thread.tid, s, s.ok ? "completed" : "failed");
+      for (const auto& s : thread.slices)
+        append_slice(thread.tid, s, s.ok ? "completed" : "failed");
     }
     // The tasks running now, up to this instant: a dump taken for a stuck task shows it.
     for (const auto& r : m.running_tasks()) {
@@ -104,6 +105,20 @@ std::string flight_recorder_trace() {
       s.where = r.where;
       s.id = r.id;
       append_slice(r.tid, s, "running");
+    }
+    // Trace marks, each the interval since the previous mark: nested inside its task.
+    for (const auto& mark : m.flight_marks()) {
+      out += ",{\"name\":";
+      append_json_string(out, mark.action);
+      out += fmt::format(
+          ",\"cat\":\"mark\",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{},\"tid\":{},\"args\":{{",
+          micros(mark.from_ns), micros(mark.to_ns - std::min(mark.to_ns, mark.from_ns)), pid,
+          mark.tid);
+      out += "\"executor\":";
+      append_json_string(out, m.id());
+      out += ",\"scope\":";
+      append_json_string(out, mark.scope);
+      out += "}}";
     }
   });
   out += "]}";

@@ -11,8 +11,13 @@ namespace executor_exporter::detail {
 // A shard is made on its owner thread (ExecutorMetrics::register_shard), so these are
 // that thread's. Read once: the watchdog and the trace name the thread without a system
 // call on the hot path.
+std::uint64_t current_thread_id() noexcept {
+  thread_local const auto tid = static_cast<std::uint64_t>(::syscall(SYS_gettid));
+  return tid;
+}
+
 void MetricShard::note_thread() {
-  tid_ = static_cast<std::uint64_t>(::syscall(SYS_gettid));
+  tid_ = current_thread_id();
   std::array<char, 32> name{};
   if (pthread_getname_np(pthread_self(), name.data(), name.size()) == 0) thread_name_ = name.data();
 }

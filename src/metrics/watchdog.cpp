@@ -73,8 +73,8 @@ struct Watchdog::State {
     if (!options.dump_directory.empty() || options.on_dump) {
       const std::string trace = flight_recorder_trace();
       if (!options.dump_directory.empty()) {
-        const std::string file = fmt::format("{}/executor-trace-{}-{}.json",
-                                             options.dump_directory, ::getpid(), ++dumps);
+        const std::string file = fmt::format("{}/executor-trace-{}-{}.json", options.dump_directory,
+                                             ::getpid(), ++dumps);
         std::ofstream out(file, std::ios::binary | std::ios::trunc);
         out << trace;
         if (out.good()) {
@@ -166,8 +166,8 @@ std::string format_stuck_task(const StuckTask& t) {
       std::chrono::duration<double>(t.age).count());
   if (t.pid != 0) line += fmt::format(" pid={}", t.pid);
   if (t.call_site.line() != 0) {
-    line += fmt::format(" call_site={}:{} function={}", t.call_site.file_name(),
-                        t.call_site.line(), quoted(t.call_site.function_name()));
+    line += fmt::format(" call_site={}:{} function={}", t.call_site.file_name(), t.call_site.line(),
+                        quoted(t.call_site.function_name()));
   } else {
     line += " call_site=unknown";
   }

@@ -181,8 +181,8 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
      "Age of the oldest task waiting in the queue now (0 when none); timed tasks only.", "",
      MetricSource::scrape},
     {"executor_tasks_stuck", MetricKind::gauge,
-     "Tasks running now for longer than the stuck threshold (ExporterOptions::stuck_after).",
-     "", MetricSource::scrape},
+     "Tasks running now for longer than the stuck threshold (ExporterOptions::stuck_after).", "",
+     MetricSource::scrape},
 }};
 
 /// The version of the library, as in its CMake project (and the build_info metric).

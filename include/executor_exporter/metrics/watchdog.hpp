@@ -13,16 +13,16 @@ namespace executor_exporter {
 /// A task found running longer than its executor's stuck threshold
 /// (ExporterOptions::stuck_after), as the Watchdog reports it.
 struct StuckTask {
-  std::string executor;       ///< the executor label
-  std::string executor_type;  ///< thread_pool, proxy, process_pool, ...
-  std::string task;           ///< its name (submit_named), empty for an unnamed task
-  std::uint64_t task_id = 0;  ///< its observer id; 0 when no observer was attached
-  std::string thread;         ///< the name of the thread running it
-  std::uint64_t thread_id = 0;  ///< that thread's kernel id (the process pool: its worker's pid)
-  std::int64_t pid = 0;         ///< a process pool's worker pid; 0 for a thread
-  std::chrono::nanoseconds age{};   ///< how long it has run so far
+  std::string executor;            ///< the executor label
+  std::string executor_type;       ///< thread_pool, proxy, process_pool, ...
+  std::string task;                ///< its name (submit_named), empty for an unnamed task
+  std::uint64_t task_id = 0;       ///< its observer id; 0 when no observer was attached
+  std::string thread;              ///< the name of the thread running it
+  std::uint64_t thread_id = 0;     ///< that thread's kernel id (the process pool: its worker's pid)
+  std::int64_t pid = 0;            ///< a process pool's worker pid; 0 for a thread
+  std::chrono::nanoseconds age{};  ///< how long it has run so far
   std::source_location call_site{};  ///< where it was submitted (line 0 when unknown)
-  std::string trace_file;  ///< where the flight recorder was dumped for it (or empty)
+  std::string trace_file;            ///< where the flight recorder was dumped for it (or empty)
 };
 
 /// Settings of a Watchdog; every field has a default.

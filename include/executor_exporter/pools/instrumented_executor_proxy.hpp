@@ -97,20 +97,23 @@ class InstrumentedExecutorProxy {
     return submit_in(site, nullptr, std::forward<F>(f));
   }
   template <class F, class A1>
-  [[nodiscard]] auto submit(F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit(F&& f, A1&& a1,
+                            detail::CallSite site = {std::source_location::current()}) {
     return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1));
   }
   template <class F, class A1, class A2>
-  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2,
+                            detail::CallSite site = {std::source_location::current()}) {
     return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3,
+                            detail::CallSite site = {std::source_location::current()}) {
+    return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  [[nodiscard]] auto submit(F&& f, Args&&... args) {
+  requires(sizeof...(Args) > 3) [[nodiscard]] auto submit(F&& f, Args&&... args) {
     return submit_in(detail::CallSite{}, nullptr, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
@@ -118,25 +121,32 @@ class InstrumentedExecutorProxy {
   /// the executor's unlabelled ones, as ThreadPoolExecutor::submit_named. Past
   /// ProxyOptions::max_task_names distinct names, new names count as task="other".
   template <class F>
-  [[nodiscard]] auto submit_named(std::string_view name, F&& f, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f,
+                                  detail::CallSite site = {std::source_location::current()}) {
     return submit_named_at(site, name, std::forward<F>(f));
   }
   template <class F, class A1>
-  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1,
+                                  detail::CallSite site = {std::source_location::current()}) {
     return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1));
   }
   template <class F, class A1, class A2>
-  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
-    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, A2&& a2,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1),
+                           std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1),
+                           std::forward<A2>(a2), std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
-    return submit_named_at(detail::CallSite{}, name, std::forward<F>(f), std::forward<Args>(args)...);
+  requires(sizeof...(Args) > 3)
+      [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
+    return submit_named_at(detail::CallSite{}, name, std::forward<F>(f),
+                           std::forward<Args>(args)...);
   }
 
   /// Fire-and-forget: runs f(args...) on the wrapped executor with no future. Its
@@ -156,12 +166,13 @@ class InstrumentedExecutorProxy {
     return post_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  void post(F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return post_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  void post(F&& f, A1&& a1, A2&& a2, A3&& a3,
+            detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                   std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  void post(F&& f, Args&&... args) {
+  requires(sizeof...(Args) > 3) void post(F&& f, Args&&... args) {
     return post_at(detail::CallSite{}, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
@@ -170,25 +181,32 @@ class InstrumentedExecutorProxy {
   /// since the previous mark (or the task's start) in
   /// executor_task_trace_seconds{scope, action}.
   template <class F>
-  [[nodiscard]] auto submit_traced(std::string scope, F&& f, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f,
+                                   detail::CallSite site = {std::source_location::current()}) {
     return submit_traced_at(site, std::move(scope), std::forward<F>(f));
   }
   template <class F, class A1>
-  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1,
+                                   detail::CallSite site = {std::source_location::current()}) {
     return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1));
   }
   template <class F, class A1, class A2>
-  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
-    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, A2&& a2,
+                                   detail::CallSite site = {std::source_location::current()}) {
+    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1),
+                            std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                   detail::CallSite site = {std::source_location::current()}) {
+    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1),
+                            std::forward<A2>(a2), std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  [[nodiscard]] auto submit_traced(std::string scope, F&& f, Args&&... args) {
-    return submit_traced_at(detail::CallSite{}, std::move(scope), std::forward<F>(f), std::forward<Args>(args)...);
+  requires(sizeof...(Args) > 3)
+      [[nodiscard]] auto submit_traced(std::string scope, F&& f, Args&&... args) {
+    return submit_traced_at(detail::CallSite{}, std::move(scope), std::forward<F>(f),
+                            std::forward<Args>(args)...);
   }
 
   /// Receives the exceptions that have no future to go to: those of posted tasks and of

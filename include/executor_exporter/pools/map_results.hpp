@@ -160,7 +160,8 @@ auto map_via_submit(Executor& executor, F& f, Range&& range, CallSite site = {})
   using R = typename Fut::value_type;
   std::vector<Fut> futures;
   if constexpr (std::ranges::sized_range<Range>) futures.reserve(std::ranges::size(range));
-  for (auto&& item : range) futures.push_back(executor.submit(f, std::forward<decltype(item)>(item), site));
+  for (auto&& item : range)
+    futures.push_back(executor.submit(f, std::forward<decltype(item)>(item), site));
   return MapResults<R>(std::move(futures));
 }
 

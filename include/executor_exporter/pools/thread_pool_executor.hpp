@@ -219,44 +219,54 @@ class BasicThreadPoolExecutor {
     return submit_at(site, std::forward<F>(f));
   }
   template <class F, class A1>
-  [[nodiscard]] auto submit(F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit(F&& f, A1&& a1,
+                            detail::CallSite site = {std::source_location::current()}) {
     return submit_at(site, std::forward<F>(f), std::forward<A1>(a1));
   }
   template <class F, class A1, class A2>
-  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2,
+                            detail::CallSite site = {std::source_location::current()}) {
     return submit_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return submit_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3,
+                            detail::CallSite site = {std::source_location::current()}) {
+    return submit_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  [[nodiscard]] auto submit(F&& f, Args&&... args) {
+  requires(sizeof...(Args) > 3) [[nodiscard]] auto submit(F&& f, Args&&... args) {
     return submit_at(detail::CallSite{}, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// submit() with per-task settings: name, priority, deadline, expire callback.
   template <class F>
-  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f,
+                                 detail::CallSite site = {std::source_location::current()}) {
     return submit_with_at(site, &options, std::forward<F>(f));
   }
   template <class F, class A1>
-  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, A1&& a1,
+                                 detail::CallSite site = {std::source_location::current()}) {
     return submit_with_at(site, &options, std::forward<F>(f), std::forward<A1>(a1));
   }
   template <class F, class A1, class A2>
-  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
-    return submit_with_at(site, &options, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, A1&& a1, A2&& a2,
+                                 detail::CallSite site = {std::source_location::current()}) {
+    return submit_with_at(site, &options, std::forward<F>(f), std::forward<A1>(a1),
+                          std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return submit_with_at(site, &options, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                 detail::CallSite site = {std::source_location::current()}) {
+    return submit_with_at(site, &options, std::forward<F>(f), std::forward<A1>(a1),
+                          std::forward<A2>(a2), std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, Args&&... args) {
-    return submit_with_at(detail::CallSite{}, &options, std::forward<F>(f), std::forward<Args>(args)...);
+  requires(sizeof...(Args) > 3)
+      [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, Args&&... args) {
+    return submit_with_at(detail::CallSite{}, &options, std::forward<F>(f),
+                          std::forward<Args>(args)...);
   }
 
   /// submit() for a named task: it is counted in the series with the label task=`name`
@@ -264,50 +274,64 @@ class BasicThreadPoolExecutor {
   /// over `task` gives the executor's totals. Past ThreadPoolOptions::max_task_names
   /// distinct names, new names count as task="other".
   template <class F>
-  [[nodiscard]] auto submit_named(std::string name, F&& f, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit_named(std::string name, F&& f,
+                                  detail::CallSite site = {std::source_location::current()}) {
     return submit_named_at(site, std::move(name), std::forward<F>(f));
   }
   template <class F, class A1>
-  [[nodiscard]] auto submit_named(std::string name, F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit_named(std::string name, F&& f, A1&& a1,
+                                  detail::CallSite site = {std::source_location::current()}) {
     return submit_named_at(site, std::move(name), std::forward<F>(f), std::forward<A1>(a1));
   }
   template <class F, class A1, class A2>
-  [[nodiscard]] auto submit_named(std::string name, F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
-    return submit_named_at(site, std::move(name), std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  [[nodiscard]] auto submit_named(std::string name, F&& f, A1&& a1, A2&& a2,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, std::move(name), std::forward<F>(f), std::forward<A1>(a1),
+                           std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  [[nodiscard]] auto submit_named(std::string name, F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return submit_named_at(site, std::move(name), std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  [[nodiscard]] auto submit_named(std::string name, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, std::move(name), std::forward<F>(f), std::forward<A1>(a1),
+                           std::forward<A2>(a2), std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  [[nodiscard]] auto submit_named(std::string name, F&& f, Args&&... args) {
-    return submit_named_at(detail::CallSite{}, std::move(name), std::forward<F>(f), std::forward<Args>(args)...);
+  requires(sizeof...(Args) > 3)
+      [[nodiscard]] auto submit_named(std::string name, F&& f, Args&&... args) {
+    return submit_named_at(detail::CallSite{}, std::move(name), std::forward<F>(f),
+                           std::forward<Args>(args)...);
   }
 
   /// submit() for a traced task (worker.go's RunTraced): f(trace, args...) receives a
   /// Trace&, and each trace.mark("action") records the time since the previous mark
   /// (or the task's start) in executor_task_trace_seconds{scope, action}.
   template <class F>
-  [[nodiscard]] auto submit_traced(std::string scope, F&& f, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f,
+                                   detail::CallSite site = {std::source_location::current()}) {
     return submit_traced_at(site, std::move(scope), std::forward<F>(f));
   }
   template <class F, class A1>
-  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1,
+                                   detail::CallSite site = {std::source_location::current()}) {
     return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1));
   }
   template <class F, class A1, class A2>
-  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
-    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, A2&& a2,
+                                   detail::CallSite site = {std::source_location::current()}) {
+    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1),
+                            std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                   detail::CallSite site = {std::source_location::current()}) {
+    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1),
+                            std::forward<A2>(a2), std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  [[nodiscard]] auto submit_traced(std::string scope, F&& f, Args&&... args) {
-    return submit_traced_at(detail::CallSite{}, std::move(scope), std::forward<F>(f), std::forward<Args>(args)...);
+  requires(sizeof...(Args) > 3)
+      [[nodiscard]] auto submit_traced(std::string scope, F&& f, Args&&... args) {
+    return submit_traced_at(detail::CallSite{}, std::move(scope), std::forward<F>(f),
+                            std::forward<Args>(args)...);
   }
 
   /// Like submit(), but never blocks: returns an empty optional, counting a
@@ -318,20 +342,23 @@ class BasicThreadPoolExecutor {
     return try_submit_at(site, std::forward<F>(f));
   }
   template <class F, class A1>
-  [[nodiscard]] auto try_submit(F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto try_submit(F&& f, A1&& a1,
+                                detail::CallSite site = {std::source_location::current()}) {
     return try_submit_at(site, std::forward<F>(f), std::forward<A1>(a1));
   }
   template <class F, class A1, class A2>
-  [[nodiscard]] auto try_submit(F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto try_submit(F&& f, A1&& a1, A2&& a2,
+                                detail::CallSite site = {std::source_location::current()}) {
     return try_submit_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  [[nodiscard]] auto try_submit(F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return try_submit_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  [[nodiscard]] auto try_submit(F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                detail::CallSite site = {std::source_location::current()}) {
+    return try_submit_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                         std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  [[nodiscard]] auto try_submit(F&& f, Args&&... args) {
+  requires(sizeof...(Args) > 3) [[nodiscard]] auto try_submit(F&& f, Args&&... args) {
     return try_submit_at(detail::CallSite{}, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
@@ -352,35 +379,41 @@ class BasicThreadPoolExecutor {
     return post_at(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  void post(F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return post_at(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  void post(F&& f, A1&& a1, A2&& a2, A3&& a3,
+            detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                   std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  void post(F&& f, Args&&... args) {
+  requires(sizeof...(Args) > 3) void post(F&& f, Args&&... args) {
     return post_at(detail::CallSite{}, nullptr, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// post() with per-task settings (name, priority, deadline, expire callback).
   template <class F>
-  void post_with(const SubmitOptions& options, F&& f, detail::CallSite site = {std::source_location::current()}) {
+  void post_with(const SubmitOptions& options, F&& f,
+                 detail::CallSite site = {std::source_location::current()}) {
     return post_at(site, &options, std::forward<F>(f));
   }
   template <class F, class A1>
-  void post_with(const SubmitOptions& options, F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+  void post_with(const SubmitOptions& options, F&& f, A1&& a1,
+                 detail::CallSite site = {std::source_location::current()}) {
     return post_at(site, &options, std::forward<F>(f), std::forward<A1>(a1));
   }
   template <class F, class A1, class A2>
-  void post_with(const SubmitOptions& options, F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
+  void post_with(const SubmitOptions& options, F&& f, A1&& a1, A2&& a2,
+                 detail::CallSite site = {std::source_location::current()}) {
     return post_at(site, &options, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  void post_with(const SubmitOptions& options, F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return post_at(site, &options, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  void post_with(const SubmitOptions& options, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                 detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, &options, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                   std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  void post_with(const SubmitOptions& options, F&& f, Args&&... args) {
+  requires(sizeof...(Args) > 3) void post_with(const SubmitOptions& options, F&& f,
+                                               Args&&... args) {
     return post_at(detail::CallSite{}, &options, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
@@ -510,8 +543,7 @@ class BasicThreadPoolExecutor {
 
   // The submit functions' one implementation each, with the caller's site.
   template <class F, class... Args>
-  auto submit_with_at(detail::CallSite site, const SubmitOptions* options, F&& f,
-                      Args&&... args) {
+  auto submit_with_at(detail::CallSite site, const SubmitOptions* options, F&& f, Args&&... args) {
     return submit_node(options, site, [&] {
       return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
     });
@@ -528,8 +560,12 @@ class BasicThreadPoolExecutor {
   }
   template <class F, class... Args>
   auto submit_traced_at(detail::CallSite site, std::string scope, F&& f, Args&&... args) {
-    return submit_at(site, traced(std::move(scope), std::forward<F>(f)),
-                     std::forward<Args>(args)...);
+    // The traced wrapper copies f: inside submit_node's make, so a copy that throws is
+    // counted as a refusal like any other.
+    return submit_node(nullptr, site, [&] {
+      return detail::bind_task(traced(std::move(scope), std::forward<F>(f)),
+                               std::forward<Args>(args)...);
+    });
   }
   template <class F, class... Args>
   auto try_submit_at(detail::CallSite site, F&& f, Args&&... args) {

@@ -95,20 +95,23 @@ class ProcessPoolExecutor {
     return submit_in(site, nullptr, std::forward<F>(f));
   }
   template <class F, class A1>
-  [[nodiscard]] auto submit(F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit(F&& f, A1&& a1,
+                            detail::CallSite site = {std::source_location::current()}) {
     return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1));
   }
   template <class F, class A1, class A2>
-  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2,
+                            detail::CallSite site = {std::source_location::current()}) {
     return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3,
+                            detail::CallSite site = {std::source_location::current()}) {
+    return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  [[nodiscard]] auto submit(F&& f, Args&&... args) {
+  requires(sizeof...(Args) > 3) [[nodiscard]] auto submit(F&& f, Args&&... args) {
     return submit_in(detail::CallSite{}, nullptr, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
@@ -116,25 +119,32 @@ class ProcessPoolExecutor {
   /// the pool's unlabelled ones, as ThreadPoolExecutor::submit_named. Past
   /// ProcessPoolOptions::max_task_names distinct names, new names count as task="other".
   template <class F>
-  [[nodiscard]] auto submit_named(std::string_view name, F&& f, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f,
+                                  detail::CallSite site = {std::source_location::current()}) {
     return submit_named_at(site, name, std::forward<F>(f));
   }
   template <class F, class A1>
-  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1,
+                                  detail::CallSite site = {std::source_location::current()}) {
     return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1));
   }
   template <class F, class A1, class A2>
-  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
-    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, A2&& a2,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1),
+                           std::forward<A2>(a2));
   }
   template <class F, class A1, class A2, class A3>
-  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, A2&& a2, A3&& a3, detail::CallSite site = {std::source_location::current()}) {
-    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2), std::forward<A3>(a3));
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1),
+                           std::forward<A2>(a2), std::forward<A3>(a3));
   }
   template <class F, class... Args>
-    requires(sizeof...(Args) > 3)
-  [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
-    return submit_named_at(detail::CallSite{}, name, std::forward<F>(f), std::forward<Args>(args)...);
+  requires(sizeof...(Args) > 3)
+      [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
+    return submit_named_at(detail::CallSite{}, name, std::forward<F>(f),
+                           std::forward<Args>(args)...);
   }
 
  private:
@@ -151,7 +161,6 @@ class ProcessPoolExecutor {
   }
 
  public:
-
   /// f(item) for every item of `range`, one task per item, results in input order (see
   /// MapResults).
   template <class F, std::ranges::input_range Range>

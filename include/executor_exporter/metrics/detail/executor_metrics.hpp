@@ -6,8 +6,8 @@
 #include <functional>
 #include <map>
 #include <memory>
-#include <source_location>
 #include <mutex>
+#include <source_location>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -117,8 +117,11 @@ class ExecutorMetrics {
   /// Records `seconds` in executor_task_trace_seconds{scope, action}, as a histogram or
   /// a summary per `options`. Takes a short lock (series lookup) plus prometheus-cpp's
   /// own; marks are opt-in and far rarer than tasks, and the series stay exact.
+  /// With `to_ns` (now_ns() at the mark; `from_ns` the previous one), the mark also goes
+  /// to the flight recorder's ring of marks (flight_marks()), in the same lock.
   void observe_trace(std::string_view scope, std::string_view action, double seconds,
-                     const TraceOptions& options);
+                     const TraceOptions& options, std::uint64_t from_ns = 0,
+                     std::uint64_t to_ns = 0);
 
   /// Moves everything the shards counted since the last fold into the prometheus-cpp
   /// series. Exact: each increment is folded exactly once, however often this runs.
@@ -181,6 +184,17 @@ class ExecutorMetrics {
   };
   /// Every thread's ring (ExporterOptions::flight_recorder_slices), oldest slice first.
   std::vector<ThreadSlices> flight_slices();
+  /// One Trace::mark for the flight recorder: the interval it measured, on its thread.
+  struct MarkSlice {
+    std::uint64_t tid = 0;
+    std::uint64_t from_ns = 0;
+    std::uint64_t to_ns = 0;
+    std::string scope;
+    std::string action;
+  };
+  /// The last marks of this executor's traced tasks (as many as
+  /// ExporterOptions::flight_recorder_slices, across its threads), oldest first.
+  std::vector<MarkSlice> flight_marks();
 
   /// Calls `fn` for every executor-level object alive in the process (the watchdog and
   /// the flight recorder's dump walk them). An object is not destroyed while `fn` runs
@@ -241,6 +255,9 @@ class ExecutorMetrics {
   /// Sets the stuck-task gauges of this executor and its named children (`objects`),
   /// every mutex_ held.
   void fold_stuck(const std::vector<ExecutorMetrics*>& objects, std::uint64_t now);
+  /// Keeps one Trace::mark in marks_ (see observe_trace).
+  void record_mark(std::string_view scope, std::string_view action, std::uint64_t from_ns,
+                   std::uint64_t to_ns);
   /// running_tasks() for a caller holding mutex_.
   void running_tasks_held(std::vector<RunningTask>& out);
   MetricShard& register_shard();
@@ -309,6 +326,8 @@ class ExecutorMetrics {
     }
   };
   std::mutex trace_mutex_;
+  std::vector<MarkSlice> marks_;  // a ring, guarded by trace_mutex_
+  std::size_t marks_written_ = 0;
   std::map<std::pair<std::string, std::string>, prometheus::Histogram*, TraceKeyLess> trace_hist_;
   std::map<std::pair<std::string, std::string>, prometheus::Summary*, TraceKeyLess> trace_sum_;
 };

@@ -58,6 +58,9 @@ struct TaskSlice {
   bool ok = true;
 };
 
+/// The calling thread's kernel id (cached per thread).
+std::uint64_t current_thread_id() noexcept;
+
 /// One thread's private counters for one executor id. Only the owning thread writes,
 /// with a plain load + store (no read-modify-write, no lock), so the hot path costs a
 /// few nanoseconds and never shares a cache line with another writer. A collect reads
@@ -296,6 +299,8 @@ class MetricShard {
   // The running task (begin_task), on its own line: written once per task start.
   alignas(64) std::atomic<std::uint64_t> current_seq_{0};
   std::atomic<const void*> current_series_{nullptr};
+  static_assert(std::atomic<std::source_location>::is_always_lock_free,
+                "a call site is published with plain atomic stores");
   std::atomic<std::source_location> current_where_{std::source_location{}};
   std::atomic<std::uint64_t> current_id_{0};
 

@@ -214,7 +214,8 @@ class Recorder {
       MetricShard& own = t.series->root().local_shard();
       if (mark == Mark::thread) own.set_running_since(0);  // before the busy time (see there)
       end_timed(t, own, end - std::min(end, start_ns), ok);
-      if (mark == Mark::thread) own.record_slice({t.submit_ns, start_ns, end, t.series, t.where, t.id, ok});
+      if (mark == Mark::thread)
+        own.record_slice({t.submit_ns, start_ns, end, t.series, t.where, t.id, ok});
     }
     notify(t, start_ns, end, 1,
            [&](TaskObserver& o, const TaskInfo& i) { o.on_finished(i, error); });

@@ -88,9 +88,9 @@ class Task : public RecycledNode {
     return *extras;
   }
 
-  Task* next = nullptr;           // intrusive queue link
-  Task* segment_last = nullptr;   // TaskQueue's batch cut, valid only where it says so
-  std::uint64_t submit_ns = 0;    // when submit accepted it
+  Task* next = nullptr;                // intrusive queue link
+  Task* segment_last = nullptr;        // TaskQueue's batch cut, valid only where it says so
+  std::uint64_t submit_ns = 0;         // when submit accepted it
   std::unique_ptr<TaskExtras> extras;  // null for a task without a name, priority or deadline
   // Where it was submitted (empty when the pool does not capture it): one pointer on
   // GCC and Clang, so a post node with a 16-byte capture still fits 64 bytes.

@@ -597,8 +597,8 @@ class TaskQueue {
   std::size_t active_ = 0;  // popped by a worker and not yet reported finished
   // Workers asleep on cv_. Written under the lock; read without it by push_inbox().
   std::atomic<std::size_t> sleepers_{0};
-  std::size_t spinning_ = 0;  // workers between their spin and its re-check
-  std::size_t pending_wakes_ = 0;  // notify_one sent to sleepers, not yet consumed
+  std::size_t spinning_ = 0;          // workers between their spin and its re-check
+  std::size_t pending_wakes_ = 0;     // notify_one sent to sleepers, not yet consumed
   std::atomic<std::size_t> hint_{0};  // size_, readable without the lock (spinning)
   std::size_t full_waiters_ = 0;
   std::size_t idle_waiters_ = 0;

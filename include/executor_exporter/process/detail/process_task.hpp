@@ -44,8 +44,8 @@ void process_trampoline(std::uint64_t user, std::string_view args, std::string& 
     std::apply([&](A&... a) { process_call<D>(user, std::move(a)...); }, decoded);
     out.clear();
   } else {
-    const R r = std::apply([&](A&... a) -> R { return process_call<D>(user, std::move(a)...); },
-                           decoded);
+    const R r =
+        std::apply([&](A&... a) -> R { return process_call<D>(user, std::move(a)...); }, decoded);
     Encoder e(std::move(out));
     e.buffer().clear();
     encode(e, r);
@@ -99,17 +99,17 @@ struct ProcessTask {
   std::source_location where{};  // the submit's call site (empty for a task without one)
   std::string frame;
   Completer complete = nullptr;
-  FutureStateBase* single = nullptr;      // one reference held
-  std::vector<FutureStateBase*> chunk;    // map chunks: one state per item, references held
-  std::vector<unsigned char> started;     // map chunks, per state: try_start() succeeded
-  bool dispatched = false;                // try_start() done (sent to a worker at least once)
+  FutureStateBase* single = nullptr;    // one reference held
+  std::vector<FutureStateBase*> chunk;  // map chunks: one state per item, references held
+  std::vector<unsigned char> started;   // map chunks, per state: try_start() succeeded
+  bool dispatched = false;              // try_start() done (sent to a worker at least once)
 };
 
 template <class R>
 void complete_single(ProcessTask& task, std::string_view value) {
   if constexpr (std::is_void_v<R>) {
-    if (!value.empty()) throw CodecError("codec: a void task returned " +
-                                         std::to_string(value.size()) + " byte(s)");
+    if (!value.empty())
+      throw CodecError("codec: a void task returned " + std::to_string(value.size()) + " byte(s)");
   } else {
     auto decoded = decode_message<R>(value);
     static_cast<FutureState<R>*>(task.single)->store_value(std::move(decoded));
@@ -127,7 +127,8 @@ void complete_chunk(ProcessTask& task, std::string_view value) {
     auto results = decode_message<std::vector<R>>(value);
     if (results.size() != n) throw CodecError("codec: a map chunk returned the wrong item count");
     for (std::size_t i = 0; i < n; ++i) {
-      if (task.started[i]) static_cast<FutureState<R>*>(task.chunk[i])->store_value(std::move(results[i]));
+      if (task.started[i])
+        static_cast<FutureState<R>*>(task.chunk[i])->store_value(std::move(results[i]));
     }
   }
 }
