@@ -146,7 +146,8 @@ TEST_CASE("two workers' slices land on two tracks and add up to the tasks run", 
   std::vector<ee::Future<void>> fs;
   for (int i = 0; i < 40; ++i) fs.push_back(pool.submit([] { std::this_thread::sleep_for(1ms); }));
   for (auto& f : fs) f.get();
-  const auto threads = slices_of(json::parse(ee::flight_recorder_trace()), "pair");
+  const auto trace = json::parse(ee::flight_recorder_trace());  // slices_of points into it
+  const auto threads = slices_of(trace, "pair");
   std::size_t total = 0;
   for (const auto& [tid, slices] : threads) {
     total += slices.size();

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <stdexcept>
 
 namespace executor_exporter::detail {
@@ -22,10 +23,14 @@ namespace {
 std::atomic<std::uint64_t> next_unique_id{1};
 
 // Every executor-level object alive, for the watchdog and the flight recorder's dump.
-// Leaked on purpose: objects in static storage may still unregister at exit.
+// Leaked on purpose: objects in static storage may still unregister at exit. Walkers pin
+// the objects and call into them without the list's mutex, which an executor's creation
+// takes under the registry's lock: holding it while an object takes its own locks would
+// order those after the registry's, against observe_trace's order.
 struct LiveList {
   std::mutex mutex;
-  std::vector<ExecutorMetrics*> all;
+  std::condition_variable unpinned;
+  std::vector<std::pair<ExecutorMetrics*, std::size_t>> all;  // object, walkers pinning it
 };
 LiveList& live_list() {
   static auto* list = new LiveList;
@@ -139,7 +144,7 @@ ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
   if (parent == nullptr) {
     auto& live = live_list();
     std::lock_guard lock(live.mutex);
-    live.all.push_back(this);
+    live.all.emplace_back(this, 0);
   }
 }
 
@@ -324,8 +329,14 @@ void ExecutorMetrics::observe_trace(std::string_view scope, std::string_view act
 ExecutorMetrics::~ExecutorMetrics() {
   if (root_ == this) {
     auto& live = live_list();
-    std::lock_guard lock(live.mutex);
-    std::erase(live.all, this);
+    std::unique_lock lock(live.mutex);
+    live.unpinned.wait(lock, [&] {
+      for (const auto& [m, pins] : live.all) {
+        if (m == this) return pins == 0;
+      }
+      return true;
+    });
+    std::erase_if(live.all, [&](const auto& e) { return e.first == this; });
   }
   fold();
   std::lock_guard lock(mutex_);
@@ -542,8 +553,28 @@ std::vector<ExecutorMetrics::ThreadSlices> ExecutorMetrics::flight_slices() {
 
 void ExecutorMetrics::for_each_live(const std::function<void(ExecutorMetrics&)>& fn) {
   auto& live = live_list();
-  std::lock_guard lock(live.mutex);
-  for (auto* m : live.all) fn(*m);
+  std::vector<ExecutorMetrics*> pinned;
+  {
+    std::lock_guard lock(live.mutex);
+    for (auto& [m, pins] : live.all) {
+      ++pins;
+      pinned.push_back(m);
+    }
+  }
+  auto unpin = [&] {
+    std::lock_guard lock(live.mutex);
+    for (auto& [m, pins] : live.all) {
+      if (std::find(pinned.begin(), pinned.end(), m) != pinned.end()) --pins;
+    }
+    live.unpinned.notify_all();
+  };
+  try {
+    for (auto* m : pinned) fn(*m);
+  } catch (...) {
+    unpin();
+    throw;
+  }
+  unpin();
 }
 
 std::array<std::pair<std::size_t, std::size_t>, 4> ExecutorMetrics::lifecycle_ranges() const {

@@ -27,7 +27,7 @@ namespace {
 
 std::atomic<bool> watchdog_exists{false};
 
-// A running task, told apart from the next one of the same thread by its start.
+// A running task: executor, thread, start (or task id), pid.
 using TaskKey = std::tuple<const void*, std::uint64_t, std::uint64_t, std::int64_t>;
 
 }  // namespace
@@ -51,7 +51,9 @@ struct Watchdog::State {
       for (auto& r : m.running_tasks()) {
         const std::uint64_t age = now > r.start_ns ? now - r.start_ns : 0;
         if (static_cast<std::int64_t>(age) <= threshold.count()) continue;
-        const TaskKey key{&m, r.tid, r.start_ns, r.pid};
+        // A process pool's start is converted from another clock at each read, so its
+        // task id (never 0 there) tells its tasks apart; a thread's start is exact.
+        const TaskKey key{&m, r.tid, r.pid != 0 && r.id != 0 ? r.id : r.start_ns, r.pid};
         still.insert(key);
         if (reported.count(key) != 0) continue;
         StuckTask t;

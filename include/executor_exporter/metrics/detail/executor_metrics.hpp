@@ -197,8 +197,9 @@ class ExecutorMetrics {
   std::vector<MarkSlice> flight_marks();
 
   /// Calls `fn` for every executor-level object alive in the process (the watchdog and
-  /// the flight recorder's dump walk them). An object is not destroyed while `fn` runs
-  /// on it; `fn` must not create or destroy one.
+  /// the flight recorder's dump walk them), those alive when the call began. No lock of
+  /// the library is held while `fn` runs; an object's destructor waits until the walk is
+  /// done with it, so `fn` must not drop the last reference to an executor.
   static void for_each_live(const std::function<void(ExecutorMetrics&)>& fn);
 
   /// Observers of this executor id (see TaskObserver). The executor level holds them;
