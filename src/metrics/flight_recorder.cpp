@@ -47,17 +47,15 @@ std::string micros(std::uint64_t ns) { return fmt::format("{}.{:03}", ns / 1000,
 
 std::string flight_recorder_trace() {
   const auto pid = static_cast<long>(::getpid());
-  std::string out = "{\"displayTimeUnit\":\"ms\",\"traceEvents\":[";
-  out += fmt::format(
-      "{{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":{},\"tid\":0,\"args\":{{\"name\":", pid);
+  std::string out = R"({"displayTimeUnit":"ms","traceEvents":[)";
+  out += fmt::format(R"({{"name":"process_name","ph":"M","pid":{},"tid":0,"args":{{"name":)", pid);
   append_json_string(out, "executor-exporter flight recorder");
   out += "}}";
   std::set<std::uint64_t> named_threads;
   auto name_thread = [&](std::uint64_t tid, const std::string& name) {
     if (!named_threads.insert(tid).second) return;
-    out += fmt::format(
-        ",{{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":{},\"tid\":{},\"args\":{{\"name\":", pid,
-        tid);
+    out += fmt::format(R"(,{{"name":"thread_name","ph":"M","pid":{},"tid":{},"args":{{"name":)",
+                       pid, tid);
     append_json_string(out, name);
     out += "}}";
   };
@@ -66,26 +64,26 @@ std::string flight_recorder_trace() {
     auto append_slice = [&](std::uint64_t tid, const detail::TaskSlice& s, const char* result) {
       const auto* series = static_cast<const detail::ExecutorMetrics*>(s.series);
       const std::string& task = series != nullptr ? series->task() : std::string();
-      out += ",{\"name\":";
+      out += R"(,{"name":)";
       append_json_string(out, task.empty() ? m.id() : task);
-      out += ",\"cat\":";
+      out += R"(,"cat":)";
       append_json_string(out, m.type());
-      out += fmt::format(",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{},\"tid\":{},\"args\":{{",
+      out += fmt::format(R"(,"ph":"X","ts":{},"dur":{},"pid":{},"tid":{},"args":{{)",
                          micros(s.start_ns), micros(s.end_ns - std::min(s.end_ns, s.start_ns)), pid,
                          tid);
-      out += "\"executor\":";
+      out += R"("executor":)";
       append_json_string(out, m.id());
-      out += ",\"task\":";
+      out += R"(,"task":)";
       append_json_string(out, task);
-      out += fmt::format(",\"task_id\":{},\"result\":\"{}\"", s.id, result);
+      out += fmt::format(R"(,"task_id":{},"result":"{}")", s.id, result);
       if (s.submit_ns != 0) {
         out +=
-            fmt::format(",\"wait_us\":{}", micros(s.start_ns - std::min(s.start_ns, s.submit_ns)));
+            fmt::format(R"(,"wait_us":{})", micros(s.start_ns - std::min(s.start_ns, s.submit_ns)));
       }
       if (s.where.line() != 0) {
-        out += ",\"call_site\":";
+        out += R"(,"call_site":)";
         append_json_string(out, fmt::format("{}:{}", s.where.file_name(), s.where.line()));
-        out += ",\"function\":";
+        out += R"(,"function":)";
         append_json_string(out, s.where.function_name());
       }
       out += "}}";
@@ -108,15 +106,14 @@ std::string flight_recorder_trace() {
     }
     // Trace marks, each the interval since the previous mark: nested inside its task.
     for (const auto& mark : m.flight_marks()) {
-      out += ",{\"name\":";
+      out += R"(,{"name":)";
       append_json_string(out, mark.action);
-      out += fmt::format(
-          ",\"cat\":\"mark\",\"ph\":\"X\",\"ts\":{},\"dur\":{},\"pid\":{},\"tid\":{},\"args\":{{",
-          micros(mark.from_ns), micros(mark.to_ns - std::min(mark.to_ns, mark.from_ns)), pid,
-          mark.tid);
-      out += "\"executor\":";
+      out += fmt::format(R"(,"cat":"mark","ph":"X","ts":{},"dur":{},"pid":{},"tid":{},"args":{{)",
+                         micros(mark.from_ns),
+                         micros(mark.to_ns - std::min(mark.to_ns, mark.from_ns)), pid, mark.tid);
+      out += R"("executor":)";
       append_json_string(out, m.id());
-      out += ",\"scope\":";
+      out += R"(,"scope":)";
       append_json_string(out, mark.scope);
       out += "}}";
     }
