@@ -63,6 +63,33 @@ inline constexpr unsigned kSampleRate = 64;
 using OursSampled = OursAt<kSampleRate>;
 using OursObserved = OursAt<1, true>;
 
+/// ThreadPoolExecutor with the stuck-task parts set: whether submit keeps its call site
+/// (ThreadPoolOptions::capture_call_site) and the flight recorder's ring per worker
+/// (ExporterOptions::flight_recorder_slices, 0: off). OursStuck<true, 256> is as shipped.
+template <bool CaptureSite, std::size_t RingSlices>
+struct OursStuck {
+  static constexpr const char* name = "ours_stuck";
+  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
+  std::optional<executor_exporter::ThreadPoolExecutor> pool;
+  explicit OursStuck(std::size_t workers, std::size_t = 1) {
+    executor_exporter::ThreadPoolOptions o;
+    o.id = "bench";
+    o.registry = registry;
+    o.capture_call_site = CaptureSite;
+    o.exporter.flight_recorder_slices = RingSlices;
+    pool.emplace(workers, std::move(o));
+  }
+  template <class F>
+  void post(F&& f) {
+    pool->post(std::forward<F>(f));
+  }
+  template <class F>
+  auto submit(F&& f) {
+    return pool->submit(std::forward<F>(f));
+  }
+  void drain() { pool->shutdown(true); }
+};
+
 /// ThreadPoolExecutor with its per-task metrics compiled out (BasicThreadPoolExecutor<NoMetrics>):
 /// the same queue, nodes and futures, no clock reads, no shard updates.
 using UninstrumentedImpl = executor_exporter::BasicThreadPoolExecutor<executor_exporter::NoMetrics>;

@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <regex>
+#include <source_location>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -214,6 +215,25 @@ void metric_exporter_api(benchmark::State& st) {
     const auto submitted = ex.task_submitted();
     const auto started = ex.task_started(submitted);
     ex.task_finished(started, true);
+  }
+}
+
+// One task's start and end on a worker, as the thread pool records them (one clock read:
+// back to back, the last end is the next start), with the flight recorder's ring of
+// `Slices` per worker or without it (0). Both publish the current task for the stuck-task
+// gauges; the difference is the ring slice.
+template <std::size_t Slices>
+void stuck_worker_task(benchmark::State& st) {
+  ee::ExporterOptions o;
+  o.flight_recorder_slices = Slices;
+  ee::detail::Recorder rec("stuck_micro_" + std::to_string(Slices), "bench",
+                           std::make_shared<prometheus::Registry>(), o);
+  ee::detail::Recorder::Worker worker(rec.metrics());
+  ee::detail::TaskRef t = rec.prepare();
+  t.where = std::source_location::current();
+  for (auto _ : st) {
+    const std::uint64_t start = worker.start(t, false);
+    worker.finish(t, start, true, [] { return std::exception_ptr(); });
   }
 }
 
@@ -885,6 +905,54 @@ void build_main_suite(Suite& s, bool py) {
        "every task; a sink slower than that delivers afterwards or drops its oldest events past "
        "its buffer (65536). The PostgreSQL row runs when EE_BENCH_POSTGRES_DSN is set "
        "(scripts/bench.sh starts a throwaway server on loopback)."});
+  // Stuck-task detection and the flight recorder: the call site kept at submit, the
+  // current task published at start, the ring slice written at end; each off vs on.
+  const auto st_n = cfg.ff_n;
+  s.add_pool_row("stuck", "stuck_all", kOurs + std::string(" (call site, flight recorder)"),
+                 [w, st_n] { return fire_and_forget<OursStuck<true, 256>>(w, st_n); });
+  s.add_pool_row("stuck", "stuck_no_site", "capture_call_site = false",
+                 [w, st_n] { return fire_and_forget<OursStuck<false, 256>>(w, st_n); });
+  s.add_pool_row("stuck", "stuck_no_ring", "flight_recorder_slices = 0",
+                 [w, st_n] { return fire_and_forget<OursStuck<true, 0>>(w, st_n); });
+  s.add_pool_row("stuck", "stuck_none", "both off",
+                 [w, st_n] { return fire_and_forget<OursStuck<false, 0>>(w, st_n); });
+  s.add_micro_row("stuck", "stuck_worker_ring",
+                  "a worker's task start + end (1 clock read), flight recorder of 256",
+                  stuck_worker_task<256>, 1, cfg.micro_min_time);
+  s.add_micro_row("stuck", "stuck_worker_noring",
+                  "a worker's task start + end (1 clock read), flight_recorder_slices = 0",
+                  stuck_worker_task<0>, 1, cfg.micro_min_time);
+  s.add_comparison({"stuck_micro",
+                    "The flight recorder's slice per task, on the worker (wall ns per task)",
+                    "ns",
+                    "ns",
+                    false,
+                    {{"stuck_worker_noring", "stuck_worker_ring", NAN,
+                      "without the ring vs with it (> 1: the ring costs)"}},
+                    {{"stuck_worker_ring", "", NAN}, {"stuck_worker_noring", "", NAN}},
+                    "Both publish the running task (start, series, call site, id) behind a "
+                    "sequence counter for the stuck-task gauges and the watchdog."});
+  const auto stf_n = cfg.fut_n;
+  s.add_pool_row("stuck", "stuck_fut_all", "with futures: call site, flight recorder",
+                 [w, stf_n] { return with_futures<OursStuck<true, 256>>(w, stf_n); });
+  s.add_pool_row("stuck", "stuck_fut_none", "with futures: both off",
+                 [w, stf_n] { return with_futures<OursStuck<false, 0>>(w, stf_n); });
+  s.add_comparison(
+      {"stuck",
+       std::to_string(st_n) + " empty fire-and-forget tasks (and " + std::to_string(stf_n) +
+           " with futures): stuck-task detection's cost (M tasks/s)",
+       "mtps",
+       "M/s",
+       true,
+       {{"stuck_all", "stuck_no_site", NAN, "keeping the submit's call site"},
+        {"stuck_all", "stuck_no_ring", NAN, "the flight recorder's ring (256 slices per worker)"},
+        {"stuck_all", "stuck_none", NAN, "both, fire-and-forget"},
+        {"stuck_fut_all", "stuck_fut_none", NAN, "both, with futures"}},
+       {},
+       "The current task (start, series, call site, id) is published at every timed start "
+       "whatever the options: the gauges and the watchdog need it. The call site is one "
+       "pointer stored in the node (which still fits 64 bytes); a ring slice is one 64-byte "
+       "line per task that only the worker writes."});
   names.clear();
   const auto fut_n = cfg.fut_n;
   add_pool_rows(

@@ -97,13 +97,13 @@ TEST_CASE("random pushes and pops hand out every task once in priority then push
     while (Task* t = r.take()) batch.push_back(received(t));
     finished = batch.size();  // reported at the next pop, as a worker does
     CHECK(batch.size() <= 16);
-    CHECK(batch.front()->priority == top);
+    CHECK(batch.front()->priority() == top);
     for (std::size_t i = 1; i < batch.size(); ++i) {
-      CHECK(batch[i]->priority <= batch[i - 1]->priority);  // highest first
+      CHECK(batch[i]->priority() <= batch[i - 1]->priority());  // highest first
     }
-    for (auto* t : batch) model.take(t->id, t->priority);
+    for (auto* t : batch) model.take(t->id, t->priority());
     // Nothing left behind outranks what was taken.
-    CHECK(model.top() <= batch.back()->priority);
+    CHECK(model.top() <= batch.back()->priority());
     CHECK(q.size() == model.size());
   };
 
@@ -118,9 +118,9 @@ TEST_CASE("random pushes and pops hand out every task once in priority then push
       std::vector<Numbered*> rest;
       for (Task* t = q.take_all(); t != nullptr; t = t->next) rest.push_back(received(t));
       for (std::size_t i = 1; i < rest.size(); ++i) {
-        CHECK(rest[i]->priority <= rest[i - 1]->priority);
+        CHECK(rest[i]->priority() <= rest[i - 1]->priority());
       }
-      for (auto* t : rest) model.take(t->id, t->priority);
+      for (auto* t : rest) model.take(t->id, t->priority());
       CHECK(model.size() == 0);
       CHECK(q.size() == 0);
     }

@@ -14,6 +14,7 @@
 #include <executor_exporter/events/task_event.hpp>                  // IWYU pragma: export
 #include <executor_exporter/metrics/exporter.hpp>                   // IWYU pragma: export
 #include <executor_exporter/metrics/exporter_options.hpp>           // IWYU pragma: export
+#include <executor_exporter/metrics/flight_recorder.hpp>            // IWYU pragma: export
 #include <executor_exporter/metrics/metric_catalog.hpp>             // IWYU pragma: export
 #include <executor_exporter/metrics/metrics_server.hpp>             // IWYU pragma: export
 #include <executor_exporter/metrics/registry.hpp>                   // IWYU pragma: export
@@ -23,6 +24,7 @@
 #include <executor_exporter/metrics/text_format.hpp>                // IWYU pragma: export
 #include <executor_exporter/metrics/trace.hpp>                      // IWYU pragma: export
 #include <executor_exporter/metrics/trace_options.hpp>              // IWYU pragma: export
+#include <executor_exporter/metrics/watchdog.hpp>                   // IWYU pragma: export
 #include <executor_exporter/pools/executor_concept.hpp>             // IWYU pragma: export
 #include <executor_exporter/pools/future.hpp>                       // IWYU pragma: export
 #include <executor_exporter/pools/futures_toolkit.hpp>              // IWYU pragma: export

@@ -13,6 +13,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <condition_variable>
 #include <stdexcept>
 
 namespace executor_exporter::detail {
@@ -20,6 +21,21 @@ namespace executor_exporter::detail {
 namespace {
 
 std::atomic<std::uint64_t> next_unique_id{1};
+
+// Every executor-level object alive, for the watchdog and the flight recorder's dump.
+// Leaked on purpose: objects in static storage may still unregister at exit. Walkers pin
+// the objects and call into them without the list's mutex, which an executor's creation
+// takes under the registry's lock: holding it while an object takes its own locks would
+// order those after the registry's, against observe_trace's order.
+struct LiveList {
+  std::mutex mutex;
+  std::condition_variable unpinned;
+  std::vector<std::pair<ExecutorMetrics*, std::size_t>> all;  // object, walkers pinning it
+};
+LiveList& live_list() {
+  static auto* list = new LiveList;
+  return *list;
+}
 
 std::vector<std::uint64_t> to_ns(const std::vector<double>& seconds, const char* what) {
   std::vector<std::uint64_t> ns;
@@ -125,6 +141,11 @@ ExecutorMetrics::ExecutorMetrics(std::shared_ptr<RegistryState> state,
   for (std::size_t i = 0; i < event_slot_count(); ++i)
     events_[i].store(0, std::memory_order_relaxed);
   build_series();
+  if (parent == nullptr) {
+    auto& live = live_list();
+    std::lock_guard lock(live.mutex);
+    live.all.emplace_back(this, 0);
+  }
 }
 
 // One loop over the catalog builds every series this object exports. A named child
@@ -272,7 +293,11 @@ auto* ExecutorMetrics::trace_series(Map& map, std::string_view scope, std::strin
 }
 
 void ExecutorMetrics::observe_trace(std::string_view scope, std::string_view action, double seconds,
-                                    const TraceOptions& options) {
+                                    const TraceOptions& options, std::uint64_t from_ns,
+                                    std::uint64_t to_ns) {
+  if (to_ns != 0 && root_->options_.flight_recorder_slices != 0) {
+    root_->record_mark(scope, action, from_ns, to_ns);
+  }
   if (options.summary) {
     prometheus::Summary* series = nullptr;
     {
@@ -302,6 +327,17 @@ void ExecutorMetrics::observe_trace(std::string_view scope, std::string_view act
 }
 
 ExecutorMetrics::~ExecutorMetrics() {
+  if (root_ == this) {
+    auto& live = live_list();
+    std::unique_lock lock(live.mutex);
+    live.unpinned.wait(lock, [&] {
+      for (const auto& [m, pins] : live.all) {
+        if (m == this) return pins == 0;
+      }
+      return true;
+    });
+    std::erase_if(live.all, [&](const auto& e) { return e.first == this; });
+  }
   fold();
   std::lock_guard lock(mutex_);
   for (auto& shard : shards_) shard->orphaned.store(true, std::memory_order_release);
@@ -320,8 +356,10 @@ MetricShard& ExecutorMetrics::register_shard() {
   std::erase_if(cache.entries, [](const ShardCache::Entry& e) {
     return e.shard->orphaned.load(std::memory_order_acquire);
   });
+  // Only the executor level keeps the thread's running task and its flight recorder.
   auto shard = std::make_shared<MetricShard>(layout_, run_bounds_ns_, wait_bounds_ns_,
-                                             options_.timing_sample_rate);
+                                             options_.timing_sample_rate,
+                                             root_ == this ? options_.flight_recorder_slices : 0);
   shard->thread = &cache;
   {
     std::lock_guard lock(mutex_);
@@ -369,6 +407,7 @@ void ExecutorMetrics::fold() {
 
 void ExecutorMetrics::fold_held() {
   for (auto& [key, gauge] : sampled_) gauge->Set(0);  // the hooks below add theirs up
+  queued_since_ = 0;                                  // and note their oldest tasks
   {
     std::lock_guard hooks_lock(hooks_mutex_);
     for (auto& h : hooks_) h.second();
@@ -406,6 +445,136 @@ void ExecutorMetrics::fold_held() {
     objects[i]->fold_tasks(snapshots[i], retired[i], now);
     objects[i]->fold_rare();
   }
+  if (root_ == this) fold_stuck(objects, now);
+}
+
+void ExecutorMetrics::fold_stuck(const std::vector<ExecutorMetrics*>& objects, std::uint64_t now) {
+  std::vector<RunningTask> running;
+  running_tasks_held(running);
+  std::vector<std::uint64_t> oldest(objects.size(), 0);
+  std::uint64_t stuck = 0;
+  const auto threshold =
+      static_cast<std::uint64_t>(std::max<std::int64_t>(0, options_.stuck_after.count()));
+  for (const auto& r : running) {
+    const std::uint64_t age = now > r.start_ns ? now - r.start_ns : 0;
+    // A task of a name whose series is not among `objects` (cannot happen but for a
+    // name made during this fold) counts as the executor's.
+    std::size_t at = objects.size() - 1;
+    for (std::size_t i = 0; i < objects.size(); ++i) {
+      if (objects[i] == r.series) at = i;
+    }
+    oldest[at] = std::max(oldest[at], age);
+    if (age > threshold) ++stuck;
+  }
+  for (std::size_t i = 0; i < objects.size(); ++i) {
+    const auto& gauges =
+        objects[i]->series_[static_cast<std::size_t>(Metric::task_oldest_running)].gauges;
+    if (!gauges.empty()) gauges[0]->Set(static_cast<double>(oldest[i]) / 1e9);
+  }
+  series_[static_cast<std::size_t>(Metric::tasks_stuck)].gauges[0]->Set(static_cast<double>(stuck));
+  const std::uint64_t queued = queued_since_ != 0 && now > queued_since_ ? now - queued_since_ : 0;
+  series_[static_cast<std::size_t>(Metric::task_oldest_queued)].gauges[0]->Set(
+      static_cast<double>(queued) / 1e9);
+}
+
+// Caller holds mutex_.
+void ExecutorMetrics::running_tasks_held(std::vector<RunningTask>& out) {
+  for (const auto& shard : shards_) {
+    CurrentTask t;
+    if (!shard->current_task(t)) continue;
+    RunningTask r;
+    r.series = static_cast<const ExecutorMetrics*>(t.series);
+    r.start_ns = t.start_ns;
+    r.where = t.where;
+    r.id = t.id;
+    r.tid = shard->thread_id();
+    r.thread = shard->thread_name();
+    out.push_back(std::move(r));
+  }
+  for (const auto& [handle, probe] : running_tasks_probes_) probe(out);
+}
+
+std::vector<ExecutorMetrics::RunningTask> ExecutorMetrics::running_tasks() {
+  std::vector<RunningTask> out;
+  std::lock_guard lock(mutex_);
+  running_tasks_held(out);
+  return out;
+}
+
+std::uint64_t ExecutorMetrics::add_running_tasks_probe(
+    std::function<void(std::vector<RunningTask>&)> probe) {
+  std::lock_guard lock(mutex_);
+  running_tasks_probes_.emplace_back(next_probe_, std::move(probe));
+  return next_probe_++;
+}
+
+void ExecutorMetrics::remove_running_tasks_probe(std::uint64_t handle) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(running_tasks_probes_, [&](const auto& p) { return p.first == handle; });
+}
+
+void ExecutorMetrics::record_mark(std::string_view scope, std::string_view action,
+                                  std::uint64_t from_ns, std::uint64_t to_ns) {
+  // Marks are opt-in and rare next to tasks, and observe_trace already takes this lock.
+  std::lock_guard lock(trace_mutex_);
+  if (marks_.empty()) marks_.resize(options_.flight_recorder_slices);  // on the first mark
+  MarkSlice& m = marks_[marks_written_ % marks_.size()];
+  m.tid = current_thread_id();
+  m.from_ns = from_ns;
+  m.to_ns = to_ns;
+  m.scope.assign(scope);
+  m.action.assign(action);
+  ++marks_written_;
+}
+
+std::vector<ExecutorMetrics::MarkSlice> ExecutorMetrics::flight_marks() {
+  std::lock_guard lock(trace_mutex_);
+  std::vector<MarkSlice> out;
+  const std::size_t n = std::min(marks_written_, marks_.size());
+  out.reserve(n);
+  for (std::size_t i = marks_written_ - n; i < marks_written_; ++i) {
+    out.push_back(marks_[i % marks_.size()]);
+  }
+  return out;
+}
+
+std::vector<ExecutorMetrics::ThreadSlices> ExecutorMetrics::flight_slices() {
+  std::vector<ThreadSlices> out;
+  std::lock_guard lock(mutex_);
+  for (const auto& shard : shards_) {
+    ThreadSlices t;
+    t.tid = shard->thread_id();
+    t.thread = shard->thread_name();
+    t.slices = shard->slices();
+    if (!t.slices.empty()) out.push_back(std::move(t));
+  }
+  return out;
+}
+
+void ExecutorMetrics::for_each_live(const std::function<void(ExecutorMetrics&)>& fn) {
+  auto& live = live_list();
+  std::vector<ExecutorMetrics*> pinned;
+  {
+    std::lock_guard lock(live.mutex);
+    for (auto& [m, pins] : live.all) {
+      ++pins;
+      pinned.push_back(m);
+    }
+  }
+  auto unpin = [&] {
+    std::lock_guard lock(live.mutex);
+    for (auto& [m, pins] : live.all) {
+      if (std::find(pinned.begin(), pinned.end(), m) != pinned.end()) --pins;
+    }
+    live.unpinned.notify_all();
+  };
+  try {
+    for (auto* m : pinned) fn(*m);
+  } catch (...) {
+    unpin();
+    throw;
+  }
+  unpin();
 }
 
 std::array<std::pair<std::size_t, std::size_t>, 4> ExecutorMetrics::lifecycle_ranges() const {

@@ -4,6 +4,10 @@
 // process_engine_lifecycle.cpp (results, deaths, restarts, timeouts, breaking the pool).
 #pragma once
 
+#include <source_location>
+#include <unordered_map>
+#include <utility>
+
 #include "process_internal.hpp"
 
 namespace executor_exporter::detail {
@@ -95,6 +99,21 @@ struct ProcessEngine::Impl {
   // running_now() does not count a task twice while its slot still names it.
   std::unique_ptr<std::atomic<std::uint64_t>[]> done_ids;
   std::uint64_t probe = 0;  // add_running_probe's handle
+  // The stuck-task gauges and the watchdog: what each queued or running task is (its
+  // series and call site), by task id, for the probe that reads the workers' slots.
+  // Its own mutex, taken with nothing else inside: the probe runs under the metrics'.
+  std::mutex tasks_mu;
+  std::unordered_map<std::uint64_t, std::pair<ExecutorMetrics*, std::source_location>> live_tasks;
+  std::uint64_t tasks_probe = 0;  // add_running_tasks_probe's handle
+  std::uint64_t queue_hook = 0;   // the fold hook that reads the oldest queued task
+
+  /// The probe: the task each worker runs now, with its pid.
+  void running_tasks(std::vector<ExecutorMetrics::RunningTask>& out);
+  /// `t` leaves the pool (before it is deleted).
+  void forget(const ProcessTask* t) {
+    std::lock_guard lock(tasks_mu);
+    live_tasks.erase(t->id);
+  }
 
   // =====================================================================================
   void start();
@@ -238,6 +257,8 @@ struct ProcessEngine::Impl {
 
   ~Impl() {
     if (probe != 0) metrics.remove_running_probe(probe);  // before the slots go
+    if (tasks_probe != 0) metrics.remove_running_tasks_probe(tasks_probe);
+    if (queue_hook != 0) metrics.remove_fold_hook(queue_hook);
     shutdown(true, false);
     if (hook != 0) metrics.remove_fold_hook(hook);
     sample();

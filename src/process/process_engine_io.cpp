@@ -138,6 +138,7 @@ void ProcessEngine::Impl::dispatch() {
   for (ProcessTask* t : batch) {
     if (!start_task(*t)) {  // cancelled while queued; cancel() counted a single task
       if (!t->chunk.empty()) Recorder::cancelled(ref_of(*t));
+      forget(t);
       delete t;
       continue;
     }

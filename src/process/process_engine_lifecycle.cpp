@@ -104,6 +104,7 @@ void ProcessEngine::Impl::finish(ProcessTask* t, std::uint64_t start, std::uint6
     }
     states[i] = nullptr;
   }
+  forget(t);
   delete t;
 }
 
@@ -121,6 +122,7 @@ void ProcessEngine::Impl::fail_unstarted(ProcessTask* t, const std::exception_pt
     to_publish.push_back(states[i]);
     states[i] = nullptr;
   }
+  forget(t);
   delete t;
 }
 
@@ -257,6 +259,37 @@ ExecutorMetrics::Running ProcessEngine::Impl::running_now() const {
     if (now > start) r.run_ns += now - start;
   }
   return r;
+}
+
+void ProcessEngine::Impl::running_tasks(std::vector<ExecutorMetrics::RunningTask>& out) {
+  std::vector<pid_t> pid_of;
+  {
+    std::lock_guard lock(pid_mu);
+    pid_of = pids;
+  }
+  // The slots' CLOCK_MONOTONIC starts, moved to now_ns()'s time base.
+  const std::uint64_t mono = monotonic_ns();
+  const std::uint64_t now = now_ns();
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint64_t id = 0;
+    const std::uint64_t start = running_start(i, &id);
+    if (id == 0 || id == done_ids[i].load(std::memory_order_acquire)) continue;
+    ExecutorMetrics::RunningTask r;
+    {
+      std::lock_guard lock(tasks_mu);
+      const auto it = live_tasks.find(id);
+      if (it == live_tasks.end()) continue;  // just finished
+      r.series = it->second.first;
+      r.where = it->second.second;
+    }
+    const std::uint64_t ran = mono > start ? mono - start : 0;
+    r.start_ns = now > ran ? now - ran : 1;
+    r.id = id;
+    r.pid = i < pid_of.size() ? pid_of[i] : 0;
+    r.tid = static_cast<std::uint64_t>(r.pid);
+    r.thread = id_label + " worker " + std::to_string(i);
+    out.push_back(std::move(r));
+  }
 }
 
 void ProcessEngine::Impl::check_timeouts() {

@@ -25,6 +25,21 @@ void ProcessEngine::Impl::start() {
   done_ids = std::make_unique<std::atomic<std::uint64_t>[]>(n);
   for (std::size_t i = 0; i < n; ++i) done_ids[i].store(0);
   probe = metrics.add_running_probe([this] { return running_now(); });
+  tasks_probe = metrics.add_running_tasks_probe(
+      [this](std::vector<ExecutorMetrics::RunningTask>& out) { running_tasks(out); });
+  queue_hook = metrics.add_fold_hook([this] {
+    std::uint64_t oldest = 0;
+    {
+      std::lock_guard lock(mu);
+      if (!queue.empty()) oldest = queue.front()->submit_ns;
+    }
+    // CLOCK_MONOTONIC, moved to now_ns()'s time base, which the fold measures ages in.
+    if (oldest == 0) return;
+    const std::uint64_t mono = monotonic_ns();
+    const std::uint64_t now = now_ns();
+    const std::uint64_t waited = mono > oldest ? mono - oldest : 0;
+    metrics.note_queued_since(now > waited ? now - waited : 1);
+  });
 
   ZygoteConfig cfg{};
   cfg.max_workers = n;
@@ -140,7 +155,8 @@ void ProcessEngine::Impl::wake() {
 }
 
 TaskRef ProcessEngine::Impl::ref_of(const ProcessTask& task) {
-  return {task.series != nullptr ? task.series : &metrics, task.submit_ns, task.observer_id};
+  return {task.series != nullptr ? task.series : &metrics, task.submit_ns, task.observer_id,
+          task.where};
 }
 
 void ProcessEngine::Impl::enqueue(ProcessTask* task) {
@@ -163,9 +179,14 @@ void ProcessEngine::Impl::enqueue(ProcessTask* task) {
     }
     was_empty = queue.empty();
     try {
+      {
+        std::lock_guard tasks_lock(tasks_mu);
+        live_tasks.emplace(task->id, std::pair(ref.series, task->where));
+      }
       queue.push_back(task);
     } catch (...) {  // no memory for the queue: refused, counted, not leaked
       lock.unlock();
+      forget(task);
       Recorder::rejected(ref, RejectReason::error);
       delete task;
       throw;
@@ -192,6 +213,7 @@ void ProcessEngine::Impl::shutdown(bool wait, bool cancel_futures) {
     // A single task's cancel() counted it; a chunk's items count nowhere (see
     // ProcessPoolExecutor::map), so the chunk leaving the queue is counted here.
     if (!t->chunk.empty()) Recorder::cancelled(ref_of(*t));
+    forget(t);
     delete t;
   }
   if (wait) join();

@@ -12,7 +12,9 @@ namespace ee_test {
 using executor_exporter::detail::TaskContext;
 
 struct NumberedTask final : executor_exporter::detail::Task {
-  explicit NumberedTask(int n, std::int32_t prio = 0) : id(n) { priority = prio; }
+  explicit NumberedTask(int n, std::int32_t prio = 0) : id(n) {
+    if (prio != 0) extras_for_update().priority = prio;
+  }
   bool claim() noexcept override { return true; }
   bool invoke(std::exception_ptr&) noexcept override { return true; }
   void finish(const TaskContext&, std::exception_ptr) noexcept override {}

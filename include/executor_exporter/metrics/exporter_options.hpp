@@ -1,5 +1,7 @@
 #pragma once
 
+#include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 
@@ -29,6 +31,15 @@ struct ExporterOptions {
   /// std::invalid_argument, as for buckets), and 0 is refused likewise. The process pool
   /// times every task whatever the rate.
   std::uint32_t timing_sample_rate = 1;
+  /// A task running longer than this counts in executor_tasks_stuck, and the Watchdog
+  /// (metrics/watchdog.hpp) reports it. Only timed tasks are seen running (all of them
+  /// at the default timing_sample_rate).
+  std::chrono::nanoseconds stuck_after = std::chrono::seconds(60);
+  /// The flight recorder: how many finished tasks each worker thread keeps (a ring of
+  /// 64-byte slices, overwritten oldest first), served as a Chrome/Perfetto trace by
+  /// flight_recorder_trace() and /debug/executor/trace (metrics/flight_recorder.hpp).
+  /// 0 turns it off. Fixed by the first exporter of an id.
+  std::size_t flight_recorder_slices = 256;
 };
 
 }  // namespace executor_exporter

@@ -31,6 +31,9 @@ enum class MetricSource {
   build,
   /// About an event sink (EventStream), one series per sink, without executor labels.
   sink,
+  /// Computed at each fold from what the workers publish about the task they run now
+  /// (and the queue's oldest task): the stuck-task gauges.
+  scrape,
 };
 
 /// One exported metric family. Every family but the build and sink ones also
@@ -80,6 +83,9 @@ enum class Metric : std::size_t {
   events_delivered,
   events_dropped,
   event_sink_errors,
+  task_oldest_running,
+  task_oldest_queued,
+  tasks_stuck,
   count_,
 };
 
@@ -168,6 +174,15 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
     {"executor_event_sink_errors_total", MetricKind::counter,
      "Exceptions thrown by an event sink, handed to the stream's error handler.", "sink",
      MetricSource::sink},
+    {"executor_task_oldest_running_seconds", MetricKind::gauge,
+     "Age of the oldest task running now (0 when none); timed tasks only.", "task",
+     MetricSource::scrape},
+    {"executor_task_oldest_queued_seconds", MetricKind::gauge,
+     "Age of the oldest task waiting in the queue now (0 when none); timed tasks only.", "",
+     MetricSource::scrape},
+    {"executor_tasks_stuck", MetricKind::gauge,
+     "Tasks running now for longer than the stuck threshold (ExporterOptions::stuck_after).", "",
+     MetricSource::scrape},
 }};
 
 /// The version of the library, as in its CMake project (and the build_info metric).

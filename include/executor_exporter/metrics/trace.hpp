@@ -33,7 +33,9 @@ class Trace {
   double mark(std::string_view action) {
     const std::uint64_t now = detail::now_ns();
     const double seconds = static_cast<double>(now - last_ns_) / 1e9;
-    if (metrics_ != nullptr) metrics_->observe_trace(scope_, action, seconds, *options_);
+    if (metrics_ != nullptr) {
+      metrics_->observe_trace(scope_, action, seconds, *options_, last_ns_, now);
+    }
     // The recording itself counts toward the next interval, as a stopwatch would.
     last_ns_ = now;
     return seconds;

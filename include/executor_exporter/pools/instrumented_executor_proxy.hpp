@@ -14,6 +14,7 @@
 #include <utility>
 #include <vector>
 
+#include <executor_exporter/detail/call_site.hpp>
 #include <executor_exporter/detail/type_name.hpp>
 #include <executor_exporter/errors.hpp>
 #include <executor_exporter/events/task_description.hpp>
@@ -90,51 +91,122 @@ class InstrumentedExecutorProxy {
   /// the task is made (std::bad_alloc, a copy of f or of an argument that throws); all
   /// count as rejected (the wrapped executor's refusal by its reason when it is one of
   /// this library's errors, as reason="error" otherwise).
+  // Each submit function ends with a defaulted detail::CallSite (see there).
+  template <class F>
+  [[nodiscard]] auto submit(F&& f, detail::CallSite site = {std::source_location::current()}) {
+    return submit_in(site, nullptr, std::forward<F>(f));
+  }
+  template <class F, class A1>
+  [[nodiscard]] auto submit(F&& f, A1&& a1,
+                            detail::CallSite site = {std::source_location::current()}) {
+    return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2,
+                            detail::CallSite site = {std::source_location::current()}) {
+    return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3,
+                            detail::CallSite site = {std::source_location::current()}) {
+    return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  [[nodiscard]] auto submit(F&& f, Args&&... args) {
-    return submit_in(nullptr, std::forward<F>(f), std::forward<Args>(args)...);
+  requires(sizeof...(Args) > 3) [[nodiscard]] auto submit(F&& f, Args&&... args) {
+    return submit_in(detail::CallSite{}, nullptr, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// submit() for a named task: counted in the series labelled task=`name` instead of
   /// the executor's unlabelled ones, as ThreadPoolExecutor::submit_named. Past
   /// ProxyOptions::max_task_names distinct names, new names count as task="other".
+  template <class F>
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, name, std::forward<F>(f));
+  }
+  template <class F, class A1>
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, A2&& a2,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1),
+                           std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1),
+                           std::forward<A2>(a2), std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
-    check_open(nullptr);
-    // No memory for a new name's series: refused in the executor's own.
-    auto* named =
-        build(nullptr, [&] { return exporter_.recorder().named(name, options_.max_task_names); });
-    return submit_in(named, std::forward<F>(f), std::forward<Args>(args)...);
+  requires(sizeof...(Args) > 3)
+      [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
+    return submit_named_at(detail::CallSite{}, name, std::forward<F>(f),
+                           std::forward<Args>(args)...);
   }
 
   /// Fire-and-forget: runs f(args...) on the wrapped executor with no future. Its
   /// exception goes to the error handler (set_error_handler; stderr by default) and is
   /// counted in executor_unhandled_errors_total, besides the failed run. Refusals throw
   /// as for submit(); a posted task the executor drops unrun counts as cancelled.
+  template <class F>
+  void post(F&& f, detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, std::forward<F>(f));
+  }
+  template <class F, class A1>
+  void post(F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  void post(F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  void post(F&& f, A1&& a1, A2&& a2, A3&& a3,
+            detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                   std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  void post(F&& f, Args&&... args) {
-    using Bound = decltype(detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
-    check_open(nullptr);
-    hand_over(build(nullptr,
-                    [&] {
-                      return new detail::PostTask<Bound>(
-                          detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
-                    }),
-              nullptr);
+  requires(sizeof...(Args) > 3) void post(F&& f, Args&&... args) {
+    return post_at(detail::CallSite{}, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// submit() for a traced task (worker.go's RunTraced), as ThreadPoolExecutor's:
   /// f(trace, args...) receives a Trace&, and each trace.mark("action") records the time
   /// since the previous mark (or the task's start) in
   /// executor_task_trace_seconds{scope, action}.
+  template <class F>
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f,
+                                   detail::CallSite site = {std::source_location::current()}) {
+    return submit_traced_at(site, std::move(scope), std::forward<F>(f));
+  }
+  template <class F, class A1>
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1,
+                                   detail::CallSite site = {std::source_location::current()}) {
+    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, A2&& a2,
+                                   detail::CallSite site = {std::source_location::current()}) {
+    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1),
+                            std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                   detail::CallSite site = {std::source_location::current()}) {
+    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1),
+                            std::forward<A2>(a2), std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  [[nodiscard]] auto submit_traced(std::string scope, F&& f, Args&&... args) {
-    return submit(
-        [this, scope = std::move(scope), fn = std::forward<F>(f)](auto&&... a) mutable {
-          Trace trace(exporter_.recorder().storage(), scope, options_.trace);
-          return std::invoke(fn, trace, std::forward<decltype(a)>(a)...);
-        },
-        std::forward<Args>(args)...);
+  requires(sizeof...(Args) > 3)
+      [[nodiscard]] auto submit_traced(std::string scope, F&& f, Args&&... args) {
+    return submit_traced_at(detail::CallSite{}, std::move(scope), std::forward<F>(f),
+                            std::forward<Args>(args)...);
   }
 
   /// Receives the exceptions that have no future to go to: those of posted tasks and of
@@ -148,16 +220,18 @@ class InstrumentedExecutorProxy {
 
   /// Submits f(item) for every item; results in input order, retrieved lazily.
   template <class F, std::ranges::input_range Range>
-  [[nodiscard]] auto map(F f, Range&& range) {
-    return detail::map_via_submit(*this, f, std::forward<Range>(range));
+  [[nodiscard]] auto map(F f, Range&& range,
+                         detail::CallSite site = {std::source_location::current()}) {
+    return detail::map_via_submit(*this, f, std::forward<Range>(range), site);
   }
 
   /// map() with Python's timeout and chunksize, as ThreadPoolExecutor::map: `chunksize`
   /// items per task (a chunk counts as one task in the metrics), and reading a result
   /// later than `timeout` after this call throws TimeoutError.
   template <class F, std::ranges::input_range Range>
-  [[nodiscard]] auto map(F f, Range&& range, MapOptions options) {
-    return detail::map_via_submit(*this, f, std::forward<Range>(range), options);
+  [[nodiscard]] auto map(F f, Range&& range, MapOptions options,
+                         detail::CallSite site = {std::source_location::current()}) {
+    return detail::map_via_submit(*this, f, std::forward<Range>(range), options, site);
   }
 
   /// Attaches an observer to this proxy's id (see TaskObserver).
@@ -202,7 +276,37 @@ class InstrumentedExecutorProxy {
   }
 
   template <class F, class... Args>
-  auto submit_in(detail::ExecutorMetrics* named, F&& f, Args&&... args) {
+  auto submit_named_at(detail::CallSite site, std::string_view name, F&& f, Args&&... args) {
+    check_open(nullptr);
+    // No memory for a new name's series: refused in the executor's own.
+    auto* named =
+        build(nullptr, [&] { return exporter_.recorder().named(name, options_.max_task_names); });
+    return submit_in(site, named, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+  template <class F, class... Args>
+  void post_at(detail::CallSite site, F&& f, Args&&... args) {
+    using Bound = decltype(detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+    check_open(nullptr);
+    hand_over(build(nullptr,
+                    [&] {
+                      return new detail::PostTask<Bound>(
+                          detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
+                    }),
+              nullptr, site);
+  }
+  template <class F, class... Args>
+  auto submit_traced_at(detail::CallSite site, std::string scope, F&& f, Args&&... args) {
+    return submit_in(
+        site, nullptr,
+        [this, scope = std::move(scope), fn = std::forward<F>(f)](auto&&... a) mutable {
+          Trace trace(exporter_.recorder().storage(), scope, options_.trace);
+          return std::invoke(fn, trace, std::forward<decltype(a)>(a)...);
+        },
+        std::forward<Args>(args)...);
+  }
+
+  template <class F, class... Args>
+  auto submit_in(detail::CallSite site, detail::ExecutorMetrics* named, F&& f, Args&&... args) {
     using Bound = decltype(detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...));
     using Node = detail::FutureTask<Bound>;
     using R = typename Node::result_type;
@@ -216,7 +320,7 @@ class InstrumentedExecutorProxy {
     node->set_sink(&sink_);
     node->add_ref();
     detail::StateRef<detail::FutureState<R>> future_ref(node);
-    hand_over(node, named);
+    hand_over(node, named, site);
     return Future<R>(std::move(future_ref));
   }
 
@@ -245,8 +349,9 @@ class InstrumentedExecutorProxy {
 
   // Passes `node` (holding the executor's reference) to the wrapped executor; on a
   // refusal the node is released, the rejection counted and the exception rethrown.
-  void hand_over(detail::Task* node, detail::ExecutorMetrics* named) {
+  void hand_over(detail::Task* node, detail::ExecutorMetrics* named, detail::CallSite site) {
     auto& recorder = exporter_.recorder();
+    node->where = site.where;
     std::shared_ptr<Ticket> ticket;
     try {
       if (recorder.metrics().observers() != nullptr) [[unlikely]] {
@@ -265,7 +370,8 @@ class InstrumentedExecutorProxy {
       throw;
     }
     // Whether to time it is decided here, at submit (0: counted, not timed).
-    const detail::TaskRef ref = recorder.prepare(named);
+    detail::TaskRef ref = recorder.prepare(named);
+    ref.where = site.where;
     node->submit_ns = ref.submit_ns;
     if (node->extras) node->extras->task_id = ref.id;
     try {

@@ -10,6 +10,7 @@
 #include <variant>
 #include <vector>
 
+#include <executor_exporter/detail/call_site.hpp>
 #include <executor_exporter/errors.hpp>
 #include <executor_exporter/pools/future.hpp>
 
@@ -151,20 +152,23 @@ class MapResults {
 namespace detail {
 
 /// map() for any executor with submit(): one task per element, futures in input order.
+/// `site`: where map() was called, handed to each submit.
 template <class Executor, class F, class Range>
-auto map_via_submit(Executor& executor, F& f, Range&& range) {
+auto map_via_submit(Executor& executor, F& f, Range&& range, CallSite site = {}) {
   using Item = std::ranges::range_reference_t<Range>;
   using Fut = decltype(executor.submit(f, std::declval<Item>()));
   using R = typename Fut::value_type;
   std::vector<Fut> futures;
   if constexpr (std::ranges::sized_range<Range>) futures.reserve(std::ranges::size(range));
-  for (auto&& item : range) futures.push_back(executor.submit(f, std::forward<decltype(item)>(item)));
+  for (auto&& item : range)
+    futures.push_back(executor.submit(f, std::forward<decltype(item)>(item), site));
   return MapResults<R>(std::move(futures));
 }
 
 /// map() with MapOptions: a deadline for reading results and/or chunks of items.
 template <class Executor, class F, class Range>
-auto map_via_submit(Executor& executor, F& f, Range&& range, const MapOptions& options) {
+auto map_via_submit(Executor& executor, F& f, Range&& range, const MapOptions& options,
+                    CallSite site = {}) {
   using Item = std::ranges::range_reference_t<Range>;
   using R = std::invoke_result_t<F&, Item>;
   using Results = MapResults<R>;
@@ -176,7 +180,7 @@ auto map_via_submit(Executor& executor, F& f, Range&& range, const MapOptions& o
     std::vector<Fut> futures;
     if constexpr (std::ranges::sized_range<Range>) futures.reserve(std::ranges::size(range));
     for (auto&& item : range) {
-      futures.push_back(executor.submit(f, std::forward<decltype(item)>(item)));
+      futures.push_back(executor.submit(f, std::forward<decltype(item)>(item), site));
     }
     return Results(std::move(futures), deadline);
   }
@@ -203,12 +207,12 @@ auto map_via_submit(Executor& executor, F& f, Range&& range, const MapOptions& o
     pending.push_back(std::forward<decltype(item)>(item));
     ++count;
     if (pending.size() == chunksize) {
-      chunks.push_back(executor.submit(run_chunk, std::move(pending)));
+      chunks.push_back(executor.submit(run_chunk, std::move(pending), site));
       pending = {};
       pending.reserve(chunksize);
     }
   }
-  if (!pending.empty()) chunks.push_back(executor.submit(run_chunk, std::move(pending)));
+  if (!pending.empty()) chunks.push_back(executor.submit(run_chunk, std::move(pending), site));
   return Results(std::move(chunks), chunksize, count, deadline);
 }
 

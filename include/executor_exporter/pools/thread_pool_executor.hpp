@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <source_location>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -18,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include <executor_exporter/detail/call_site.hpp>
 #include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/detail/thread_name.hpp>
 #include <executor_exporter/errors.hpp>
@@ -71,6 +73,11 @@ struct ThreadPoolOptions {
   TraceOptions trace;
   /// Attached to the pool's id at construction (see TaskObserver and add_observer).
   std::vector<std::shared_ptr<TaskObserver>> observers;
+  /// Keep each task's submit call site (std::source_location: file, line, function)
+  /// for the stuck-task watchdog, the flight recorder and observers (TaskInfo::call_site).
+  /// It costs one pointer store per submit; false exists to measure that (the benchmark
+  /// suite's "stuck" block).
+  bool capture_call_site = true;
 };
 
 /// Per-submit settings (submit_with, post_with); the defaults are what submit() does.
@@ -153,6 +160,12 @@ class BasicThreadPoolExecutor {
            std::chrono::steady_clock::now() < give_up) {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
+    if constexpr (kMetered) {
+      // executor_task_oldest_queued_seconds, read at scrape under the queue's lock. Last,
+      // so that no constructor failure leaves it behind (the destructor removes it).
+      queue_hook_ = recorder_.metrics().add_fold_hook(
+          [this] { recorder_.metrics().note_queued_since(queue_.oldest_submit_ns()); });
+    }
   }
 
   /// The Python-like signature: ThreadPoolExecutor(max_workers, thread_name_prefix,
@@ -174,6 +187,7 @@ class BasicThreadPoolExecutor {
   /// cancelled, counted and their futures told so. The task that destroyed the pool
   /// finishes normally, and its thread then leaves without touching the pool.
   ~BasicThreadPoolExecutor() {
+    if constexpr (kMetered) recorder_.metrics().remove_fold_hook(queue_hook_);
     const bool own_worker = current_pool() == this;
     shutdown(true, false);
     if (own_worker) {
@@ -190,96 +204,233 @@ class BasicThreadPoolExecutor {
 
   // ---- Submitting -----------------------------------------------------------------
 
+  // Every submit function below ends with a defaulted detail::CallSite (the caller's
+  // std::source_location, see there), which is why each is written once per argument
+  // count; past three arguments the call site is not recorded.
+
   /// Queues f(args...) (decayed copies) and returns its future. Throws
   /// ExecutorShutdownError after shutdown(), BrokenExecutorError once the pool is
   /// broken, and QueueFullError when a bounded queue stays full per the pool's
   /// policy; each refusal is counted in executor_tasks_rejected_total{reason}. An
   /// exception while the task is made (std::bad_alloc, a copy of f or of an argument
   /// that throws) propagates, counted with reason="error": nothing was queued.
+  template <class F>
+  [[nodiscard]] auto submit(F&& f, detail::CallSite site = {std::source_location::current()}) {
+    return submit_at(site, std::forward<F>(f));
+  }
+  template <class F, class A1>
+  [[nodiscard]] auto submit(F&& f, A1&& a1,
+                            detail::CallSite site = {std::source_location::current()}) {
+    return submit_at(site, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2,
+                            detail::CallSite site = {std::source_location::current()}) {
+    return submit_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3,
+                            detail::CallSite site = {std::source_location::current()}) {
+    return submit_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  [[nodiscard]] auto submit(F&& f, Args&&... args) {
-    return submit_node(nullptr, [&] {
-      return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
-    });
+  requires(sizeof...(Args) > 3) [[nodiscard]] auto submit(F&& f, Args&&... args) {
+    return submit_at(detail::CallSite{}, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// submit() with per-task settings: name, priority, deadline, expire callback.
+  template <class F>
+  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f,
+                                 detail::CallSite site = {std::source_location::current()}) {
+    return submit_with_at(site, &options, std::forward<F>(f));
+  }
+  template <class F, class A1>
+  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, A1&& a1,
+                                 detail::CallSite site = {std::source_location::current()}) {
+    return submit_with_at(site, &options, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, A1&& a1, A2&& a2,
+                                 detail::CallSite site = {std::source_location::current()}) {
+    return submit_with_at(site, &options, std::forward<F>(f), std::forward<A1>(a1),
+                          std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                 detail::CallSite site = {std::source_location::current()}) {
+    return submit_with_at(site, &options, std::forward<F>(f), std::forward<A1>(a1),
+                          std::forward<A2>(a2), std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, Args&&... args) {
-    return submit_node(&options, [&] {
-      return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
-    });
+  requires(sizeof...(Args) > 3)
+      [[nodiscard]] auto submit_with(const SubmitOptions& options, F&& f, Args&&... args) {
+    return submit_with_at(detail::CallSite{}, &options, std::forward<F>(f),
+                          std::forward<Args>(args)...);
   }
 
   /// submit() for a named task: it is counted in the series with the label task=`name`
   /// (celery-exporter's `name`) instead of the executor's unlabelled ones, so summing
   /// over `task` gives the executor's totals. Past ThreadPoolOptions::max_task_names
   /// distinct names, new names count as task="other".
+  template <class F>
+  [[nodiscard]] auto submit_named(std::string name, F&& f,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, std::move(name), std::forward<F>(f));
+  }
+  template <class F, class A1>
+  [[nodiscard]] auto submit_named(std::string name, F&& f, A1&& a1,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, std::move(name), std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  [[nodiscard]] auto submit_named(std::string name, F&& f, A1&& a1, A2&& a2,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, std::move(name), std::forward<F>(f), std::forward<A1>(a1),
+                           std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  [[nodiscard]] auto submit_named(std::string name, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, std::move(name), std::forward<F>(f), std::forward<A1>(a1),
+                           std::forward<A2>(a2), std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  [[nodiscard]] auto submit_named(std::string name, F&& f, Args&&... args) {
-    SubmitOptions options;
-    options.name = std::move(name);
-    return submit_with(options, std::forward<F>(f), std::forward<Args>(args)...);
+  requires(sizeof...(Args) > 3)
+      [[nodiscard]] auto submit_named(std::string name, F&& f, Args&&... args) {
+    return submit_named_at(detail::CallSite{}, std::move(name), std::forward<F>(f),
+                           std::forward<Args>(args)...);
   }
 
   /// submit() for a traced task (worker.go's RunTraced): f(trace, args...) receives a
   /// Trace&, and each trace.mark("action") records the time since the previous mark
   /// (or the task's start) in executor_task_trace_seconds{scope, action}.
+  template <class F>
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f,
+                                   detail::CallSite site = {std::source_location::current()}) {
+    return submit_traced_at(site, std::move(scope), std::forward<F>(f));
+  }
+  template <class F, class A1>
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1,
+                                   detail::CallSite site = {std::source_location::current()}) {
+    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, A2&& a2,
+                                   detail::CallSite site = {std::source_location::current()}) {
+    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1),
+                            std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  [[nodiscard]] auto submit_traced(std::string scope, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                   detail::CallSite site = {std::source_location::current()}) {
+    return submit_traced_at(site, std::move(scope), std::forward<F>(f), std::forward<A1>(a1),
+                            std::forward<A2>(a2), std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  [[nodiscard]] auto submit_traced(std::string scope, F&& f, Args&&... args) {
-    return submit_node(nullptr, [&] {
-      return detail::bind_task(traced(std::move(scope), std::forward<F>(f)),
-                               std::forward<Args>(args)...);
-    });
+  requires(sizeof...(Args) > 3)
+      [[nodiscard]] auto submit_traced(std::string scope, F&& f, Args&&... args) {
+    return submit_traced_at(detail::CallSite{}, std::move(scope), std::forward<F>(f),
+                            std::forward<Args>(args)...);
   }
 
   /// Like submit(), but never blocks: returns an empty optional, counting a
   /// queue_full rejection, when the bounded queue is full. Still throws after
   /// shutdown() or once broken, since retrying cannot help there.
+  template <class F>
+  [[nodiscard]] auto try_submit(F&& f, detail::CallSite site = {std::source_location::current()}) {
+    return try_submit_at(site, std::forward<F>(f));
+  }
+  template <class F, class A1>
+  [[nodiscard]] auto try_submit(F&& f, A1&& a1,
+                                detail::CallSite site = {std::source_location::current()}) {
+    return try_submit_at(site, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  [[nodiscard]] auto try_submit(F&& f, A1&& a1, A2&& a2,
+                                detail::CallSite site = {std::source_location::current()}) {
+    return try_submit_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  [[nodiscard]] auto try_submit(F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                detail::CallSite site = {std::source_location::current()}) {
+    return try_submit_at(site, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                         std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  [[nodiscard]] auto try_submit(F&& f, Args&&... args) {
-    auto make = [&] { return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...); };
-    using Node = detail::FutureTask<decltype(make())>;
-    using R = typename Node::result_type;
-    auto* node = build(nullptr, [&] {
-      auto* n = new Node(make());
-      prepare_future(n, nullptr);
-      return n;
-    });
-    detail::StateRef<detail::FutureState<R>> future_ref(node);
-    if (!enqueue(node, Mode::try_only)) return std::optional<Future<R>>();
-    return std::optional<Future<R>>(Future<R>(std::move(future_ref)));
+  requires(sizeof...(Args) > 3) [[nodiscard]] auto try_submit(F&& f, Args&&... args) {
+    return try_submit_at(detail::CallSite{}, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// Fire-and-forget: queues f(args...) with no future (one recycled node). Its
   /// exception goes to the error handler (set_error_handler; stderr by default) and is
   /// counted in executor_unhandled_errors_total, besides the failed run. Refusals
   /// throw as for submit().
+  template <class F>
+  void post(F&& f, detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, nullptr, std::forward<F>(f));
+  }
+  template <class F, class A1>
+  void post(F&& f, A1&& a1, detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, nullptr, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  void post(F&& f, A1&& a1, A2&& a2, detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  void post(F&& f, A1&& a1, A2&& a2, A3&& a3,
+            detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                   std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  void post(F&& f, Args&&... args) {
-    post_node(nullptr,
-              [&] { return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...); });
+  requires(sizeof...(Args) > 3) void post(F&& f, Args&&... args) {
+    return post_at(detail::CallSite{}, nullptr, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// post() with per-task settings (name, priority, deadline, expire callback).
+  template <class F>
+  void post_with(const SubmitOptions& options, F&& f,
+                 detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, &options, std::forward<F>(f));
+  }
+  template <class F, class A1>
+  void post_with(const SubmitOptions& options, F&& f, A1&& a1,
+                 detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, &options, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  void post_with(const SubmitOptions& options, F&& f, A1&& a1, A2&& a2,
+                 detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, &options, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  void post_with(const SubmitOptions& options, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                 detail::CallSite site = {std::source_location::current()}) {
+    return post_at(site, &options, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                   std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  void post_with(const SubmitOptions& options, F&& f, Args&&... args) {
-    post_node(&options,
-              [&] { return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...); });
+  requires(sizeof...(Args) > 3) void post_with(const SubmitOptions& options, F&& f,
+                                               Args&&... args) {
+    return post_at(detail::CallSite{}, &options, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// Submits f(item) for every item of `range`; results come back in input order.
   template <class F, std::ranges::input_range Range>
-  [[nodiscard]] auto map(F f, Range&& range) {
-    return detail::map_via_submit(*this, f, std::forward<Range>(range));
+  [[nodiscard]] auto map(F f, Range&& range,
+                         detail::CallSite site = {std::source_location::current()}) {
+    return detail::map_via_submit(*this, f, std::forward<Range>(range), site);
   }
 
   /// Python's map(fn, iterable, timeout, chunksize): `chunksize` items per task (for
   /// many tiny items), and reading a result later than `timeout` after this call
   /// throws TimeoutError.
   template <class F, std::ranges::input_range Range>
-  [[nodiscard]] auto map(F f, Range&& range, MapOptions options) {
-    return detail::map_via_submit(*this, f, std::forward<Range>(range), options);
+  [[nodiscard]] auto map(F f, Range&& range, MapOptions options,
+                         detail::CallSite site = {std::source_location::current()}) {
+    return detail::map_via_submit(*this, f, std::forward<Range>(range), options, site);
   }
 
   // ---- Errors ---------------------------------------------------------------------
@@ -390,6 +541,52 @@ class BasicThreadPoolExecutor {
     return o;
   }
 
+  // The submit functions' one implementation each, with the caller's site.
+  template <class F, class... Args>
+  auto submit_with_at(detail::CallSite site, const SubmitOptions* options, F&& f, Args&&... args) {
+    return submit_node(options, site, [&] {
+      return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...);
+    });
+  }
+  template <class F, class... Args>
+  auto submit_at(detail::CallSite site, F&& f, Args&&... args) {
+    return submit_with_at(site, nullptr, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+  template <class F, class... Args>
+  auto submit_named_at(detail::CallSite site, std::string name, F&& f, Args&&... args) {
+    SubmitOptions options;
+    options.name = std::move(name);
+    return submit_with_at(site, &options, std::forward<F>(f), std::forward<Args>(args)...);
+  }
+  template <class F, class... Args>
+  auto submit_traced_at(detail::CallSite site, std::string scope, F&& f, Args&&... args) {
+    // The traced wrapper copies f: inside submit_node's make, so a copy that throws is
+    // counted as a refusal like any other.
+    return submit_node(nullptr, site, [&] {
+      return detail::bind_task(traced(std::move(scope), std::forward<F>(f)),
+                               std::forward<Args>(args)...);
+    });
+  }
+  template <class F, class... Args>
+  auto try_submit_at(detail::CallSite site, F&& f, Args&&... args) {
+    auto make = [&] { return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...); };
+    using Node = detail::FutureTask<decltype(make())>;
+    using R = typename Node::result_type;
+    auto* node = build(nullptr, [&] {
+      auto* n = new Node(make());
+      prepare_future(n, nullptr, site);
+      return n;
+    });
+    detail::StateRef<detail::FutureState<R>> future_ref(node);
+    if (!enqueue(node, Mode::try_only)) return std::optional<Future<R>>();
+    return std::optional<Future<R>>(Future<R>(std::move(future_ref)));
+  }
+  template <class F, class... Args>
+  void post_at(detail::CallSite site, const SubmitOptions* options, F&& f, Args&&... args) {
+    post_node(options, site,
+              [&] { return detail::bind_task(std::forward<F>(f), std::forward<Args>(args)...); });
+  }
+
   template <class F>
   auto traced(std::string scope, F&& f) {
     return [this, scope = std::move(scope), fn = std::forward<F>(f)](auto&&... args) mutable {
@@ -401,12 +598,12 @@ class BasicThreadPoolExecutor {
   // `make` binds the callable and its arguments (copying them) when called: inside
   // build(), so that a copy that throws is counted as a refusal.
   template <class Make>
-  auto submit_node(const SubmitOptions* options, Make&& make) {
+  auto submit_node(const SubmitOptions* options, detail::CallSite site, Make&& make) {
     using Node = detail::FutureTask<decltype(make())>;
     using R = typename Node::result_type;
     auto* node = build(options, [&] {
       auto* n = new Node(make());
-      prepare_future(n, options);
+      prepare_future(n, options, site);
       return n;
     });
     detail::StateRef<detail::FutureState<R>> future_ref(node);  // the future's reference
@@ -415,9 +612,10 @@ class BasicThreadPoolExecutor {
   }
 
   template <class Make>
-  void post_node(const SubmitOptions* options, Make&& make) {
+  void post_node(const SubmitOptions* options, detail::CallSite site, Make&& make) {
     auto* node = build(options, [&] {
       auto* n = new detail::PostTask<decltype(make())>(make());
+      if (options_.capture_call_site) n->where = site.where;
       apply(n, options);
       return n;
     });
@@ -453,7 +651,8 @@ class BasicThreadPoolExecutor {
 
   // Applies the options and wires the state to this pool's metrics and error sink.
   template <class Node>
-  void prepare_future(Node* node, const SubmitOptions* options) {
+  void prepare_future(Node* node, const SubmitOptions* options, detail::CallSite site) {
+    if (options_.capture_call_site) node->where = site.where;
     apply(node, options);
     node->set_owner(recorder_.storage(), node->named());
     node->set_sink(sink_.get());
@@ -472,7 +671,7 @@ class BasicThreadPoolExecutor {
     }
   }
   void apply_options(detail::Task* node, const SubmitOptions& options) {
-    node->priority = options.priority;
+    if (options.priority != 0) node->extras_for_update().priority = options.priority;
     if (options.deadline) {
       const auto ns =
           std::chrono::duration_cast<std::chrono::nanoseconds>(options.deadline->time_since_epoch())
@@ -504,6 +703,7 @@ class BasicThreadPoolExecutor {
       }
       ref = recorder_.prepare(node->named());
       node->submit_ns = ref.submit_ns;
+      ref.where = node->where;
       if (node->extras) node->extras->task_id = ref.id;
     }
     auto on_accept = [&] {
@@ -865,6 +1065,7 @@ class BasicThreadPoolExecutor {
   std::size_t next_index_ = 0;
   std::atomic<std::size_t> target_atomic_{0};
   std::atomic<std::size_t> ready_{0};  // workers through their initializer (ever)
+  std::uint64_t queue_hook_ = 0;       // the fold hook that reads the oldest queued task
 };
 
 /// The instrumented pool (see BasicThreadPoolExecutor).

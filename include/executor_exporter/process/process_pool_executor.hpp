@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include <executor_exporter/detail/call_site.hpp>
 #include <executor_exporter/errors.hpp>
 #include <executor_exporter/metrics/exporter.hpp>
 #include <executor_exporter/pools/detail/error_sink.hpp>
@@ -88,16 +89,67 @@ class ProcessPoolExecutor {
   /// broken, MessageTooLargeError when the arguments encode to more than
   /// ProcessPoolOptions::max_message_bytes, and whatever copying them throws (such as
   /// std::bad_alloc); every one is counted as rejected and leaves nothing queued.
+  // Each submit function ends with a defaulted detail::CallSite (see there).
+  template <class F>
+  [[nodiscard]] auto submit(F&& f, detail::CallSite site = {std::source_location::current()}) {
+    return submit_in(site, nullptr, std::forward<F>(f));
+  }
+  template <class F, class A1>
+  [[nodiscard]] auto submit(F&& f, A1&& a1,
+                            detail::CallSite site = {std::source_location::current()}) {
+    return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2,
+                            detail::CallSite site = {std::source_location::current()}) {
+    return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  [[nodiscard]] auto submit(F&& f, A1&& a1, A2&& a2, A3&& a3,
+                            detail::CallSite site = {std::source_location::current()}) {
+    return submit_in(site, nullptr, std::forward<F>(f), std::forward<A1>(a1), std::forward<A2>(a2),
+                     std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  [[nodiscard]] auto submit(F&& f, Args&&... args) {
-    return submit_in(nullptr, std::forward<F>(f), std::forward<Args>(args)...);
+  requires(sizeof...(Args) > 3) [[nodiscard]] auto submit(F&& f, Args&&... args) {
+    return submit_in(detail::CallSite{}, nullptr, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
   /// submit() for a named task: counted in the series labelled task=`name` instead of
   /// the pool's unlabelled ones, as ThreadPoolExecutor::submit_named. Past
   /// ProcessPoolOptions::max_task_names distinct names, new names count as task="other".
+  template <class F>
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, name, std::forward<F>(f));
+  }
+  template <class F, class A1>
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1));
+  }
+  template <class F, class A1, class A2>
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, A2&& a2,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1),
+                           std::forward<A2>(a2));
+  }
+  template <class F, class A1, class A2, class A3>
+  [[nodiscard]] auto submit_named(std::string_view name, F&& f, A1&& a1, A2&& a2, A3&& a3,
+                                  detail::CallSite site = {std::source_location::current()}) {
+    return submit_named_at(site, name, std::forward<F>(f), std::forward<A1>(a1),
+                           std::forward<A2>(a2), std::forward<A3>(a3));
+  }
   template <class F, class... Args>
-  [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
+  requires(sizeof...(Args) > 3)
+      [[nodiscard]] auto submit_named(std::string_view name, F&& f, Args&&... args) {
+    return submit_named_at(detail::CallSite{}, name, std::forward<F>(f),
+                           std::forward<Args>(args)...);
+  }
+
+ private:
+  template <class F, class... Args>
+  auto submit_named_at(detail::CallSite site, std::string_view name, F&& f, Args&&... args) {
     detail::ExecutorMetrics* named = nullptr;
     try {
       named = exporter_.recorder().named(name, options_.max_task_names);
@@ -105,14 +157,16 @@ class ProcessPoolExecutor {
       reject(nullptr);
       throw;
     }
-    return submit_in(named, std::forward<F>(f), std::forward<Args>(args)...);
+    return submit_in(site, named, std::forward<F>(f), std::forward<Args>(args)...);
   }
 
+ public:
   /// f(item) for every item of `range`, one task per item, results in input order (see
   /// MapResults).
   template <class F, std::ranges::input_range Range>
-  [[nodiscard]] auto map(F f, Range&& range) {
-    return map(f, std::forward<Range>(range), MapOptions{});
+  [[nodiscard]] auto map(F f, Range&& range,
+                         detail::CallSite site = {std::source_location::current()}) {
+    return map(f, std::forward<Range>(range), MapOptions{}, site);
   }
 
   /// map() with Python's timeout and chunksize, as ThreadPoolExecutor::map: reading a
@@ -122,7 +176,8 @@ class ProcessPoolExecutor {
   /// as one task in the metrics, as in every executor: cancelling one of its items
   /// before it starts keeps that item from being computed, but the chunk still runs.
   template <class F, std::ranges::input_range Range>
-  [[nodiscard]] auto map(F f, Range&& range, MapOptions options) {
+  [[nodiscard]] auto map(F f, Range&& range, MapOptions options,
+                         detail::CallSite site = {std::source_location::current()}) {
     using I = std::remove_cvref_t<std::ranges::range_reference_t<Range>>;
     std::optional<std::chrono::steady_clock::time_point> deadline;
     if (options.timeout) deadline = std::chrono::steady_clock::now() + *options.timeout;
@@ -130,7 +185,9 @@ class ProcessPoolExecutor {
       using Fut = decltype(submit(f, std::declval<I>()));
       std::vector<Fut> futures;
       if constexpr (std::ranges::sized_range<Range>) futures.reserve(std::ranges::size(range));
-      for (auto&& item : range) futures.push_back(submit(f, std::forward<decltype(item)>(item)));
+      for (auto&& item : range) {
+        futures.push_back(submit(f, std::forward<decltype(item)>(item), site));
+      }
       return MapResults<typename Fut::value_type>(std::move(futures), deadline);
     }
     static_assert(ProcessTaskFunction<F, I>,
@@ -159,6 +216,7 @@ class ProcessPoolExecutor {
         check_size(e.buffer().size() - kTaskFrameFixed, "map chunk's items");
         futures.reserve(first + items.size());  // so that adopting a reference cannot throw
         task = std::make_unique<detail::ProcessTask>();
+        task->where = site.where;
         task->chunk.reserve(items.size());
         task->started.assign(items.size(), 0);
         task->complete = &detail::complete_chunk<R>;
@@ -232,7 +290,7 @@ class ProcessPoolExecutor {
 
  private:
   template <class F, class... Args>
-  auto submit_in(detail::ExecutorMetrics* named, F&& f, Args&&... args) {
+  auto submit_in(detail::CallSite site, detail::ExecutorMetrics* named, F&& f, Args&&... args) {
     using D = std::decay_t<F>;
     if constexpr (!ProcessCallable<F>) {
       static_assert(detail::process_always_false<F>,
@@ -275,6 +333,7 @@ class ProcessPoolExecutor {
         state->add_ref();  // one for the future, one for the task
         future_ref = detail::StateRef<detail::FutureState<R>>(state);
         task->single = state;
+        task->where = site.where;
         task->series = named;
         task->complete = &detail::complete_single<R>;
         task->id = engine_->next_task_id();

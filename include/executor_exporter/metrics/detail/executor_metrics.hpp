@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <source_location>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -116,8 +117,11 @@ class ExecutorMetrics {
   /// Records `seconds` in executor_task_trace_seconds{scope, action}, as a histogram or
   /// a summary per `options`. Takes a short lock (series lookup) plus prometheus-cpp's
   /// own; marks are opt-in and far rarer than tasks, and the series stay exact.
+  /// With `to_ns` (now_ns() at the mark; `from_ns` the previous one), the mark also goes
+  /// to the flight recorder's ring of marks (flight_marks()), in the same lock.
   void observe_trace(std::string_view scope, std::string_view action, double seconds,
-                     const TraceOptions& options);
+                     const TraceOptions& options, std::uint64_t from_ns = 0,
+                     std::uint64_t to_ns = 0);
 
   /// Moves everything the shards counted since the last fold into the prometheus-cpp
   /// series. Exact: each increment is folded exactly once, however often this runs.
@@ -144,6 +148,59 @@ class ExecutorMetrics {
   /// its owner until then.
   std::uint64_t add_running_probe(std::function<Running()> probe);
   void remove_running_probe(std::uint64_t handle);
+
+  /// During a fold (from a fold hook): one of this executor's queues holds a task
+  /// submitted at `submit_ns` (now_ns()) as its oldest. The fold exports the oldest of
+  /// all such notes as executor_task_oldest_queued_seconds; 0 is ignored.
+  void note_queued_since(std::uint64_t submit_ns) noexcept {
+    if (submit_ns != 0 && (queued_since_ == 0 || submit_ns < queued_since_)) {
+      queued_since_ = submit_ns;
+    }
+  }
+
+  /// A task running now, as the stuck-task gauges and the watchdog see it.
+  struct RunningTask {
+    const ExecutorMetrics* series = nullptr;  // where it counts (a named child or this)
+    std::uint64_t start_ns = 0;               // now_ns() at its start
+    std::source_location where{};             // its submit's call site
+    std::uint64_t id = 0;                     // its observer id (0 when none)
+    std::uint64_t tid = 0;                    // the thread (or process) running it
+    std::string thread;                       // that thread's name
+    std::int64_t pid = 0;                     // a process pool's worker pid, else 0
+  };
+  /// Running tasks no shard sees (a process pool's workers): `probe` appends them, at
+  /// every fold and watchdog round. remove waits for a call in progress.
+  std::uint64_t add_running_tasks_probe(std::function<void(std::vector<RunningTask>&)> probe);
+  void remove_running_tasks_probe(std::uint64_t handle);
+  /// The tasks of this executor running now, from every thread's current task and the
+  /// probes. Takes this object's mutex (never held on the hot path).
+  std::vector<RunningTask> running_tasks();
+
+  /// The flight recorder's slices of one thread of this executor.
+  struct ThreadSlices {
+    std::uint64_t tid = 0;
+    std::string thread;
+    std::vector<TaskSlice> slices;
+  };
+  /// Every thread's ring (ExporterOptions::flight_recorder_slices), oldest slice first.
+  std::vector<ThreadSlices> flight_slices();
+  /// One Trace::mark for the flight recorder: the interval it measured, on its thread.
+  struct MarkSlice {
+    std::uint64_t tid = 0;
+    std::uint64_t from_ns = 0;
+    std::uint64_t to_ns = 0;
+    std::string scope;
+    std::string action;
+  };
+  /// The last marks of this executor's traced tasks (as many as
+  /// ExporterOptions::flight_recorder_slices, across its threads), oldest first.
+  std::vector<MarkSlice> flight_marks();
+
+  /// Calls `fn` for every executor-level object alive in the process (the watchdog and
+  /// the flight recorder's dump walk them), those alive when the call began. No lock of
+  /// the library is held while `fn` runs; an object's destructor waits until the walk is
+  /// done with it, so `fn` must not drop the last reference to an executor.
+  static void for_each_live(const std::function<void(ExecutorMetrics&)>& fn);
 
   /// Observers of this executor id (see TaskObserver). The executor level holds them;
   /// a named child answers with its parent's.
@@ -196,6 +253,14 @@ class ExecutorMetrics {
   void fold_tasks(ShardSnapshots& snapshot, const std::vector<bool>& retired, std::uint64_t now);
   /// Folds the event counters and levels.
   void fold_rare();
+  /// Sets the stuck-task gauges of this executor and its named children (`objects`),
+  /// every mutex_ held.
+  void fold_stuck(const std::vector<ExecutorMetrics*>& objects, std::uint64_t now);
+  /// Keeps one Trace::mark in marks_ (see observe_trace).
+  void record_mark(std::string_view scope, std::string_view action, std::uint64_t from_ns,
+                   std::uint64_t to_ns);
+  /// running_tasks() for a caller holding mutex_.
+  void running_tasks_held(std::vector<RunningTask>& out);
   MetricShard& register_shard();
   template <class Map, class Make>
   auto* trace_series(Map& map, std::string_view scope, std::string_view action,
@@ -233,6 +298,9 @@ class ExecutorMetrics {
   std::uint64_t busy_exported_ns_ = 0;  // what the busy counter was raised to
   std::vector<std::pair<std::uint64_t, std::function<Running()>>> running_probes_;
   std::uint64_t next_probe_ = 1;
+  std::vector<std::pair<std::uint64_t, std::function<void(std::vector<RunningTask>&)>>>
+      running_tasks_probes_;
+  std::uint64_t queued_since_ = 0;  // note_queued_since's minimum; guarded by the page lock
   // Sampled gauges by (catalog position, worker label); guarded by the page lock.
   std::map<std::pair<std::size_t, std::string>, prometheus::Gauge*> sampled_;
 
@@ -259,6 +327,8 @@ class ExecutorMetrics {
     }
   };
   std::mutex trace_mutex_;
+  std::vector<MarkSlice> marks_;  // a ring, guarded by trace_mutex_
+  std::size_t marks_written_ = 0;
   std::map<std::pair<std::string, std::string>, prometheus::Histogram*, TraceKeyLess> trace_hist_;
   std::map<std::pair<std::string, std::string>, prometheus::Summary*, TraceKeyLess> trace_sum_;
 };

@@ -5,6 +5,8 @@
 #include <cstdint>
 #include <memory>
 #include <new>
+#include <source_location>
+#include <string>
 #include <vector>
 
 #include <executor_exporter/metrics/reject_reason.hpp>
@@ -37,6 +39,28 @@ struct SlotLayout {
   std::size_t size() const { return wait_hist() + wait_buckets + 2; }
 };
 
+/// A task a thread of an executor runs now, as MetricShard::current_task reads it.
+struct CurrentTask {
+  std::uint64_t start_ns = 0;
+  const void* series = nullptr;  // the ExecutorMetrics it counts in
+  std::source_location where{};
+  std::uint64_t id = 0;
+};
+
+/// One finished task of the flight recorder (MetricShard::slices).
+struct TaskSlice {
+  std::uint64_t submit_ns = 0;
+  std::uint64_t start_ns = 0;
+  std::uint64_t end_ns = 0;
+  const void* series = nullptr;
+  std::source_location where{};
+  std::uint64_t id = 0;
+  bool ok = true;
+};
+
+/// The calling thread's kernel id (cached per thread).
+std::uint64_t current_thread_id() noexcept;
+
 /// One thread's private counters for one executor id. Only the owning thread writes,
 /// with a plain load + store (no read-modify-write, no lock), so the hot path costs a
 /// few nanoseconds and never shares a cache line with another writer. A collect reads
@@ -48,7 +72,8 @@ class MetricShard {
   /// `sample_rate` N > 1: sample() picks about 1 task in N for timing (see
   /// ExporterOptions::timing_sample_rate).
   MetricShard(const SlotLayout& layout, const std::vector<std::uint64_t>& run_bounds_ns,
-              const std::vector<std::uint64_t>& wait_bounds_ns, std::uint32_t sample_rate = 1)
+              const std::vector<std::uint64_t>& wait_bounds_ns, std::uint32_t sample_rate = 1,
+              std::size_t ring_slices = 0)
       : layout_(layout),
         sample_rate_(sample_rate == 0 ? 1 : sample_rate),
         rng_(reinterpret_cast<std::uintptr_t>(this) | 1),
@@ -61,10 +86,15 @@ class MetricShard {
     for (std::size_t i = 0; i < padded(layout.size() + 1); ++i) {
       slots_[i].store(0, std::memory_order_relaxed);
     }
+    ring_size_ = ring_slices;
+    note_thread();
   }
   MetricShard(const MetricShard&) = delete;
   MetricShard& operator=(const MetricShard&) = delete;
-  ~MetricShard() { ::operator delete[](slots_, std::align_val_t{64}); }
+  ~MetricShard() {
+    ::operator delete[](slots_, std::align_val_t{64});
+    delete[] ring_.load(std::memory_order_relaxed);
+  }
 
   void task_submitted(std::uint64_t n = 1) noexcept { bump(SlotLayout::submitted, n); }
   void task_rejected(RejectReason r) noexcept {
@@ -104,6 +134,101 @@ class MetricShard {
   std::uint64_t running_since() const noexcept {
     return slots_[layout_.size()].load(std::memory_order_acquire);
   }
+
+  /// Owner thread: a timed task starts at `start_ns` (set_running_since's part), counted
+  /// in `series`, submitted at `where`, with observer id `id`. The stuck-task gauges and
+  /// the watchdog read it back with current_task() from other threads: a seqlock made of
+  /// atomics (an odd sequence while it changes), so the owner never waits and a reader
+  /// never sees half of one task and half of the next. Four relaxed stores and two of the
+  /// sequence, all on lines only this thread writes.
+  void begin_task(std::uint64_t start_ns, const void* series, std::source_location where,
+                  std::uint64_t id) noexcept {
+    const std::uint64_t seq = current_seq_.load(std::memory_order_relaxed);
+    current_seq_.store(seq + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    current_series_.store(series, std::memory_order_relaxed);
+    current_where_.store(where, std::memory_order_relaxed);
+    current_id_.store(id, std::memory_order_relaxed);
+    slots_[layout_.size()].store(start_ns, std::memory_order_relaxed);
+    current_seq_.store(seq + 2, std::memory_order_release);
+  }
+  /// Any thread: the task the owner runs now; false when it runs none (or kept changing
+  /// it while this read).
+  bool current_task(CurrentTask& out) const noexcept {
+    for (int attempt = 0; attempt < 64; ++attempt) {
+      const std::uint64_t seq = current_seq_.load(std::memory_order_acquire);
+      if ((seq & 1) != 0) continue;
+      out.start_ns = slots_[layout_.size()].load(std::memory_order_relaxed);
+      out.series = current_series_.load(std::memory_order_relaxed);
+      out.where = current_where_.load(std::memory_order_relaxed);
+      out.id = current_id_.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      if (current_seq_.load(std::memory_order_relaxed) == seq) return out.start_ns != 0;
+    }
+    return false;
+  }
+
+  /// Owner thread: the flight recorder keeps this finished timed task in the shard's
+  /// ring of its last `ring_slices` tasks (nothing when 0). One cache line per slice,
+  /// written by this thread only, behind a per-slice sequence like begin_task's.
+  void record_slice(const TaskSlice& t) noexcept {
+    if (ring_size_ == 0) return;
+    RingEntry* ring = ring_.load(std::memory_order_relaxed);
+    if (ring == nullptr) [[unlikely]] {
+      // On the first slice, not with the shard: a thread that only submits has a shard
+      // of the executor too, and needs no ring.
+      ring = new (std::nothrow) RingEntry[ring_size_];
+      if (ring == nullptr) return;
+      ring_.store(ring, std::memory_order_release);
+    }
+    const std::uint64_t n = ring_written_.load(std::memory_order_relaxed);
+    RingEntry& e = ring[n % ring_size_];
+    const std::uint64_t seq = e.seq.load(std::memory_order_relaxed);
+    e.seq.store(seq + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+    e.submit_ns.store(t.submit_ns, std::memory_order_relaxed);
+    e.start_ns.store(t.start_ns, std::memory_order_relaxed);
+    e.end_ns.store(t.end_ns, std::memory_order_relaxed);
+    e.series.store(t.series, std::memory_order_relaxed);
+    e.where.store(t.where, std::memory_order_relaxed);
+    e.id_ok.store((t.id << 1) | (t.ok ? 1 : 0), std::memory_order_relaxed);
+    e.seq.store(seq + 2, std::memory_order_release);
+    ring_written_.store(n + 1, std::memory_order_release);
+  }
+  /// Any thread: the ring's slices, oldest first (a slice overwritten while this reads
+  /// is left out).
+  std::vector<TaskSlice> slices() const {
+    std::vector<TaskSlice> out;
+    const RingEntry* ring = ring_.load(std::memory_order_acquire);
+    if (ring == nullptr) return out;
+    const std::uint64_t end = ring_written_.load(std::memory_order_acquire);
+    const std::uint64_t begin = end > ring_size_ ? end - ring_size_ : 0;
+    out.reserve(end - begin);
+    for (std::uint64_t i = begin; i < end; ++i) {
+      const RingEntry& e = ring[i % ring_size_];
+      const std::uint64_t seq = e.seq.load(std::memory_order_acquire);
+      if ((seq & 1) != 0) continue;
+      TaskSlice t;
+      t.submit_ns = e.submit_ns.load(std::memory_order_relaxed);
+      t.start_ns = e.start_ns.load(std::memory_order_relaxed);
+      t.end_ns = e.end_ns.load(std::memory_order_relaxed);
+      t.series = e.series.load(std::memory_order_relaxed);
+      t.where = e.where.load(std::memory_order_relaxed);
+      const std::uint64_t id_ok = e.id_ok.load(std::memory_order_relaxed);
+      std::atomic_thread_fence(std::memory_order_acquire);
+      // Unchanged, and still the slice of write i (not one a later lap put there).
+      if (e.seq.load(std::memory_order_relaxed) != seq) continue;
+      if (ring_written_.load(std::memory_order_acquire) - i > ring_size_) continue;
+      t.id = id_ok >> 1;
+      t.ok = (id_ok & 1) != 0;
+      out.push_back(t);
+    }
+    return out;
+  }
+
+  /// The owner thread's kernel id and name (as it was when the shard was made).
+  std::uint64_t thread_id() const noexcept { return tid_; }
+  const std::string& thread_name() const noexcept { return thread_name_; }
 
   /// Busy time of a task counted in another series (a named task: its own series holds
   /// its outcome, while the executor-level busy seconds count every task's run time).
@@ -168,6 +293,31 @@ class MetricShard {
   std::size_t wait_n_;
   std::atomic<std::uint64_t>* slots_;
   std::vector<std::uint64_t> folded_;
+
+  void note_thread();  // fills tid_ and thread_name_ (metric_shard.cpp)
+
+  // The running task (begin_task), on its own line: written once per task start.
+  alignas(64) std::atomic<std::uint64_t> current_seq_{0};
+  std::atomic<const void*> current_series_{nullptr};
+  static_assert(std::atomic<std::source_location>::is_always_lock_free,
+                "a call site is published with plain atomic stores");
+  std::atomic<std::source_location> current_where_{std::source_location{}};
+  std::atomic<std::uint64_t> current_id_{0};
+
+  struct alignas(64) RingEntry {
+    std::atomic<std::uint64_t> seq{0};
+    std::atomic<std::uint64_t> submit_ns{0};
+    std::atomic<std::uint64_t> start_ns{0};
+    std::atomic<std::uint64_t> end_ns{0};
+    std::atomic<const void*> series{nullptr};
+    std::atomic<std::source_location> where{std::source_location{}};
+    std::atomic<std::uint64_t> id_ok{0};  // task id << 1 | ok
+  };
+  std::atomic<RingEntry*> ring_{nullptr};  // owned; made by the first record_slice
+  std::size_t ring_size_ = 0;
+  alignas(64) std::atomic<std::uint64_t> ring_written_{0};
+  std::uint64_t tid_ = 0;
+  std::string thread_name_;
 };
 
 }  // namespace executor_exporter::detail

@@ -194,7 +194,9 @@ class Recorder {
     } else {
       start = now_ns();
       shard.task_started(start > t.submit_ns ? start - t.submit_ns : 0);
-      if (mark == Mark::thread) t.series->root().local_shard().set_running_since(start);
+      if (mark == Mark::thread) {
+        t.series->root().local_shard().begin_task(start, t.series, t.where, t.id);
+      }
     }
     notify(t, start, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
     return start;
@@ -212,6 +214,8 @@ class Recorder {
       MetricShard& own = t.series->root().local_shard();
       if (mark == Mark::thread) own.set_running_since(0);  // before the busy time (see there)
       end_timed(t, own, end - std::min(end, start_ns), ok);
+      if (mark == Mark::thread)
+        own.record_slice({t.submit_ns, start_ns, end, t.series, t.where, t.id, ok});
     }
     notify(t, start_ns, end, 1,
            [&](TaskObserver& o, const TaskInfo& i) { o.on_finished(i, error); });
@@ -251,7 +255,7 @@ class Recorder {
         // its submit: a worker that spun until it arrived was idle in between.
         start = waited || last_end_ == 0 ? now_ns() : std::max(last_end_, t.submit_ns);
         series.task_started(start > t.submit_ns ? start - t.submit_ns : 0);
-        shard_->set_running_since(start);
+        shard_->begin_task(start, t.series, t.where, t.id);
       }
       notify(t, start, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
       return start;
@@ -268,6 +272,7 @@ class Recorder {
         last_end_ = end;
         shard_->set_running_since(0);  // before the busy time is added (see there)
         end_timed(t, *shard_, end - std::min(end, start), ok);
+        shard_->record_slice({t.submit_ns, start, end, t.series, t.where, t.id, ok});
       }
       if (t.series->observers() != nullptr) [[unlikely]] {
         const std::exception_ptr e = ok ? nullptr : error();

@@ -5,6 +5,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <source_location>
 #include <type_traits>
 #include <utility>
 
@@ -33,6 +34,10 @@ struct TaskExtras : RecycledNode {
   std::uint64_t task_id = 0;         // its id for observers, if any was attached at submit
   std::uint64_t deadline_ns = 0;     // steady_ns() past which it must not start; 0: none
   std::function<void()> on_expired;  // runs instead of the task once its deadline passed
+  // Higher runs first. Kept here, not in the node, so that the node has room for its
+  // call site and still fits 64 bytes: a task with a priority takes the queue's lock
+  // anyway, and an extras block beside it costs less than that.
+  std::int32_t priority = 0;
 };
 
 /// A queued unit of work as a worker sees it. The split into claim / invoke / finish
@@ -72,20 +77,24 @@ class Task : public RecycledNode {
   /// The task as the recorder knows it (`owner`: the executor's series, used when the
   /// task has no name of its own).
   TaskRef ref(ExecutorMetrics* owner) const noexcept {
-    if (!extras) return {owner, submit_ns, 0};
-    return {extras->named != nullptr ? extras->named : owner, submit_ns, extras->task_id};
+    if (!extras) return {owner, submit_ns, 0, where};
+    return {extras->named != nullptr ? extras->named : owner, submit_ns, extras->task_id, where};
   }
+  /// Higher runs first; FIFO within one priority (0 unless set at submit).
+  std::int32_t priority() const noexcept { return extras ? extras->priority : 0; }
   /// The extras, created on first use.
   TaskExtras& extras_for_update() {
     if (!extras) extras = std::make_unique<TaskExtras>();
     return *extras;
   }
 
-  Task* next = nullptr;           // intrusive queue link
-  Task* segment_last = nullptr;   // TaskQueue's batch cut, valid only where it says so
-  std::uint64_t submit_ns = 0;    // when submit accepted it
-  std::unique_ptr<TaskExtras> extras;  // null for a task without a name or deadline
-  std::int32_t priority = 0;           // higher runs first; FIFO within one priority
+  Task* next = nullptr;                // intrusive queue link
+  Task* segment_last = nullptr;        // TaskQueue's batch cut, valid only where it says so
+  std::uint64_t submit_ns = 0;         // when submit accepted it
+  std::unique_ptr<TaskExtras> extras;  // null for a task without a name, priority or deadline
+  // Where it was submitted (empty when the pool does not capture it): one pointer on
+  // GCC and Clang, so a post node with a 16-byte capture still fits 64 bytes.
+  std::source_location where{};
 
  protected:
   ~Task() = default;

@@ -116,7 +116,7 @@ class TaskQueue {
   PushResult push(Task* task, OnAccept&& on_accept, bool block,
                   std::chrono::steady_clock::time_point deadline = no_deadline()) {
     // Unbounded and default priority (the usual case): no lock (see inbox_).
-    if (capacity_ == 0 && task->priority == 0) {
+    if (capacity_ == 0 && task->priority() == 0) {
       if (auto r = push_inbox(task, on_accept)) return *r;
     }
     bool wake = false;
@@ -139,7 +139,7 @@ class TaskQueue {
         }
       }
       // Before the submit is counted: a new priority level may fail to allocate.
-      Level& level = level_of(task->priority);
+      Level& level = level_of(task->priority());
       on_accept();
       append_locked(task, level);
       hint_.store(size_, std::memory_order_relaxed);
@@ -361,6 +361,27 @@ class TaskQueue {
   }
   std::size_t capacity() const noexcept { return capacity_; }
 
+  /// The submit time (Task::submit_ns) of the task that has waited longest, reserved
+  /// ones included; 0 when nothing timed waits. For the scrape, never the hot path: it
+  /// takes the lock and moves the inbox into the lists like size(). Within a priority
+  /// the head is the oldest; reserved tasks were taken from heads, so they are older.
+  std::uint64_t oldest_submit_ns() {
+    std::lock_guard lock(mutex_);
+    drain_inbox_locked();
+    std::uint64_t oldest = 0;
+    auto consider = [&](const Task* t) {
+      if (t != nullptr && t->submit_ns != 0 && (oldest == 0 || t->submit_ns < oldest)) {
+        oldest = t->submit_ns;
+      }
+    };
+    for (const auto& level : levels_) consider(level.head);
+    for (Reserve* r = reserves_; r != nullptr; r = r->next_) {
+      std::lock_guard reserve_lock(r->mutex_);
+      consider(r->head_);
+    }
+    return oldest;
+  }
+
  private:
   // One priority's FIFO. Its tasks are numbered in push order and cut into segments
   // of kMaxBatch: the first task of a segment points to the segment's last one once
@@ -576,8 +597,8 @@ class TaskQueue {
   std::size_t active_ = 0;  // popped by a worker and not yet reported finished
   // Workers asleep on cv_. Written under the lock; read without it by push_inbox().
   std::atomic<std::size_t> sleepers_{0};
-  std::size_t spinning_ = 0;  // workers between their spin and its re-check
-  std::size_t pending_wakes_ = 0;  // notify_one sent to sleepers, not yet consumed
+  std::size_t spinning_ = 0;          // workers between their spin and its re-check
+  std::size_t pending_wakes_ = 0;     // notify_one sent to sleepers, not yet consumed
   std::atomic<std::size_t> hint_{0};  // size_, readable without the lock (spinning)
   std::size_t full_waiters_ = 0;
   std::size_t idle_waiters_ = 0;

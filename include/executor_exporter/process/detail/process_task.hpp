@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <source_location>
 #include <span>
 #include <string>
 #include <string_view>
@@ -103,6 +104,7 @@ struct ProcessTask : RecycledNode {   // recycled for the same reason as its fut
 
   std::uint64_t id = 0;
   std::uint64_t submit_ns = 0;
+  std::source_location where{};  // the submit's call site (empty for a task without one)
   std::string frame;
   Completer complete = nullptr;
   FutureStateBase* single = nullptr;    // one reference held
