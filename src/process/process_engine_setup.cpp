@@ -140,7 +140,11 @@ void ProcessEngine::Impl::wake() {
 }
 
 TaskRef ProcessEngine::Impl::ref_of(const ProcessTask& task) {
-  return {task.series != nullptr ? task.series : &metrics, task.submit_ns, task.observer_id};
+  TaskRef ref{task.series != nullptr ? task.series : &metrics, task.submit_ns, task.observer_id};
+  // A future's cancel does not carry the submit time: the task's wait counts in the
+  // queued seconds when its result arrives (Recorder::ran).
+  ref.queue_tracked = false;
+  return ref;
 }
 
 void ProcessEngine::Impl::enqueue(ProcessTask* task) {

@@ -80,6 +80,8 @@ enum class Metric : std::size_t {
   events_delivered,
   events_dropped,
   event_sink_errors,
+  tasks_queued_seconds,
+  tasks_running_seconds,
   count_,
 };
 
@@ -168,6 +170,14 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
     {"executor_event_sink_errors_total", MetricKind::counter,
      "Exceptions thrown by an event sink, handed to the stream's error handler.", "sink",
      MetricSource::sink},
+    {"executor_tasks_queued_seconds_total", MetricKind::counter,
+     "Integral of the queue depth over time (timed tasks, scaled as the busy seconds); rate() is "
+     "the exact mean number queued.",
+     "task", MetricSource::task},
+    {"executor_tasks_running_seconds_total", MetricKind::counter,
+     "Integral of the running count over time, running tasks up to the scrape; rate() is the "
+     "exact mean number running.",
+     "task", MetricSource::task},
 }};
 
 /// The version of the library, as in its CMake project (and the build_info metric).

@@ -191,6 +191,7 @@ class ExecutorMetrics {
   /// Ended tasks in slots read through `value_of`.
   template <class ValueOf>
   std::uint64_t ended_count(ValueOf&& value_of) const;
+  void fold_averages(std::uint64_t running_series_ns, const Running& outside);
   /// Folds the shards (read by read_shards; `retired`, each shard's retired flag, and
   /// `now` taken before): the task lifecycle. Drops the retired shards.
   void fold_tasks(ShardSnapshots& snapshot, const std::vector<bool>& retired, std::uint64_t now);
@@ -231,6 +232,9 @@ class ExecutorMetrics {
   std::vector<std::shared_ptr<MetricShard>> shards_;
   std::vector<std::uint64_t> totals_;   // everything folded so far, per slot
   std::uint64_t busy_exported_ns_ = 0;  // what the busy counter was raised to
+  // What the queued and running seconds were raised to (they only ever rise).
+  std::uint64_t queued_exported_ns_ = 0;
+  std::uint64_t running_exported_ns_ = 0;
   std::vector<std::pair<std::uint64_t, std::function<Running()>>> running_probes_;
   std::uint64_t next_probe_ = 1;
   // Sampled gauges by (catalog position, worker label); guarded by the page lock.

@@ -23,9 +23,20 @@ struct SlotLayout {
   // Stage "dequeued without running".
   static constexpr std::size_t cancelled = 4;
   static constexpr std::size_t expired = 5;
+  // Timed tasks that left the queue without running, for the queued seconds: written
+  // begin marker first and end marker last, read end marker first, so a read whose two
+  // markers agree holds whole tasks only (see MetricShard::task_dropped_timed).
+  static constexpr std::size_t dropped_end = 6;
+  static constexpr std::size_t dropped_wait_ns = 7;
+  static constexpr std::size_t dropped_submit_sum = 8;
+  static constexpr std::size_t dropped_begin = 9;
   // Stage "submitted": read last.
-  static constexpr std::size_t submitted = 6;
-  static constexpr std::size_t rejected = 7;  // + RejectReason
+  static constexpr std::size_t submitted = 10;
+  // Timed submits, for the queued seconds, with the same two markers.
+  static constexpr std::size_t timed_end = 11;
+  static constexpr std::size_t submit_sum = 12;
+  static constexpr std::size_t timed_begin = 13;
+  static constexpr std::size_t rejected = 14;  // + RejectReason
   static constexpr std::size_t fixed_count = rejected + reject_reason_count;
 
   std::size_t run_buckets = 0;   // finite bounds of the run histogram
@@ -34,7 +45,11 @@ struct SlotLayout {
   // Each histogram is (bounds + 1) bucket counts followed by a nanosecond sum.
   std::size_t run_hist(bool ok) const { return fixed_count + (ok ? 0 : run_buckets + 2); }
   std::size_t wait_hist() const { return fixed_count + 2 * (run_buckets + 2); }
-  std::size_t size() const { return wait_hist() + wait_buckets + 2; }
+  // Stage "started", after the wait histogram (whose bucket counts are its end marker):
+  // the submit times of the timed tasks that started, then the begin marker.
+  std::size_t started_submit_sum() const { return wait_hist() + wait_buckets + 2; }
+  std::size_t started_begin() const { return started_submit_sum() + 1; }
+  std::size_t size() const { return started_begin() + 1; }
 };
 
 /// One thread's private counters for one executor id. Only the owning thread writes,
@@ -56,9 +71,9 @@ class MetricShard {
         wait_bounds_(wait_bounds_ns.data()),
         run_n_(run_bounds_ns.size()),
         wait_n_(wait_bounds_ns.size()),
-        slots_(new (std::align_val_t{64}) std::atomic<std::uint64_t>[padded(layout.size() + 1)]),
+        slots_(new (std::align_val_t{64}) std::atomic<std::uint64_t>[padded(layout.size() + 2)]),
         folded_(layout.size(), 0) {
-    for (std::size_t i = 0; i < padded(layout.size() + 1); ++i) {
+    for (std::size_t i = 0; i < padded(layout.size() + 2); ++i) {
       slots_[i].store(0, std::memory_order_relaxed);
     }
   }
@@ -67,14 +82,34 @@ class MetricShard {
   ~MetricShard() { ::operator delete[](slots_, std::align_val_t{64}); }
 
   void task_submitted(std::uint64_t n = 1) noexcept { bump(SlotLayout::submitted, n); }
+  /// `n` timed tasks submitted at `submit_ns` entered the queue (for the queued seconds:
+  /// their submit times are summed, so the fold derives the integral of the queue depth
+  /// as n·T − Σ submit over the tasks still queued). Unsigned sums wrap; the fold's
+  /// differences stay exact.
+  void task_submitted_timed(std::uint64_t n, std::uint64_t submit_ns) noexcept {
+    bump(SlotLayout::timed_begin, n);
+    bump(SlotLayout::submit_sum, n * submit_ns);
+    bump(SlotLayout::timed_end, n);
+  }
+  /// `n` timed tasks submitted at `submit_ns` left the queue at `now_ns` without running
+  /// (cancelled, expired, dropped).
+  void task_dropped_timed(std::uint64_t n, std::uint64_t submit_ns, std::uint64_t now_ns) noexcept {
+    bump(SlotLayout::dropped_begin, n);
+    bump(SlotLayout::dropped_submit_sum, n * submit_ns);
+    bump(SlotLayout::dropped_wait_ns, n * (now_ns > submit_ns ? now_ns - submit_ns : 0));
+    bump(SlotLayout::dropped_end, n);
+  }
   void task_rejected(RejectReason r) noexcept {
     bump(SlotLayout::rejected + static_cast<std::size_t>(r), 1);
   }
   void task_cancelled(std::uint64_t n = 1) noexcept { bump(SlotLayout::cancelled, n); }
   /// A queued task passed its deadline and left the queue without running.
   void task_expired() noexcept { bump(SlotLayout::expired, 1); }
-  /// A timed task started after waiting `wait_ns` in the queue.
-  void task_started(std::uint64_t wait_ns) noexcept {
+  /// A timed task submitted at `submit_ns` started after waiting `wait_ns` in the queue.
+  /// The begin marker first, the wait histogram (its bucket counts: the end marker) last.
+  void task_started(std::uint64_t wait_ns, std::uint64_t submit_ns) noexcept {
+    bump(layout_.started_begin(), 1);
+    bump(layout_.started_submit_sum(), submit_ns);
     observe(layout_.wait_hist(), wait_bounds_, wait_n_, wait_ns);
     bump(SlotLayout::started, 1);
   }
@@ -103,6 +138,16 @@ class MetricShard {
   /// Collector side: set_running_since's value. Read it after the busy slot.
   std::uint64_t running_since() const noexcept {
     return slots_[layout_.size()].load(std::memory_order_acquire);
+  }
+  /// Owner thread: like set_running_since, for the running seconds of the series this
+  /// shard counts in (the task's name's, or the executor's), while set_running_since
+  /// marks the executor's busy time whatever the task's name. Cleared before the run
+  /// histogram is written, for the same reason.
+  void set_series_running_since(std::uint64_t start_ns) noexcept {
+    slots_[layout_.size() + 1].store(start_ns, std::memory_order_relaxed);
+  }
+  std::uint64_t series_running_since() const noexcept {
+    return slots_[layout_.size() + 1].load(std::memory_order_acquire);
   }
 
   /// Busy time of a task counted in another series (a named task: its own series holds

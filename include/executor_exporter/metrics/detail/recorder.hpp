@@ -37,6 +37,11 @@ struct TaskRef {
   /// Where it was submitted (the caller's std::source_location); empty (line 0) where
   /// the executor did not capture it.
   std::source_location where{};
+  /// Whether its time in the queue counts in the queued seconds from its submit on. False
+  /// where no leave of the task is sure to carry its submit time (manual recording, the
+  /// process pool's futures): its wait is then added when it starts, as if it had
+  /// entered and left the queue at that moment, so nothing is left counted as queued.
+  bool queue_tracked = true;
 };
 
 /// A process-unique task id for observers, from a per-thread block: no shared write.
@@ -152,7 +157,9 @@ class Recorder {
   }
   /// The queue accepted `t` (n tasks of one batch: a map chunk counts once).
   static void submitted(const TaskRef& t, std::uint64_t n = 1) noexcept {
-    t.series->local_shard().task_submitted(n);
+    MetricShard& shard = t.series->local_shard();
+    if (t.submit_ns != 0 && t.queue_tracked) shard.task_submitted_timed(n, t.submit_ns);
+    shard.task_submitted(n);
     notify(t, 0, 0, n, [](TaskObserver& o, const TaskInfo& i) { o.on_submitted(i); });
   }
   /// The submit of `t` was refused.
@@ -165,12 +172,16 @@ class Recorder {
 
   /// `n` queued tasks were cancelled, or dropped by a broken pool.
   static void cancelled(const TaskRef& t, std::uint64_t n = 1) noexcept {
-    t.series->local_shard().task_cancelled(n);
+    MetricShard& shard = t.series->local_shard();
+    if (t.submit_ns != 0 && t.queue_tracked) shard.task_dropped_timed(n, t.submit_ns, now_ns());
+    shard.task_cancelled(n);
     notify(t, 0, 0, n, [](TaskObserver& o, const TaskInfo& i) { o.on_cancelled(i); });
   }
   /// A queued task passed its deadline and is failed without running.
   static void expired(const TaskRef& t) noexcept {
-    t.series->local_shard().task_expired();
+    MetricShard& shard = t.series->local_shard();
+    if (t.submit_ns != 0 && t.queue_tracked) shard.task_dropped_timed(1, t.submit_ns, now_ns());
+    shard.task_expired();
     notify(t, 0, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_expired(i); });
   }
 
@@ -193,8 +204,11 @@ class Recorder {
       shard.task_started_untimed();
     } else {
       start = now_ns();
-      shard.task_started(start > t.submit_ns ? start - t.submit_ns : 0);
-      if (mark == Mark::thread) t.series->root().local_shard().set_running_since(start);
+      start_timed(shard, t, start);
+      if (mark == Mark::thread) {
+        shard.set_series_running_since(start);
+        t.series->root().local_shard().set_running_since(start);
+      }
     }
     notify(t, start, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
     return start;
@@ -210,7 +224,11 @@ class Recorder {
     } else {
       end = now_ns();
       MetricShard& own = t.series->root().local_shard();
-      if (mark == Mark::thread) own.set_running_since(0);  // before the busy time (see there)
+      if (mark == Mark::thread) {
+        // Before the busy time and the run histogram (see set_running_since).
+        t.series->local_shard().set_series_running_since(0);
+        own.set_running_since(0);
+      }
       end_timed(t, own, end - std::min(end, start_ns), ok);
     }
     notify(t, start_ns, end, 1,
@@ -221,7 +239,7 @@ class Recorder {
   /// were measured there and are counted together now.
   static void ran(const TaskRef& t, std::uint64_t start_ns, std::uint64_t end_ns, bool ok,
                   const std::exception_ptr& error) noexcept {
-    t.series->local_shard().task_started(start_ns > t.submit_ns ? start_ns - t.submit_ns : 0);
+    start_timed(t.series->local_shard(), t, start_ns);
     end_timed(t, t.series->root().local_shard(), end_ns > start_ns ? end_ns - start_ns : 0, ok);
     if (t.series->observers() != nullptr) [[unlikely]] {
       notify(t, start_ns, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
@@ -250,7 +268,8 @@ class Recorder {
         // Back to back, the last task's end is this one's start, but never earlier than
         // its submit: a worker that spun until it arrived was idle in between.
         start = waited || last_end_ == 0 ? now_ns() : std::max(last_end_, t.submit_ns);
-        series.task_started(start > t.submit_ns ? start - t.submit_ns : 0);
+        start_timed(series, t, start);
+        series.set_series_running_since(start);
         shard_->set_running_since(start);
       }
       notify(t, start, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
@@ -266,7 +285,9 @@ class Recorder {
       } else {
         end = now_ns();
         last_end_ = end;
-        shard_->set_running_since(0);  // before the busy time is added (see there)
+        // Before the busy time and the run histogram are added (see set_running_since).
+        (t.series == owner_ ? *shard_ : t.series->local_shard()).set_series_running_since(0);
+        shard_->set_running_since(0);
         end_timed(t, *shard_, end - std::min(end, start), ok);
       }
       if (t.series->observers() != nullptr) [[unlikely]] {
@@ -284,6 +305,19 @@ class Recorder {
   };
 
  private:
+  // A timed task leaves the queue at `start_ns`: its wait, and its submit time for the
+  // queued seconds. One the queue did not track enters and leaves the queued seconds'
+  // sums together here (submit stage first, as the fold reads it last).
+  static void start_timed(MetricShard& series, const TaskRef& t, std::uint64_t start_ns) noexcept {
+    const std::uint64_t wait = start_ns > t.submit_ns ? start_ns - t.submit_ns : 0;
+    if (t.queue_tracked) [[likely]] {
+      series.task_started(wait, t.submit_ns);
+    } else {
+      series.task_submitted_timed(1, start_ns);
+      series.task_started(wait, start_ns);
+    }
+  }
+
   // A timed task's end: its outcome and run time in its series, and its busy time in the
   // executor's shard `own` (a named task's series has no busy seconds of its own).
   static void end_timed(const TaskRef& t, MetricShard& own, std::uint64_t run_ns,
