@@ -1,6 +1,7 @@
 #include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
 #include <executor_exporter/metrics/detail/label_value.hpp>
+#include <executor_exporter/metrics/detail/recorder.hpp>
 #include <executor_exporter/metrics/detail/registry_state.hpp>
 
 #include <prometheus/counter.h>
@@ -10,6 +11,9 @@
 #include <prometheus/summary.h>
 
 #include <executor_exporter/metrics/trace_options.hpp>
+
+#include <pthread.h>
+#include <time.h>
 
 #include <algorithm>
 #include <cmath>
@@ -321,7 +325,7 @@ MetricShard& ExecutorMetrics::register_shard() {
     return e.shard->orphaned.load(std::memory_order_acquire);
   });
   auto shard = std::make_shared<MetricShard>(layout_, run_bounds_ns_, wait_bounds_ns_,
-                                             options_.timing_sample_rate);
+                                             options_.timing_sample_rate, options_.task_cpu_time);
   shard->thread = &cache;
   {
     std::lock_guard lock(mutex_);
@@ -342,6 +346,23 @@ std::uint64_t ExecutorMetrics::add_fold_hook(std::function<void()> hook) {
 void ExecutorMetrics::remove_fold_hook(std::uint64_t handle) {
   std::lock_guard lock(hooks_mutex_);
   std::erase_if(hooks_, [&](const auto& h) { return h.first == handle; });
+}
+
+void ExecutorMetrics::add_cpu_thread(const void* key) {
+  clockid_t clock{};
+  if (::pthread_getcpuclockid(::pthread_self(), &clock) != 0) return;
+  std::lock_guard lock(mutex_);
+  cpu_threads_.emplace_back(key, clock);
+}
+
+void ExecutorMetrics::remove_cpu_thread(const void* key) noexcept {
+  const std::uint64_t own = thread_cpu_ns();  // this thread is the one registered
+  std::lock_guard lock(mutex_);
+  const auto it = std::find_if(cpu_threads_.begin(), cpu_threads_.end(),
+                               [&](const auto& t) { return t.first == key; });
+  if (it == cpu_threads_.end()) return;
+  cpu_threads_.erase(it);
+  cpu_retired_ns_ += own;
 }
 
 std::uint64_t ExecutorMetrics::add_running_probe(std::function<Running()> probe) {
@@ -655,6 +676,26 @@ void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<boo
     }
   }
   fold_averages(running_series_ns, outside);
+  if (executor_level) {
+    // The worker threads' clocks now (a thread still registered is alive: it removes
+    // itself under mutex_, which this fold holds), those gone, and what the proxy's
+    // tasks measured. Only ever raised, as the busy seconds.
+    std::uint64_t cpu = cpu_retired_ns_ + totals_[SlotLayout::foreign_cpu_ns];
+    for (const auto& [key, clock] : cpu_threads_) {
+      timespec ts{};
+      if (::clock_gettime(clock, &ts) == 0) {
+        cpu += static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000U +
+               static_cast<std::uint64_t>(ts.tv_nsec);
+      }
+    }
+    if (cpu > cpu_exported_ns_) {
+      series_[static_cast<std::size_t>(Metric::worker_cpu)].counters[0]->Increment(
+          static_cast<double>(cpu - cpu_exported_ns_) / 1e9);
+      cpu_exported_ns_ = cpu;
+    }
+  }
+  observe_delta(series_[static_cast<std::size_t>(Metric::task_cpu)].histograms[0], delta,
+                layout_.cpu_hist(), layout_.run_buckets);
   const auto& run = series_[static_cast<std::size_t>(Metric::task_run)].histograms;
   observe_delta(run[0], delta, layout_.run_hist(true), layout_.run_buckets);
   observe_delta(run[1], delta, layout_.run_hist(false), layout_.run_buckets);

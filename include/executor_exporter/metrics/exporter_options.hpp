@@ -29,6 +29,13 @@ struct ExporterOptions {
   /// std::invalid_argument, as for buckets), and 0 is refused likewise. The process pool
   /// times every task whatever the rate.
   std::uint32_t timing_sample_rate = 1;
+  /// Read the thread CPU clock at the start and end of each timed task, for
+  /// executor_task_cpu_seconds (and, for the proxy, executor_worker_cpu_seconds_total).
+  /// Off by default: on Linux that clock is a system call, not a vDSO read, and two of
+  /// them cost several times what the rest of a task's accounting does (see the
+  /// "averages" block of the benchmarks). The thread pool's worker CPU seconds are read
+  /// at scrape and need no option. Exporters sharing an id should agree on it.
+  bool task_cpu_time = false;
 };
 
 }  // namespace executor_exporter

@@ -82,6 +82,8 @@ enum class Metric : std::size_t {
   event_sink_errors,
   tasks_queued_seconds,
   tasks_running_seconds,
+  task_cpu,
+  worker_cpu,
   count_,
 };
 
@@ -178,6 +180,14 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
      "Integral of the running count over time, running tasks up to the scrape; rate() is the "
      "exact mean number running.",
      "task", MetricSource::task},
+    {"executor_task_cpu_seconds", MetricKind::histogram,
+     "Thread CPU time of each timed task, read at its start and end; only with the "
+     "task_cpu_time option.",
+     "task", MetricSource::task},
+    {"executor_worker_cpu_seconds_total", MetricKind::counter,
+     "CPU time of the worker threads (thread pool: read at scrape; proxy: its tasks', with "
+     "task_cpu_time); against busy seconds it shows tasks blocking.",
+     "", MetricSource::task},
 }};
 
 /// The version of the library, as in its CMake project (and the build_info metric).

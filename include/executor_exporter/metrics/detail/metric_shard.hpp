@@ -18,25 +18,28 @@ struct SlotLayout {
   static constexpr std::size_t completed = 0;
   static constexpr std::size_t failed = 1;
   static constexpr std::size_t busy_ns = 2;
+  // CPU time of tasks run where no worker thread's clock is read at scrape (the proxy's
+  // tickets), with ExporterOptions::task_cpu_time; in the executor's shards.
+  static constexpr std::size_t foreign_cpu_ns = 3;
   // Stage "started".
-  static constexpr std::size_t started = 3;
+  static constexpr std::size_t started = 4;
   // Stage "dequeued without running".
-  static constexpr std::size_t cancelled = 4;
-  static constexpr std::size_t expired = 5;
+  static constexpr std::size_t cancelled = 5;
+  static constexpr std::size_t expired = 6;
   // Timed tasks that left the queue without running, for the queued seconds: written
   // begin marker first and end marker last, read end marker first, so a read whose two
   // markers agree holds whole tasks only (see MetricShard::task_dropped_timed).
-  static constexpr std::size_t dropped_end = 6;
-  static constexpr std::size_t dropped_wait_ns = 7;
-  static constexpr std::size_t dropped_submit_sum = 8;
-  static constexpr std::size_t dropped_begin = 9;
+  static constexpr std::size_t dropped_end = 7;
+  static constexpr std::size_t dropped_wait_ns = 8;
+  static constexpr std::size_t dropped_submit_sum = 9;
+  static constexpr std::size_t dropped_begin = 10;
   // Stage "submitted": read last.
-  static constexpr std::size_t submitted = 10;
+  static constexpr std::size_t submitted = 11;
   // Timed submits, for the queued seconds, with the same two markers.
-  static constexpr std::size_t timed_end = 11;
-  static constexpr std::size_t submit_sum = 12;
-  static constexpr std::size_t timed_begin = 13;
-  static constexpr std::size_t rejected = 14;  // + RejectReason
+  static constexpr std::size_t timed_end = 12;
+  static constexpr std::size_t submit_sum = 13;
+  static constexpr std::size_t timed_begin = 14;
+  static constexpr std::size_t rejected = 15;  // + RejectReason
   static constexpr std::size_t fixed_count = rejected + reject_reason_count;
 
   std::size_t run_buckets = 0;   // finite bounds of the run histogram
@@ -44,7 +47,9 @@ struct SlotLayout {
 
   // Each histogram is (bounds + 1) bucket counts followed by a nanosecond sum.
   std::size_t run_hist(bool ok) const { return fixed_count + (ok ? 0 : run_buckets + 2); }
-  std::size_t wait_hist() const { return fixed_count + 2 * (run_buckets + 2); }
+  // The task CPU histogram (run_buckets' bounds), in the "ended" stage with the run ones.
+  std::size_t cpu_hist() const { return fixed_count + 2 * (run_buckets + 2); }
+  std::size_t wait_hist() const { return cpu_hist() + run_buckets + 2; }
   // Stage "started", after the wait histogram (whose bucket counts are its end marker):
   // the submit times of the timed tasks that started, then the begin marker.
   std::size_t started_submit_sum() const { return wait_hist() + wait_buckets + 2; }
@@ -63,9 +68,11 @@ class MetricShard {
   /// `sample_rate` N > 1: sample() picks about 1 task in N for timing (see
   /// ExporterOptions::timing_sample_rate).
   MetricShard(const SlotLayout& layout, const std::vector<std::uint64_t>& run_bounds_ns,
-              const std::vector<std::uint64_t>& wait_bounds_ns, std::uint32_t sample_rate = 1)
+              const std::vector<std::uint64_t>& wait_bounds_ns, std::uint32_t sample_rate = 1,
+              bool cpu_time = false)
       : layout_(layout),
         sample_rate_(sample_rate == 0 ? 1 : sample_rate),
+        cpu_time_(cpu_time),
         rng_(reinterpret_cast<std::uintptr_t>(this) | 1),
         run_bounds_(run_bounds_ns.data()),
         wait_bounds_(wait_bounds_ns.data()),
@@ -120,6 +127,15 @@ class MetricShard {
     bump(SlotLayout::busy_ns, run_ns * weight);
     bump(ok ? SlotLayout::completed : SlotLayout::failed, 1);
   }
+  /// Whether tasks' CPU time is measured (ExporterOptions::task_cpu_time).
+  bool cpu_time() const noexcept { return cpu_time_; }
+  /// A timed task used `cpu_ns` of its thread's CPU clock.
+  void task_cpu(std::uint64_t cpu_ns) noexcept {
+    observe(layout_.cpu_hist(), run_bounds_, run_n_, cpu_ns);
+  }
+  /// CPU time of a task that ran on a thread whose clock no scrape reads (the proxy).
+  void add_foreign_cpu(std::uint64_t cpu_ns) noexcept { bump(SlotLayout::foreign_cpu_ns, cpu_ns); }
+
   /// An untimed task (not picked by sample()) started or ended: counted, not timed.
   void task_started_untimed() noexcept { bump(SlotLayout::started, 1); }
   void task_finished_untimed(bool ok) noexcept {
@@ -205,6 +221,7 @@ class MetricShard {
 
   SlotLayout layout_;
   std::uint32_t sample_rate_;
+  bool cpu_time_;
   std::uint64_t rng_;           // owner thread only
   std::int64_t countdown_ = 1;  // tasks until the next timed one; owner thread only
   const std::uint64_t* run_bounds_;

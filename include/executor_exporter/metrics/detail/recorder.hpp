@@ -11,6 +11,8 @@
 #include <string_view>
 #include <utility>
 
+#include <time.h>
+
 #include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
 #include <executor_exporter/metrics/exporter_options.hpp>
@@ -43,6 +45,20 @@ struct TaskRef {
   /// entered and left the queue at that moment, so nothing is left counted as queued.
   bool queue_tracked = true;
 };
+
+/// The calling thread's CPU clock in nanoseconds. On Linux a system call, not a vDSO
+/// read: called only with ExporterOptions::task_cpu_time.
+inline std::uint64_t thread_cpu_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000U +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+/// The CPU clock reading at the start of the task the proxy runs on this thread (see
+/// Recorder::started); a task run inline inside another overwrites it, so the outer
+/// one's CPU time then counts from the inner one's start.
+inline thread_local std::uint64_t proxy_cpu_start_ns = 0;
 
 /// A process-unique task id for observers, from a per-thread block: no shared write.
 inline std::uint64_t next_task_id() noexcept {
@@ -208,6 +224,8 @@ class Recorder {
       if (mark == Mark::thread) {
         shard.set_series_running_since(start);
         t.series->root().local_shard().set_running_since(start);
+        if (shard.cpu_time()) [[unlikely]]
+          proxy_cpu_start_ns = thread_cpu_ns();
       }
     }
     notify(t, start, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
@@ -225,8 +243,15 @@ class Recorder {
       end = now_ns();
       MetricShard& own = t.series->root().local_shard();
       if (mark == Mark::thread) {
+        MetricShard& series = t.series->local_shard();
+        if (series.cpu_time()) [[unlikely]] {
+          const std::uint64_t cpu_now = thread_cpu_ns();
+          const std::uint64_t cpu = cpu_now - std::min(cpu_now, proxy_cpu_start_ns);
+          series.task_cpu(cpu);
+          own.add_foreign_cpu(cpu);
+        }
         // Before the busy time and the run histogram (see set_running_since).
-        t.series->local_shard().set_series_running_since(0);
+        series.set_series_running_since(0);
         own.set_running_since(0);
       }
       end_timed(t, own, end - std::min(end, start_ns), ok);
@@ -254,7 +279,12 @@ class Recorder {
   class Worker {
    public:
     explicit Worker(ExecutorMetrics& executor)
-        : owner_(&executor), shard_(&executor.local_shard()) {}
+        : owner_(&executor), shard_(&executor.local_shard()) {
+      owner_->add_cpu_thread(this);  // executor_worker_cpu_seconds_total reads its clock
+    }
+    ~Worker() { owner_->remove_cpu_thread(this); }
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
 
     /// `t` starts now; `waited`: the worker slept since its last task. Returns the start
     /// time, 0 for an untimed task.
@@ -271,6 +301,8 @@ class Recorder {
         start_timed(series, t, start);
         series.set_series_running_since(start);
         shard_->set_running_since(start);
+        if (shard_->cpu_time()) [[unlikely]]
+          cpu_start_ = thread_cpu_ns();
       }
       notify(t, start, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
       return start;
@@ -285,8 +317,11 @@ class Recorder {
       } else {
         end = now_ns();
         last_end_ = end;
+        MetricShard& series = t.series == owner_ ? *shard_ : t.series->local_shard();
+        if (shard_->cpu_time()) [[unlikely]]
+          series.task_cpu(thread_cpu_ns() - cpu_start_);
         // Before the busy time and the run histogram are added (see set_running_since).
-        (t.series == owner_ ? *shard_ : t.series->local_shard()).set_series_running_since(0);
+        series.set_series_running_since(0);
         shard_->set_running_since(0);
         end_timed(t, *shard_, end - std::min(end, start), ok);
       }
@@ -302,6 +337,7 @@ class Recorder {
     ExecutorMetrics* owner_;
     MetricShard* shard_;
     std::uint64_t last_end_ = 0;
+    std::uint64_t cpu_start_ = 0;
   };
 
  private:
