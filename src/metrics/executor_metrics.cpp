@@ -13,7 +13,7 @@
 #include <executor_exporter/metrics/trace_options.hpp>
 
 #include <pthread.h>
-#include <time.h>
+#include <ctime>
 
 #include <algorithm>
 #include <cmath>

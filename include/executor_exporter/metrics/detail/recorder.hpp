@@ -11,7 +11,7 @@
 #include <string_view>
 #include <utility>
 
-#include <time.h>
+#include <ctime>
 
 #include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
