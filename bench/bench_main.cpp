@@ -189,7 +189,7 @@ void metric_ours(benchmark::State& st) {
   for (auto _ : st) {
     const std::uint64_t wait = lcg(x);
     auto& shard = metrics.local_shard();  // what submit() does per task
-    shard.task_submitted_timed(1, x);  // the queued seconds' sums, as Recorder::submitted
+    shard.task_submitted_timed(1, x);     // the queued seconds' sums, as Recorder::submitted
     shard.task_submitted();
     shard.task_started(wait, x);
     shard.task_finished(wait >> 3, true);
@@ -907,7 +907,7 @@ void build_main_suite(Suite& s, bool py) {
         {"averages_cpu", "averages_ours", NAN, "task_cpu_time on vs off"}},
        {},
        "The queued and running seconds add three plain stores to the submitting thread's shard "
-       "at submit, two at start and two at end (no shared line, no lock); task_cpu_time adds two "
+       "at submit, three at start and one at end (no shared line, no lock); task_cpu_time adds two "
        "clock_gettime(CLOCK_THREAD_CPUTIME_ID) system calls per task, hence an option, off by "
        "default."});
   names.clear();
