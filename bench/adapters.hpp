@@ -32,11 +32,13 @@ namespace bench {
 
 /// ThreadPoolExecutor as shipped: wait and run histograms always on (SampleRate 1), or
 /// with ExporterOptions::timing_sample_rate = SampleRate; with Observed, a TaskObserver
-/// whose hooks do nothing is attached, so the row shows what the observer calls cost.
-template <unsigned SampleRate, bool Observed = false>
+/// whose hooks do nothing is attached, so the row shows what the observer calls cost; with
+/// CpuTime, ExporterOptions::task_cpu_time (two thread CPU clock reads per task).
+template <unsigned SampleRate, bool Observed = false, bool CpuTime = false>
 struct OursAt {
   static constexpr const char* name =
-      Observed ? "ours_observed" : (SampleRate == 1 ? "ours" : "ours_sampled");
+      CpuTime ? "ours_cpu"
+              : (Observed ? "ours_observed" : (SampleRate == 1 ? "ours" : "ours_sampled"));
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   std::optional<executor_exporter::ThreadPoolExecutor> pool;
   explicit OursAt(std::size_t workers, std::size_t = 1) {
@@ -44,6 +46,7 @@ struct OursAt {
     o.id = "bench";
     o.registry = registry;
     o.exporter.timing_sample_rate = SampleRate;
+    o.exporter.task_cpu_time = CpuTime;
     if (Observed) o.observers.push_back(std::make_shared<executor_exporter::TaskObserver>());
     pool.emplace(workers, std::move(o));
   }
@@ -62,6 +65,7 @@ using Ours = OursAt<1>;
 inline constexpr unsigned kSampleRate = 64;
 using OursSampled = OursAt<kSampleRate>;
 using OursObserved = OursAt<1, true>;
+using OursCpu = OursAt<1, false, true>;
 
 /// ThreadPoolExecutor with the stuck-task parts set: whether submit keeps its call site
 /// (ThreadPoolOptions::capture_call_site) and the flight recorder's ring per worker

@@ -1,6 +1,7 @@
 #include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
 #include <executor_exporter/metrics/detail/label_value.hpp>
+#include <executor_exporter/metrics/detail/recorder.hpp>
 #include <executor_exporter/metrics/detail/registry_state.hpp>
 
 #include <prometheus/counter.h>
@@ -10,6 +11,9 @@
 #include <prometheus/summary.h>
 
 #include <executor_exporter/metrics/trace_options.hpp>
+
+#include <pthread.h>
+#include <ctime>
 
 #include <algorithm>
 #include <cmath>
@@ -359,7 +363,8 @@ MetricShard& ExecutorMetrics::register_shard() {
   // Only the executor level keeps the thread's running task and its flight recorder.
   auto shard = std::make_shared<MetricShard>(layout_, run_bounds_ns_, wait_bounds_ns_,
                                              options_.timing_sample_rate,
-                                             root_ == this ? options_.flight_recorder_slices : 0);
+                                             root_ == this ? options_.flight_recorder_slices : 0,
+                                             options_.task_cpu_time);
   shard->thread = &cache;
   {
     std::lock_guard lock(mutex_);
@@ -380,6 +385,23 @@ std::uint64_t ExecutorMetrics::add_fold_hook(std::function<void()> hook) {
 void ExecutorMetrics::remove_fold_hook(std::uint64_t handle) {
   std::lock_guard lock(hooks_mutex_);
   std::erase_if(hooks_, [&](const auto& h) { return h.first == handle; });
+}
+
+void ExecutorMetrics::add_cpu_thread(const void* key) {
+  clockid_t clock{};
+  if (::pthread_getcpuclockid(::pthread_self(), &clock) != 0) return;
+  std::lock_guard lock(mutex_);
+  cpu_threads_.emplace_back(key, clock);
+}
+
+void ExecutorMetrics::remove_cpu_thread(const void* key) noexcept {
+  const std::uint64_t own = thread_cpu_ns();  // this thread is the one registered
+  std::lock_guard lock(mutex_);
+  const auto it = std::find_if(cpu_threads_.begin(), cpu_threads_.end(),
+                               [&](const auto& t) { return t.first == key; });
+  if (it == cpu_threads_.end()) return;
+  cpu_threads_.erase(it);
+  cpu_retired_ns_ += own;
 }
 
 std::uint64_t ExecutorMetrics::add_running_probe(std::function<Running()> probe) {
@@ -631,6 +653,13 @@ std::vector<ExecutorMetrics::ShardSnapshots> ExecutorMetrics::read_shards(
         const auto& snap = out[o][s];
         still = still && m.ended_count([&](std::size_t i) { return snap[i]; }) ==
                              m.ended_count([&](std::size_t i) { return shard.read(i); });
+        // A task that started while its wait histogram was read: its submit time and its
+        // count must be seen together (MetricShard::task_started).
+        std::uint64_t timed_started = 0;
+        for (std::size_t i = 0; i <= m.layout_.wait_buckets; ++i) {
+          timed_started += snap[m.layout_.wait_hist() + i];
+        }
+        still = still && timed_started == snap[m.layout_.started_begin()];
       }
       if (still) break;
       if (attempt == 63) {
@@ -674,6 +703,43 @@ void ExecutorMetrics::fold_rare() {
   }
 }
 
+// Caller holds mutex_, after fold_tasks moved this fold's growth into totals_. The queued
+// seconds are the integral of the queue depth up to now: the waits of the timed tasks that
+// left the queue (the wait histogram's sum, and the dropped ones') plus, for those still
+// queued, n·T − Σ submit, all in wrapping unsigned arithmetic whose result is exact. T is
+// read after every slot, so no task seen is younger than it. The running seconds are the
+// run histograms' sums plus the running tasks' time so far. Both count timed tasks only,
+// scaled by the sample rate as the busy seconds are, and only ever rise: a value a fold
+// reads short (a task starting or ending between two of its reads) is caught up by the
+// next ones.
+void ExecutorMetrics::fold_averages(std::uint64_t running_series_ns, const Running& outside) {
+  const std::uint64_t t = now_ns();
+  std::uint64_t left = totals_[SlotLayout::dropped_end];
+  for (std::size_t i = 0; i <= layout_.wait_buckets; ++i) left += totals_[layout_.wait_hist() + i];
+  const std::uint64_t queued_n = totals_[SlotLayout::timed_end] - left;
+  const std::uint64_t queued_submit_sum = totals_[SlotLayout::submit_sum] -
+                                          totals_[layout_.started_submit_sum()] -
+                                          totals_[SlotLayout::dropped_submit_sum];
+  const std::uint64_t waited = totals_[layout_.wait_hist() + layout_.wait_buckets + 1] +
+                               totals_[SlotLayout::dropped_wait_ns];
+  const auto queued = static_cast<std::int64_t>(waited + queued_n * t - queued_submit_sum);
+  const std::uint64_t weight = options_.timing_sample_rate;
+  const std::uint64_t ran = totals_[layout_.run_hist(true) + layout_.run_buckets + 1] +
+                            totals_[layout_.run_hist(false) + layout_.run_buckets + 1];
+  // The process pool's probe: its running tasks, counted in the executor's series.
+  const std::uint64_t outside_ns = root_ == this ? outside.run_ns : 0;
+  auto raise = [&](Metric m, std::uint64_t total, std::uint64_t& exported) {
+    if (total <= exported) return;
+    series_[static_cast<std::size_t>(m)].counters[0]->Increment(
+        static_cast<double>(total - exported) / 1e9);
+    exported = total;
+  };
+  raise(Metric::tasks_queued_seconds, queued > 0 ? static_cast<std::uint64_t>(queued) * weight : 0,
+        queued_exported_ns_);
+  raise(Metric::tasks_running_seconds, ran * weight + running_series_ns + outside_ns,
+        running_exported_ns_);
+}
+
 // Caller holds mutex_; `snapshot` is this object's part of read_shards().
 void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<bool>& retired,
                                  std::uint64_t now) {
@@ -695,6 +761,7 @@ void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<boo
   const Series& busy = series_[static_cast<std::size_t>(Metric::worker_busy)];
   const bool executor_level = !busy.counters.empty();
   std::uint64_t running_ns = 0;
+  std::uint64_t running_series_ns = 0;  // this series' running tasks, for its running seconds
   const auto per_shard = lifecycle_ranges();
   for (std::size_t s = 0; s < shards_.size(); ++s) {
     auto& shard = shards_[s];
@@ -702,6 +769,8 @@ void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<boo
     // was read is never counted as running too.
     const std::uint64_t since = shard->running_since();
     if (executor_level && since != 0 && since < now) running_ns += now - since;
+    const std::uint64_t series_since = shard->series_running_since();
+    if (series_since != 0 && series_since < now) running_series_ns += now - series_since;
     auto& folded = shard->folded();
     for (auto [begin, end] : per_shard) {
       for (std::size_t i = begin; i < end; ++i) {
@@ -714,11 +783,27 @@ void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<boo
       {SlotLayout::cancelled, SlotLayout::submitted},
       {SlotLayout::submitted, SlotLayout::fixed_count},
   };
-  for (auto [begin, end] : across_shards) {
+  // Each stage of every shard before the earlier stage of any: a task dropped or started
+  // on one thread was submitted on another. Within a shard, the begin and end markers
+  // of the queued seconds must agree (a task dropped or submitted while its slots were
+  // read is read again); under constant churn the shard's stage keeps its last
+  // consistent read and moves on at the next fold.
+  const std::pair<std::size_t, std::size_t> markers[] = {
+      {SlotLayout::dropped_end, SlotLayout::dropped_begin},
+      {SlotLayout::timed_end, SlotLayout::timed_begin},
+  };
+  std::vector<std::uint64_t> read(n, 0);
+  for (std::size_t stage = 0; stage < 2; ++stage) {
+    const auto [begin, end] = across_shards[stage];
     for (auto& shard : shards_) {
       auto& folded = shard->folded();
+      bool whole = false;
+      for (int attempt = 0; attempt < 64 && !whole; ++attempt) {
+        for (std::size_t i = begin; i < end; ++i) read[i] = shard->read(i);
+        whole = read[markers[stage].first] == read[markers[stage].second];
+      }
       for (std::size_t i = begin; i < end; ++i) {
-        const std::uint64_t v = shard->read(i);
+        const std::uint64_t v = whole ? read[i] : folded[i];
         delta[i] += v - folded[i];
         folded[i] = v;
       }
@@ -760,6 +845,27 @@ void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<boo
       busy_exported_ns_ = total;
     }
   }
+  fold_averages(running_series_ns, outside);
+  if (executor_level) {
+    // The worker threads' clocks now (a thread still registered is alive: it removes
+    // itself under mutex_, which this fold holds), those gone, and what the proxy's
+    // tasks measured. Only ever raised, as the busy seconds.
+    std::uint64_t cpu = cpu_retired_ns_ + totals_[SlotLayout::foreign_cpu_ns];
+    for (const auto& [key, clock] : cpu_threads_) {
+      timespec ts{};
+      if (::clock_gettime(clock, &ts) == 0) {
+        cpu += static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000U +
+               static_cast<std::uint64_t>(ts.tv_nsec);
+      }
+    }
+    if (cpu > cpu_exported_ns_) {
+      series_[static_cast<std::size_t>(Metric::worker_cpu)].counters[0]->Increment(
+          static_cast<double>(cpu - cpu_exported_ns_) / 1e9);
+      cpu_exported_ns_ = cpu;
+    }
+  }
+  observe_delta(series_[static_cast<std::size_t>(Metric::task_cpu)].histograms[0], delta,
+                layout_.cpu_hist(), layout_.run_buckets);
   const auto& run = series_[static_cast<std::size_t>(Metric::task_run)].histograms;
   observe_delta(run[0], delta, layout_.run_hist(true), layout_.run_buckets);
   observe_delta(run[1], delta, layout_.run_hist(false), layout_.run_buckets);

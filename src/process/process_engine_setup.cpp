@@ -155,8 +155,12 @@ void ProcessEngine::Impl::wake() {
 }
 
 TaskRef ProcessEngine::Impl::ref_of(const ProcessTask& task) {
-  return {task.series != nullptr ? task.series : &metrics, task.submit_ns, task.observer_id,
-          task.where};
+  TaskRef ref{task.series != nullptr ? task.series : &metrics, task.submit_ns, task.observer_id,
+              task.where};
+  // A future's cancel does not carry the submit time: the task's wait counts in the
+  // queued seconds when its result arrives (Recorder::ran).
+  ref.queue_tracked = false;
+  return ref;
 }
 
 void ProcessEngine::Impl::enqueue(ProcessTask* task) {

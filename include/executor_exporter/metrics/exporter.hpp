@@ -38,6 +38,7 @@ class ExecutorExporter {
   /// result on to task_started, which then counts the task without timing it.
   std::uint64_t task_submitted() {
     detail::TaskRef t = recorder_.prepare();
+    t.queue_tracked = false;  // as ref() below
     // The manual calls pass only the submit time from one to the next, so none of a
     // task's events carries an id: its submit event must not carry one either.
     t.id = 0;
@@ -88,7 +89,9 @@ class ExecutorExporter {
 
  private:
   detail::TaskRef ref(std::uint64_t submit_ns) const noexcept {
-    return {&recorder_.metrics(), submit_ns, 0};
+    detail::TaskRef t{&recorder_.metrics(), submit_ns, 0};
+    t.queue_tracked = false;  // a manual cancel does not say when its task was submitted
+    return t;
   }
 
   detail::Recorder recorder_;

@@ -40,6 +40,13 @@ struct ExporterOptions {
   /// flight_recorder_trace() and /debug/executor/trace (metrics/flight_recorder.hpp).
   /// 0 turns it off. Fixed by the first exporter of an id.
   std::size_t flight_recorder_slices = 256;
+  /// Read the thread CPU clock at the start and end of each timed task, for
+  /// executor_task_cpu_seconds (and, for the proxy, executor_worker_cpu_seconds_total).
+  /// Off by default: on Linux that clock is a system call, not a vDSO read, and two of
+  /// them cost several times what the rest of a task's accounting does (see the
+  /// "averages" block of the benchmarks). The thread pool's worker CPU seconds are read
+  /// at scrape and need no option. Exporters sharing an id should agree on it.
+  bool task_cpu_time = false;
 };
 
 }  // namespace executor_exporter

@@ -86,6 +86,10 @@ enum class Metric : std::size_t {
   task_oldest_running,
   task_oldest_queued,
   tasks_stuck,
+  tasks_queued_seconds,
+  tasks_running_seconds,
+  task_cpu,
+  worker_cpu,
   count_,
 };
 
@@ -183,6 +187,22 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
     {"executor_tasks_stuck", MetricKind::gauge,
      "Tasks running now for longer than the stuck threshold (ExporterOptions::stuck_after).", "",
      MetricSource::scrape},
+    {"executor_tasks_queued_seconds_total", MetricKind::counter,
+     "Integral of the queue depth over time (timed tasks, scaled as the busy seconds); rate() is "
+     "the exact mean number queued.",
+     "task", MetricSource::task},
+    {"executor_tasks_running_seconds_total", MetricKind::counter,
+     "Integral of the running count over time, running tasks up to the scrape; rate() is the "
+     "exact mean number running.",
+     "task", MetricSource::task},
+    {"executor_task_cpu_seconds", MetricKind::histogram,
+     "Thread CPU time of each timed task, read at its start and end; only with the "
+     "task_cpu_time option.",
+     "task", MetricSource::task},
+    {"executor_worker_cpu_seconds_total", MetricKind::counter,
+     "CPU time of the worker threads (thread pool: read at scrape; proxy: its tasks', with "
+     "task_cpu_time); against busy seconds it shows tasks blocking.",
+     "", MetricSource::task},
 }};
 
 /// The version of the library, as in its CMake project (and the build_info metric).

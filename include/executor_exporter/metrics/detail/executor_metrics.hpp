@@ -1,5 +1,7 @@
 #pragma once
 
+#include <ctime>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
@@ -146,6 +148,12 @@ class ExecutorMetrics {
   /// Adds a probe; executors sharing an id each add theirs, and their counts add up.
   /// remove_running_probe waits for a fold that is calling it, so a probe may refer to
   /// its owner until then.
+  /// A worker thread (Recorder::Worker, on that thread) whose CPU clock each fold reads
+  /// for executor_worker_cpu_seconds_total; removed on the same thread when it leaves,
+  /// its CPU time so far then kept. `key` identifies the registration.
+  void add_cpu_thread(const void* key);
+  void remove_cpu_thread(const void* key) noexcept;
+
   std::uint64_t add_running_probe(std::function<Running()> probe);
   void remove_running_probe(std::uint64_t handle);
 
@@ -248,6 +256,7 @@ class ExecutorMetrics {
   /// Ended tasks in slots read through `value_of`.
   template <class ValueOf>
   std::uint64_t ended_count(ValueOf&& value_of) const;
+  void fold_averages(std::uint64_t running_series_ns, const Running& outside);
   /// Folds the shards (read by read_shards; `retired`, each shard's retired flag, and
   /// `now` taken before): the task lifecycle. Drops the retired shards.
   void fold_tasks(ShardSnapshots& snapshot, const std::vector<bool>& retired, std::uint64_t now);
@@ -296,6 +305,14 @@ class ExecutorMetrics {
   std::vector<std::shared_ptr<MetricShard>> shards_;
   std::vector<std::uint64_t> totals_;   // everything folded so far, per slot
   std::uint64_t busy_exported_ns_ = 0;  // what the busy counter was raised to
+  // What the queued and running seconds were raised to (they only ever rise).
+  std::uint64_t queued_exported_ns_ = 0;
+  std::uint64_t running_exported_ns_ = 0;
+  // Worker threads' CPU clocks (guarded by mutex_), the CPU time of those gone, and what
+  // the worker CPU counter was raised to.
+  std::vector<std::pair<const void*, clockid_t>> cpu_threads_;
+  std::uint64_t cpu_retired_ns_ = 0;
+  std::uint64_t cpu_exported_ns_ = 0;
   std::vector<std::pair<std::uint64_t, std::function<Running()>>> running_probes_;
   std::uint64_t next_probe_ = 1;
   std::vector<std::pair<std::uint64_t, std::function<void(std::vector<RunningTask>&)>>>

@@ -20,14 +20,28 @@ struct SlotLayout {
   static constexpr std::size_t completed = 0;
   static constexpr std::size_t failed = 1;
   static constexpr std::size_t busy_ns = 2;
+  // CPU time of tasks run where no worker thread's clock is read at scrape (the proxy's
+  // tickets), with ExporterOptions::task_cpu_time; in the executor's shards.
+  static constexpr std::size_t foreign_cpu_ns = 3;
   // Stage "started".
-  static constexpr std::size_t started = 3;
+  static constexpr std::size_t started = 4;
   // Stage "dequeued without running".
-  static constexpr std::size_t cancelled = 4;
-  static constexpr std::size_t expired = 5;
+  static constexpr std::size_t cancelled = 5;
+  static constexpr std::size_t expired = 6;
+  // Timed tasks that left the queue without running, for the queued seconds: written
+  // begin marker first and end marker last, read end marker first, so a read whose two
+  // markers agree holds whole tasks only (see MetricShard::task_dropped_timed).
+  static constexpr std::size_t dropped_end = 7;
+  static constexpr std::size_t dropped_wait_ns = 8;
+  static constexpr std::size_t dropped_submit_sum = 9;
+  static constexpr std::size_t dropped_begin = 10;
   // Stage "submitted": read last.
-  static constexpr std::size_t submitted = 6;
-  static constexpr std::size_t rejected = 7;  // + RejectReason
+  static constexpr std::size_t submitted = 11;
+  // Timed submits, for the queued seconds, with the same two markers.
+  static constexpr std::size_t timed_end = 12;
+  static constexpr std::size_t submit_sum = 13;
+  static constexpr std::size_t timed_begin = 14;
+  static constexpr std::size_t rejected = 15;  // + RejectReason
   static constexpr std::size_t fixed_count = rejected + reject_reason_count;
 
   std::size_t run_buckets = 0;   // finite bounds of the run histogram
@@ -35,8 +49,14 @@ struct SlotLayout {
 
   // Each histogram is (bounds + 1) bucket counts followed by a nanosecond sum.
   std::size_t run_hist(bool ok) const { return fixed_count + (ok ? 0 : run_buckets + 2); }
-  std::size_t wait_hist() const { return fixed_count + 2 * (run_buckets + 2); }
-  std::size_t size() const { return wait_hist() + wait_buckets + 2; }
+  // The task CPU histogram (run_buckets' bounds), in the "ended" stage with the run ones.
+  std::size_t cpu_hist() const { return fixed_count + 2 * (run_buckets + 2); }
+  std::size_t wait_hist() const { return cpu_hist() + run_buckets + 2; }
+  // Stage "started", after the wait histogram (whose bucket counts are its end marker):
+  // the submit times of the timed tasks that started, then the begin marker.
+  std::size_t started_submit_sum() const { return wait_hist() + wait_buckets + 2; }
+  std::size_t started_begin() const { return started_submit_sum() + 1; }
+  std::size_t size() const { return started_begin() + 1; }
 };
 
 /// A task a thread of an executor runs now, as MetricShard::current_task reads it.
@@ -73,17 +93,18 @@ class MetricShard {
   /// ExporterOptions::timing_sample_rate).
   MetricShard(const SlotLayout& layout, const std::vector<std::uint64_t>& run_bounds_ns,
               const std::vector<std::uint64_t>& wait_bounds_ns, std::uint32_t sample_rate = 1,
-              std::size_t ring_slices = 0)
+              std::size_t ring_slices = 0, bool cpu_time = false)
       : layout_(layout),
         sample_rate_(sample_rate == 0 ? 1 : sample_rate),
+        cpu_time_(cpu_time),
         rng_(reinterpret_cast<std::uintptr_t>(this) | 1),
         run_bounds_(run_bounds_ns.data()),
         wait_bounds_(wait_bounds_ns.data()),
         run_n_(run_bounds_ns.size()),
         wait_n_(wait_bounds_ns.size()),
-        slots_(new (std::align_val_t{64}) std::atomic<std::uint64_t>[padded(layout.size() + 1)]),
+        slots_(new (std::align_val_t{64}) std::atomic<std::uint64_t>[padded(layout.size() + 2)]),
         folded_(layout.size(), 0) {
-    for (std::size_t i = 0; i < padded(layout.size() + 1); ++i) {
+    for (std::size_t i = 0; i < padded(layout.size() + 2); ++i) {
       slots_[i].store(0, std::memory_order_relaxed);
     }
     ring_size_ = ring_slices;
@@ -97,14 +118,34 @@ class MetricShard {
   }
 
   void task_submitted(std::uint64_t n = 1) noexcept { bump(SlotLayout::submitted, n); }
+  /// `n` timed tasks submitted at `submit_ns` entered the queue (for the queued seconds:
+  /// their submit times are summed, so the fold derives the integral of the queue depth
+  /// as n·T − Σ submit over the tasks still queued). Unsigned sums wrap; the fold's
+  /// differences stay exact.
+  void task_submitted_timed(std::uint64_t n, std::uint64_t submit_ns) noexcept {
+    bump(SlotLayout::timed_begin, n);
+    bump(SlotLayout::submit_sum, n * submit_ns);
+    bump(SlotLayout::timed_end, n);
+  }
+  /// `n` timed tasks submitted at `submit_ns` left the queue at `now_ns` without running
+  /// (cancelled, expired, dropped).
+  void task_dropped_timed(std::uint64_t n, std::uint64_t submit_ns, std::uint64_t now_ns) noexcept {
+    bump(SlotLayout::dropped_begin, n);
+    bump(SlotLayout::dropped_submit_sum, n * submit_ns);
+    bump(SlotLayout::dropped_wait_ns, n * (now_ns > submit_ns ? now_ns - submit_ns : 0));
+    bump(SlotLayout::dropped_end, n);
+  }
   void task_rejected(RejectReason r) noexcept {
     bump(SlotLayout::rejected + static_cast<std::size_t>(r), 1);
   }
   void task_cancelled(std::uint64_t n = 1) noexcept { bump(SlotLayout::cancelled, n); }
   /// A queued task passed its deadline and left the queue without running.
   void task_expired() noexcept { bump(SlotLayout::expired, 1); }
-  /// A timed task started after waiting `wait_ns` in the queue.
-  void task_started(std::uint64_t wait_ns) noexcept {
+  /// A timed task submitted at `submit_ns` started after waiting `wait_ns` in the queue.
+  /// The begin marker first, the wait histogram (its bucket counts: the end marker) last.
+  void task_started(std::uint64_t wait_ns, std::uint64_t submit_ns) noexcept {
+    bump(layout_.started_begin(), 1);
+    bump(layout_.started_submit_sum(), submit_ns);
     observe(layout_.wait_hist(), wait_bounds_, wait_n_, wait_ns);
     bump(SlotLayout::started, 1);
   }
@@ -115,6 +156,15 @@ class MetricShard {
     bump(SlotLayout::busy_ns, run_ns * weight);
     bump(ok ? SlotLayout::completed : SlotLayout::failed, 1);
   }
+  /// Whether tasks' CPU time is measured (ExporterOptions::task_cpu_time).
+  bool cpu_time() const noexcept { return cpu_time_; }
+  /// A timed task used `cpu_ns` of its thread's CPU clock.
+  void task_cpu(std::uint64_t cpu_ns) noexcept {
+    observe(layout_.cpu_hist(), run_bounds_, run_n_, cpu_ns);
+  }
+  /// CPU time of a task that ran on a thread whose clock no scrape reads (the proxy).
+  void add_foreign_cpu(std::uint64_t cpu_ns) noexcept { bump(SlotLayout::foreign_cpu_ns, cpu_ns); }
+
   /// An untimed task (not picked by sample()) started or ended: counted, not timed.
   void task_started_untimed() noexcept { bump(SlotLayout::started, 1); }
   void task_finished_untimed(bool ok) noexcept {
@@ -133,6 +183,16 @@ class MetricShard {
   /// Collector side: set_running_since's value. Read it after the busy slot.
   std::uint64_t running_since() const noexcept {
     return slots_[layout_.size()].load(std::memory_order_acquire);
+  }
+  /// Owner thread: like set_running_since, for the running seconds of the series this
+  /// shard counts in (the task's name's, or the executor's), while set_running_since
+  /// marks the executor's busy time whatever the task's name. Cleared before the run
+  /// histogram is written, for the same reason.
+  void set_series_running_since(std::uint64_t start_ns) noexcept {
+    slots_[layout_.size() + 1].store(start_ns, std::memory_order_relaxed);
+  }
+  std::uint64_t series_running_since() const noexcept {
+    return slots_[layout_.size() + 1].load(std::memory_order_acquire);
   }
 
   /// Owner thread: a timed task starts at `start_ns` (set_running_since's part), counted
@@ -285,6 +345,7 @@ class MetricShard {
 
   SlotLayout layout_;
   std::uint32_t sample_rate_;
+  bool cpu_time_;
   std::uint64_t rng_;           // owner thread only
   std::int64_t countdown_ = 1;  // tasks until the next timed one; owner thread only
   const std::uint64_t* run_bounds_;

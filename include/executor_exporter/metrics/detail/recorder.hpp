@@ -11,6 +11,8 @@
 #include <string_view>
 #include <utility>
 
+#include <ctime>
+
 #include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
 #include <executor_exporter/metrics/exporter_options.hpp>
@@ -37,7 +39,26 @@ struct TaskRef {
   /// Where it was submitted (the caller's std::source_location); empty (line 0) where
   /// the executor did not capture it.
   std::source_location where{};
+  /// Whether its time in the queue counts in the queued seconds from its submit on. False
+  /// where no leave of the task is sure to carry its submit time (manual recording, the
+  /// process pool's futures): its wait is then added when it starts, as if it had
+  /// entered and left the queue at that moment, so nothing is left counted as queued.
+  bool queue_tracked = true;
 };
+
+/// The calling thread's CPU clock in nanoseconds. On Linux a system call, not a vDSO
+/// read: called only with ExporterOptions::task_cpu_time.
+inline std::uint64_t thread_cpu_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000U +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+/// The CPU clock reading at the start of the task the proxy runs on this thread (see
+/// Recorder::started); a task run inline inside another overwrites it, so the outer
+/// one's CPU time then counts from the inner one's start.
+inline thread_local std::uint64_t proxy_cpu_start_ns = 0;
 
 /// A process-unique task id for observers, from a per-thread block: no shared write.
 inline std::uint64_t next_task_id() noexcept {
@@ -152,7 +173,9 @@ class Recorder {
   }
   /// The queue accepted `t` (n tasks of one batch: a map chunk counts once).
   static void submitted(const TaskRef& t, std::uint64_t n = 1) noexcept {
-    t.series->local_shard().task_submitted(n);
+    MetricShard& shard = t.series->local_shard();
+    if (t.submit_ns != 0 && t.queue_tracked) shard.task_submitted_timed(n, t.submit_ns);
+    shard.task_submitted(n);
     notify(t, 0, 0, n, [](TaskObserver& o, const TaskInfo& i) { o.on_submitted(i); });
   }
   /// The submit of `t` was refused.
@@ -165,12 +188,16 @@ class Recorder {
 
   /// `n` queued tasks were cancelled, or dropped by a broken pool.
   static void cancelled(const TaskRef& t, std::uint64_t n = 1) noexcept {
-    t.series->local_shard().task_cancelled(n);
+    MetricShard& shard = t.series->local_shard();
+    if (t.submit_ns != 0 && t.queue_tracked) shard.task_dropped_timed(n, t.submit_ns, now_ns());
+    shard.task_cancelled(n);
     notify(t, 0, 0, n, [](TaskObserver& o, const TaskInfo& i) { o.on_cancelled(i); });
   }
   /// A queued task passed its deadline and is failed without running.
   static void expired(const TaskRef& t) noexcept {
-    t.series->local_shard().task_expired();
+    MetricShard& shard = t.series->local_shard();
+    if (t.submit_ns != 0 && t.queue_tracked) shard.task_dropped_timed(1, t.submit_ns, now_ns());
+    shard.task_expired();
     notify(t, 0, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_expired(i); });
   }
 
@@ -193,9 +220,12 @@ class Recorder {
       shard.task_started_untimed();
     } else {
       start = now_ns();
-      shard.task_started(start > t.submit_ns ? start - t.submit_ns : 0);
+      start_timed(shard, t, start);
       if (mark == Mark::thread) {
+        shard.set_series_running_since(start);
         t.series->root().local_shard().begin_task(start, t.series, t.where, t.id);
+        if (shard.cpu_time()) [[unlikely]]
+          proxy_cpu_start_ns = thread_cpu_ns();
       }
     }
     notify(t, start, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
@@ -212,7 +242,18 @@ class Recorder {
     } else {
       end = now_ns();
       MetricShard& own = t.series->root().local_shard();
-      if (mark == Mark::thread) own.set_running_since(0);  // before the busy time (see there)
+      if (mark == Mark::thread) {
+        MetricShard& series = t.series->local_shard();
+        if (series.cpu_time()) [[unlikely]] {
+          const std::uint64_t cpu_now = thread_cpu_ns();
+          const std::uint64_t cpu = cpu_now - std::min(cpu_now, proxy_cpu_start_ns);
+          series.task_cpu(cpu);
+          own.add_foreign_cpu(cpu);
+        }
+        // Before the busy time and the run histogram (see set_running_since).
+        series.set_series_running_since(0);
+        own.set_running_since(0);
+      }
       end_timed(t, own, end - std::min(end, start_ns), ok);
       if (mark == Mark::thread)
         own.record_slice({t.submit_ns, start_ns, end, t.series, t.where, t.id, ok});
@@ -225,7 +266,7 @@ class Recorder {
   /// were measured there and are counted together now.
   static void ran(const TaskRef& t, std::uint64_t start_ns, std::uint64_t end_ns, bool ok,
                   const std::exception_ptr& error) noexcept {
-    t.series->local_shard().task_started(start_ns > t.submit_ns ? start_ns - t.submit_ns : 0);
+    start_timed(t.series->local_shard(), t, start_ns);
     end_timed(t, t.series->root().local_shard(), end_ns > start_ns ? end_ns - start_ns : 0, ok);
     if (t.series->observers() != nullptr) [[unlikely]] {
       notify(t, start_ns, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
@@ -240,7 +281,12 @@ class Recorder {
   class Worker {
    public:
     explicit Worker(ExecutorMetrics& executor)
-        : owner_(&executor), shard_(&executor.local_shard()) {}
+        : owner_(&executor), shard_(&executor.local_shard()) {
+      owner_->add_cpu_thread(this);  // executor_worker_cpu_seconds_total reads its clock
+    }
+    ~Worker() { owner_->remove_cpu_thread(this); }
+    Worker(const Worker&) = delete;
+    Worker& operator=(const Worker&) = delete;
 
     /// `t` starts now; `waited`: the worker slept since its last task. Returns the start
     /// time, 0 for an untimed task.
@@ -254,8 +300,11 @@ class Recorder {
         // Back to back, the last task's end is this one's start, but never earlier than
         // its submit: a worker that spun until it arrived was idle in between.
         start = waited || last_end_ == 0 ? now_ns() : std::max(last_end_, t.submit_ns);
-        series.task_started(start > t.submit_ns ? start - t.submit_ns : 0);
+        start_timed(series, t, start);
+        series.set_series_running_since(start);
         shard_->begin_task(start, t.series, t.where, t.id);
+        if (shard_->cpu_time()) [[unlikely]]
+          cpu_start_ = thread_cpu_ns();
       }
       notify(t, start, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
       return start;
@@ -270,7 +319,12 @@ class Recorder {
       } else {
         end = now_ns();
         last_end_ = end;
-        shard_->set_running_since(0);  // before the busy time is added (see there)
+        MetricShard& series = t.series == owner_ ? *shard_ : t.series->local_shard();
+        if (shard_->cpu_time()) [[unlikely]]
+          series.task_cpu(thread_cpu_ns() - cpu_start_);
+        // Before the busy time and the run histogram are added (see set_running_since).
+        series.set_series_running_since(0);
+        shard_->set_running_since(0);
         end_timed(t, *shard_, end - std::min(end, start), ok);
         shard_->record_slice({t.submit_ns, start, end, t.series, t.where, t.id, ok});
       }
@@ -286,9 +340,23 @@ class Recorder {
     ExecutorMetrics* owner_;
     MetricShard* shard_;
     std::uint64_t last_end_ = 0;
+    std::uint64_t cpu_start_ = 0;
   };
 
  private:
+  // A timed task leaves the queue at `start_ns`: its wait, and its submit time for the
+  // queued seconds. One the queue did not track enters and leaves the queued seconds'
+  // sums together here (submit stage first, as the fold reads it last).
+  static void start_timed(MetricShard& series, const TaskRef& t, std::uint64_t start_ns) noexcept {
+    const std::uint64_t wait = start_ns > t.submit_ns ? start_ns - t.submit_ns : 0;
+    if (t.queue_tracked) [[likely]] {
+      series.task_started(wait, t.submit_ns);
+    } else {
+      series.task_submitted_timed(1, start_ns);
+      series.task_started(wait, start_ns);
+    }
+  }
+
   // A timed task's end: its outcome and run time in its series, and its busy time in the
   // executor's shard `own` (a named task's series has no busy seconds of its own).
   static void end_timed(const TaskRef& t, MetricShard& own, std::uint64_t run_ns,
