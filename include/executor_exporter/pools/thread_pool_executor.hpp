@@ -709,9 +709,10 @@ class BasicThreadPoolExecutor {
     return direction * 4 + static_cast<std::size_t>(reason);
   }
 
-  // A manual resize to `n` while autoscaling must stay within the autoscaler's bounds.
+  // A manual resize to `n` while autoscaling must stay within the autoscaler's bounds (a
+  // closed or broken pool is left to refuse it with its own error).
   void check_manual_locked(std::size_t n) const {
-    if (!autoscaler_) return;
+    if (!autoscaler_ || queue_.closed() || broken()) return;
     const auto& a = options_.autoscale;
     if (n < a.min_workers || n > a.max_workers) {
       throw std::invalid_argument("executor_exporter: resizing an autoscaled pool to " +

@@ -24,7 +24,7 @@ inline double bucket_quantile(const std::vector<std::uint64_t>& counts,
   const double rank = q * static_cast<double>(total);
   double below = 0;
   for (std::size_t i = 0; i < counts.size(); ++i) {
-    const double in = static_cast<double>(counts[i]);
+    const auto in = static_cast<double>(counts[i]);
     if (below + in >= rank && in > 0) {
       if (i >= bounds.size()) return bounds.empty() ? 0.0 : bounds.back();
       const double lower = i == 0 ? 0.0 : bounds[i - 1];

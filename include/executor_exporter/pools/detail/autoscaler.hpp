@@ -126,7 +126,7 @@ class Autoscaler {
     const double worker_ns =
         static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(elapsed).count()) *
         static_cast<double>(workers);
-    const double busy = static_cast<double>(after.busy_ns - before.busy_ns);
+    const auto busy = static_cast<double>(after.busy_ns - before.busy_ns);
     const double utilization = worker_ns > 0 ? busy / worker_ns : 0.0;
     AutoscalePolicy::Decision d;
     {
