@@ -20,7 +20,8 @@ TEST_CASE("resize up and down follows in the worker metrics", "[pool_features][r
   CHECK(pool.max_workers() == 4);
   auto fams = ee::collect(reg);
   CHECK(value(fams, "executor_max_workers") == 4);
-  CHECK(value(fams, "executor_scale_events_total", {{"direction", "up"}}) == 1);
+  CHECK(value(fams, "executor_scale_events_total", {{"direction", "up"}, {"reason", "manual"}}) ==
+        1);
   REQUIRE(ee_test::wait_until([&] { return value(ee::collect(reg), "executor_workers") == 4; },
                               std::chrono::seconds(5)));
   CHECK(value(ee::collect(reg), "executor_workers_started_total") == 4);
@@ -31,7 +32,8 @@ TEST_CASE("resize up and down follows in the worker metrics", "[pool_features][r
                               std::chrono::seconds(5)));
   fams = ee::collect(reg);
   CHECK(value(fams, "executor_max_workers") == 1);
-  CHECK(value(fams, "executor_scale_events_total", {{"direction", "down"}}) == 1);
+  CHECK(value(fams, "executor_scale_events_total", {{"direction", "down"}, {"reason", "manual"}}) ==
+        1);
   CHECK(pool.submit([] { return 7; }).get() == 7);
 }
 
@@ -76,7 +78,8 @@ TEST_CASE("going to zero workers is refused", "[pool_features][resize]") {
   CHECK(pool.max_workers() == 2);
   pool.scale_down(0);  // no-op, no event
   pool.scale_up(0);
-  CHECK(value(ee::collect(reg), "executor_scale_events_total", {{"direction", "down"}}) == 0);
+  CHECK(value(ee::collect(reg), "executor_scale_events_total",
+              {{"direction", "down"}, {"reason", "manual"}}) == 0);
   CHECK(pool.submit([] { return 1; }).get() == 1);
 }
 

@@ -91,7 +91,8 @@ TEST_CASE("resize under load loses nothing and reconciles", "[pool_features][str
   CHECK(value(fams, "executor_tasks_running") == 0);
   CHECK(pool_test::reconciles(fams));
   CHECK(value(fams, "executor_max_workers") == static_cast<double>(pool.max_workers()));
-  CHECK(value(fams, "executor_scale_events_total", {{"direction", "up"}}) +
-            value(fams, "executor_scale_events_total", {{"direction", "down"}}) >
+  CHECK(value(fams, "executor_scale_events_total", {{"direction", "up"}, {"reason", "manual"}}) +
+            value(fams, "executor_scale_events_total",
+                  {{"direction", "down"}, {"reason", "manual"}}) >
         0);
 }

@@ -101,7 +101,7 @@ const std::array<std::size_t, metric_catalog.size() + 1>& event_layout() noexcep
     for (std::size_t i = 0; i < metric_catalog.size(); ++i) {
       o[i] = next;
       if (metric_catalog[i].source == MetricSource::event) {
-        next += std::max<std::size_t>(1, label_values(metric_catalog[i]).size());
+        next += enumerated_series(metric_catalog[i]);
       }
     }
     o.back() = next;
@@ -168,13 +168,18 @@ void ExecutorMetrics::build_series() {
     }
     if (!task_.empty() && !has_label(sp, "task")) continue;
     const auto values = label_values(sp);
+    const auto values2 = second_label_values(sp);
     const std::string label(first_label(sp));
+    const std::string label2(second_label(sp));
+    const std::size_t n2 = std::max<std::size_t>(1, values2.size());
+    // Series v is the pair (v / n2, v % n2) of the two enumerated labels' values.
     auto labels_for = [&](std::size_t v) {
       auto l = base;
-      if (!values.empty()) l.emplace(label, std::string(values[v]));
+      if (!values.empty()) l.emplace(label, std::string(values[v / n2]));
+      if (!values2.empty()) l.emplace(label2, std::string(values2[v % n2]));
       return l;
     };
-    const std::size_t n = std::max<std::size_t>(1, values.size());
+    const std::size_t n = enumerated_series(sp);
     Series& out = series_[i];
     for (std::size_t v = 0; v < n; ++v) {
       switch (sp.kind) {
@@ -425,6 +430,32 @@ void ExecutorMetrics::adjust(Metric m, std::int64_t delta) noexcept {
 void ExecutorMetrics::fold() {
   std::lock_guard page(state_->page_mutex());
   fold_held();
+}
+
+ExecutorMetrics::Load ExecutorMetrics::load() {
+  std::lock_guard page(state_->page_mutex());
+  fold_held();
+  // The fold above moved every shard's growth into totals_; reading them (not the shards)
+  // leaves the shards' `folded` bookkeeping to the fold alone.
+  std::vector<std::shared_ptr<ExecutorMetrics>> children;
+  {
+    std::lock_guard named_lock(named_mutex_);
+    for (auto& [name, child] : named_) children.push_back(child);
+    if (other_) children.push_back(other_);
+  }
+  Load out;
+  out.wait_buckets.assign(layout_.wait_buckets + 1, 0);
+  auto add_waits = [&](ExecutorMetrics& m) {
+    std::lock_guard lock(m.mutex_);
+    for (std::size_t i = 0; i <= m.layout_.wait_buckets && i < out.wait_buckets.size(); ++i) {
+      out.wait_buckets[i] += m.totals_[m.layout_.wait_hist() + i];
+    }
+  };
+  for (auto& child : children) add_waits(*child);
+  add_waits(*this);
+  std::lock_guard lock(mutex_);
+  out.busy_ns = busy_exported_ns_;
+  return out;
 }
 
 void ExecutorMetrics::fold_held() {

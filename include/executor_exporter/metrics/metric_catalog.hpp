@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <string>
@@ -40,9 +41,10 @@ enum class MetricSource {
 /// carries the labels `executor` and `executor_type`; `extra_labels` lists any others (comma
 /// separated) so the generated documentation can show them. A family whose extra labels include
 /// `task` also has one set of series per task name (submit_named). `label_values` lists the values
-/// of the first extra label where the library fixes them (`reason`, `result`, `direction`): one
-/// series per value exists from the start, so a rate() over them never starts from a missing
-/// series.
+/// of the first extra label where the library fixes them (`reason`, `result`, `direction`), and
+/// `second_label_values` those of the second one where it is enumerated too: one series per value
+/// (per pair of values: the cross product) exists from the start, so a rate() over them never
+/// starts from a missing series.
 struct MetricSpec {
   std::string_view name;
   MetricKind kind;
@@ -50,6 +52,7 @@ struct MetricSpec {
   std::string_view extra_labels;
   MetricSource source;
   std::string_view label_values = {};
+  std::string_view second_label_values = {};
 };
 
 /// Positions in metric_catalog; the code refers to families only through these, so a
@@ -138,8 +141,9 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
      "Bound of the task queue (0 when unbounded); executors sharing an id add up.", "",
      MetricSource::level},
     {"executor_scale_events_total", MetricKind::counter,
-     "Live resizes of the worker count, by direction (up, down).", "direction", MetricSource::event,
-     "up,down"},
+     "Live resizes of the worker count, by direction (up, down) and reason (manual; the "
+     "autoscaler's wait, utilization, idle).",
+     "direction, reason", MetricSource::event, "up,down", "manual,wait,utilization,idle"},
     {"executor_tasks_expired_total", MetricKind::counter,
      "Tasks still queued past their deadline, failed without running.", "task", MetricSource::task},
     {"executor_callback_errors_total", MetricKind::counter,
@@ -211,11 +215,9 @@ std::string_view library_version();
 /// The catalog entry of one metric.
 constexpr const MetricSpec& spec(Metric m) { return metric_catalog[static_cast<std::size_t>(m)]; }
 
-/// The values of the entry's enumerated label (MetricSpec::label_values), in order;
-/// empty when it has none.
-inline std::vector<std::string_view> label_values(const MetricSpec& s) {
+/// A comma-separated list of label values, split, in order.
+inline std::vector<std::string_view> split_label_values(std::string_view rest) {
   std::vector<std::string_view> out;
-  std::string_view rest = s.label_values;
   while (!rest.empty()) {
     const auto comma = rest.find(',');
     out.push_back(rest.substr(0, comma));
@@ -224,9 +226,37 @@ inline std::vector<std::string_view> label_values(const MetricSpec& s) {
   return out;
 }
 
+/// The values of the entry's enumerated label (MetricSpec::label_values), in order;
+/// empty when it has none.
+inline std::vector<std::string_view> label_values(const MetricSpec& s) {
+  return split_label_values(s.label_values);
+}
+
+/// The values of the entry's second enumerated label (MetricSpec::second_label_values).
+inline std::vector<std::string_view> second_label_values(const MetricSpec& s) {
+  return split_label_values(s.second_label_values);
+}
+
 /// The first of the entry's extra labels (the enumerated one, where it has values).
 constexpr std::string_view first_label(const MetricSpec& s) {
   return s.extra_labels.substr(0, s.extra_labels.find(','));
+}
+
+/// The second of the entry's extra labels (empty when it has fewer).
+constexpr std::string_view second_label(const MetricSpec& s) {
+  const auto comma = s.extra_labels.find(',');
+  if (comma == std::string_view::npos) return {};
+  std::string_view rest = s.extra_labels.substr(comma + 1);
+  while (!rest.empty() && rest.front() == ' ') rest.remove_prefix(1);
+  return rest.substr(0, rest.find(','));
+}
+
+/// How many series of the entry an executor has before any task name or worker label: one
+/// per value of its enumerated label times one per value of its second one (at least 1 each).
+/// The series of values (i, j) is number i * (second values, at least 1) + j.
+inline std::size_t enumerated_series(const MetricSpec& s) {
+  return std::max<std::size_t>(1, label_values(s).size()) *
+         std::max<std::size_t>(1, second_label_values(s).size());
 }
 
 /// Whether `label` is one of the entry's extra labels.

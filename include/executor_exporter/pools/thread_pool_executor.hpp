@@ -28,6 +28,9 @@
 #include <executor_exporter/metrics/task_observer.hpp>
 #include <executor_exporter/metrics/trace.hpp>
 #include <executor_exporter/metrics/trace_options.hpp>
+#include <executor_exporter/pools/autoscale_options.hpp>
+#include <executor_exporter/pools/autoscale_state.hpp>
+#include <executor_exporter/pools/detail/autoscaler.hpp>
 #include <executor_exporter/pools/detail/error_sink.hpp>
 #include <executor_exporter/pools/detail/task.hpp>
 #include <executor_exporter/pools/detail/task_queue.hpp>
@@ -78,6 +81,9 @@ struct ThreadPoolOptions {
   /// It costs one pointer store per submit; false exists to measure that (the benchmark
   /// suite's "stuck" block).
   bool capture_call_site = true;
+  /// Off by default; when enabled, the pool resizes itself between autoscale.min_workers
+  /// and autoscale.max_workers from its own wait p99 and utilization (docs/autoscaling.md).
+  AutoscaleOptions autoscale;
 };
 
 /// Per-submit settings (submit_with, post_with); the defaults are what submit() does.
@@ -133,6 +139,15 @@ class BasicThreadPoolExecutor {
     (void)detail::now_ns();  // calibrates the clock now rather than in the first submit
     if (max_workers == 0) max_workers = std::max(1U, std::thread::hardware_concurrency());
     check_size(max_workers);
+    validate(options_.autoscale, max_workers);
+    if (options_.autoscale.enabled) {
+      check_size(options_.autoscale.max_workers);
+      if constexpr (!kMetered) {
+        throw std::invalid_argument(
+            "executor_exporter: autoscale: a pool without metrics (NoMetrics) has no load to "
+            "read");
+      }
+    }
     if (options_.thread_name_prefix.empty()) {
       options_.thread_name_prefix = options_.id.empty() ? "worker" : options_.id;
     }
@@ -161,6 +176,9 @@ class BasicThreadPoolExecutor {
       std::this_thread::sleep_for(std::chrono::microseconds(50));
     }
     if constexpr (kMetered) {
+      // The autoscaler first: should the hook below fail, its thread is joined by the
+      // member's destructor; the reverse order would leave a hook behind.
+      if (options_.autoscale.enabled) start_autoscaler();
       // executor_task_oldest_queued_seconds, read at scrape under the queue's lock. Last,
       // so that no constructor failure leaves it behind (the destructor removes it).
       queue_hook_ = recorder_.metrics().add_fold_hook(
@@ -189,6 +207,7 @@ class BasicThreadPoolExecutor {
   ~BasicThreadPoolExecutor() {
     if constexpr (kMetered) recorder_.metrics().remove_fold_hook(queue_hook_);
     const bool own_worker = current_pool() == this;
+    stop_autoscaler();  // first: it reads the pool
     shutdown(true, false);
     if (own_worker) {
       cancel_queued();
@@ -467,6 +486,7 @@ class BasicThreadPoolExecutor {
   /// wait, blocks until every worker has exited. Safe to call more than once and from
   /// several threads; a worker calling it does not wait for itself.
   void shutdown(bool wait = true, bool cancel_futures = false) {
+    stop_autoscaler();
     queue_.close();
     if (cancel_futures) cancel_queued();
     if (wait) join();
@@ -476,26 +496,47 @@ class BasicThreadPoolExecutor {
 
   /// Adds `n` workers now (reusing workers asked to leave that have not left yet).
   /// Throws ExecutorShutdownError after shutdown(), BrokenExecutorError once broken.
+  /// With autoscaling, see resize().
   void scale_up(std::size_t n) {
     std::lock_guard lock(workers_mutex_);
-    scale_up_locked(n);
+    if (n == 0) return;
+    check_manual_locked(target_ + std::min(n, kMaxWorkers));
+    scale_up_locked(n, ScaleReason::manual);
+    note_manual_locked();
   }
   /// Removes `n` workers: each leaves after its current task, so no running or queued
   /// task is interrupted or lost. Leaving no worker is refused with
-  /// std::invalid_argument (queued tasks would never run).
+  /// std::invalid_argument (queued tasks would never run). With autoscaling, see resize().
   void scale_down(std::size_t n) {
     std::lock_guard lock(workers_mutex_);
-    scale_down_locked(n);
+    if (n == 0) return;
+    check_manual_locked(n >= target_ ? 0 : target_ - n);
+    scale_down_locked(n, ScaleReason::manual);
+    note_manual_locked();
   }
   /// Sets the worker count to `n` (> 0, else std::invalid_argument) by scaling up or
   /// down. executor_max_workers follows at once, executor_workers as threads come and
-  /// go, and executor_scale_events_total{direction} counts the change.
+  /// go, and executor_scale_events_total{direction, reason="manual"} counts the change.
+  /// With autoscaling a manual resize wins: it must stay within the autoscaler's
+  /// [min_workers, max_workers] (else std::invalid_argument), and the autoscaler starts
+  /// its hysteresis over and cools down from the new size before it changes it again.
   void resize(std::size_t n) {
     if (n == 0) throw std::invalid_argument("executor_exporter: a pool needs at least 1 worker");
     check_size(n);
     std::lock_guard lock(workers_mutex_);
-    if (n > target_) scale_up_locked(n - target_);
-    if (n < target_) scale_down_locked(target_ - n);
+    if (n == target_) return;
+    check_manual_locked(n);
+    if (n > target_) scale_up_locked(n - target_, ScaleReason::manual);
+    if (n < target_) scale_down_locked(target_ - n, ScaleReason::manual);
+    note_manual_locked();
+  }
+
+  /// What the autoscaler last measured and decided (enabled is false without one), for
+  /// a human asking why the pool has its size.
+  AutoscaleState autoscale_state() const {
+    AutoscaleState s = autoscaler_ ? autoscaler_->state() : AutoscaleState{};
+    s.workers = max_workers();
+    return s;
   }
 
   // ---- Introspection --------------------------------------------------------------
@@ -823,7 +864,7 @@ class BasicThreadPoolExecutor {
     }
   }
 
-  void scale_up_locked(std::size_t n) {
+  void scale_up_locked(std::size_t n, ScaleReason reason) {
     if (n == 0) return;
     if (broken()) throw BrokenExecutorError(broken_message());
     if (queue_.closed()) throw ExecutorShutdownError(recorder_.id());
@@ -845,10 +886,10 @@ class BasicThreadPoolExecutor {
       }
     }
     set_target_locked(target_ + n);
-    recorder_.count(Metric::scale_events, 0);  // direction="up"
+    recorder_.count(Metric::scale_events, scale_series(0, reason));  // direction="up"
   }
 
-  void scale_down_locked(std::size_t n) {
+  void scale_down_locked(std::size_t n, ScaleReason reason) {
     if (n == 0) return;
     if (queue_.closed()) throw ExecutorShutdownError(recorder_.id());
     if (n >= target_) {
@@ -858,8 +899,58 @@ class BasicThreadPoolExecutor {
     }
     set_target_locked(target_ - n);
     queue_.retire(n);
-    recorder_.count(Metric::scale_events, 1);  // direction="down"
+    recorder_.count(Metric::scale_events, scale_series(1, reason));  // direction="down"
     reap_locked();
+  }
+
+  // The executor_scale_events_total series of (direction, reason), in the catalog's order
+  // of the two labels' values.
+  static constexpr std::size_t scale_series(std::size_t direction, ScaleReason reason) noexcept {
+    return direction * 4 + static_cast<std::size_t>(reason);
+  }
+
+  // A manual resize to `n` while autoscaling must stay within the autoscaler's bounds (a
+  // closed or broken pool is left to refuse it with its own error).
+  void check_manual_locked(std::size_t n) const {
+    if (!autoscaler_ || queue_.closed() || broken()) return;
+    const auto& a = options_.autoscale;
+    if (n < a.min_workers || n > a.max_workers) {
+      throw std::invalid_argument("executor_exporter: resizing an autoscaled pool to " +
+                                  std::to_string(n) + " workers is refused (autoscale bounds [" +
+                                  std::to_string(a.min_workers) + ", " +
+                                  std::to_string(a.max_workers) + "])");
+    }
+  }
+  void note_manual_locked() {
+    if (autoscaler_) autoscaler_->manual_change();
+  }
+
+  void start_autoscaler() {
+    detail::Autoscaler::Hooks hooks;
+    hooks.load = [this] { return recorder_.metrics().load(); };
+    hooks.workers = [this] { return max_workers(); };
+    hooks.apply = [this](std::size_t from, std::size_t to, ScaleReason reason) {
+      std::lock_guard lock(workers_mutex_);
+      // A manual resize since the decision wins; a closed or broken pool keeps its size.
+      if (target_ != from || queue_.closed() || broken()) return false;
+      if (to < options_.autoscale.min_workers || to > options_.autoscale.max_workers) return false;
+      if (to > from) scale_up_locked(to - from, reason);
+      if (to < from) scale_down_locked(from - to, reason);
+      return true;
+    };
+    auto scaler = std::make_unique<detail::Autoscaler>(
+        options_.autoscale, options_.exporter.wait_buckets, std::move(hooks));
+    {
+      // Published under the resize lock, which manual resizes read it under.
+      std::lock_guard lock(workers_mutex_);
+      autoscaler_ = std::move(scaler);
+    }
+    autoscaler_->start(options_.thread_name_prefix + "-scale");
+  }
+  // Stops the controller before anything it reads goes; it stays allocated (stopped)
+  // so that concurrent readers of autoscaler_ never see it freed.
+  void stop_autoscaler() {
+    if (autoscaler_) autoscaler_->stop();
   }
 
   void set_target_locked(std::size_t n) {
@@ -1066,6 +1157,9 @@ class BasicThreadPoolExecutor {
   std::atomic<std::size_t> target_atomic_{0};
   std::atomic<std::size_t> ready_{0};  // workers through their initializer (ever)
   std::uint64_t queue_hook_ = 0;       // the fold hook that reads the oldest queued task
+  // Set once in the constructor, before the pool is shared; stopped, never reset, before
+  // the members it reads go.
+  std::unique_ptr<detail::Autoscaler> autoscaler_;
 };
 
 /// The instrumented pool (see BasicThreadPoolExecutor).

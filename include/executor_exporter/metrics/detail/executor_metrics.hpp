@@ -131,6 +131,17 @@ class ExecutorMetrics {
   /// collect running on another thread never reads the series half-way through a fold.
   void fold();
 
+  /// The load so far, as an autoscaler reads it: every task's wait, by bucket of the
+  /// wait histogram (not cumulative; the last is +Inf), and the busy time as exported
+  /// (running tasks up to now). This executor's and its named tasks' together.
+  struct Load {
+    std::vector<std::uint64_t> wait_buckets;
+    std::uint64_t busy_ns = 0;
+  };
+  /// Folds (as a scrape does, so every count still lands exactly once in the series) and
+  /// returns the totals; a caller diffs two of them for the load in between.
+  Load load();
+
   /// Scrape-time hooks: each runs at the start of every fold(), so before every collect
   /// (e.g. to sample a value from /proc with sample()). remove_fold_hook waits for a
   /// running call of that hook to return, so a hook may refer to its owner until then.
