@@ -12,6 +12,7 @@
 #include <executor_exporter/events/statsd_sink.hpp>                 // IWYU pragma: export
 #include <executor_exporter/events/task_description.hpp>            // IWYU pragma: export
 #include <executor_exporter/events/task_event.hpp>                  // IWYU pragma: export
+#include <executor_exporter/metrics/exemplar.hpp>                   // IWYU pragma: export
 #include <executor_exporter/metrics/exporter.hpp>                   // IWYU pragma: export
 #include <executor_exporter/metrics/exporter_options.hpp>           // IWYU pragma: export
 #include <executor_exporter/metrics/metric_catalog.hpp>             // IWYU pragma: export

@@ -196,6 +196,8 @@ class ExecutorMetrics {
   void fold_tasks(ShardSnapshots& snapshot, const std::vector<bool>& retired, std::uint64_t now);
   /// Folds the event counters and levels.
   void fold_rare();
+  /// Picks the newest exemplar per bucket from the shards (caller holds mutex_).
+  void pick_exemplars();
   MetricShard& register_shard();
   template <class Map, class Make>
   auto* trace_series(Map& map, std::string_view scope, std::string_view action,
@@ -231,6 +233,8 @@ class ExecutorMetrics {
   std::vector<std::shared_ptr<MetricShard>> shards_;
   std::vector<std::uint64_t> totals_;   // everything folded so far, per slot
   std::uint64_t busy_exported_ns_ = 0;  // what the busy counter was raised to
+  // The newest exemplar per histogram (ExemplarStore's numbering) and bucket.
+  std::array<std::vector<ExemplarSample>, ExemplarStore::histograms> exemplars_;
   std::vector<std::pair<std::uint64_t, std::function<Running()>>> running_probes_;
   std::uint64_t next_probe_ = 1;
   // Sampled gauges by (catalog position, worker label); guarded by the page lock.

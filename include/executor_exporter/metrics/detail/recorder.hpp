@@ -193,7 +193,8 @@ class Recorder {
       shard.task_started_untimed();
     } else {
       start = now_ns();
-      shard.task_started(start > t.submit_ns ? start - t.submit_ns : 0);
+      const std::uint64_t wait = start > t.submit_ns ? start - t.submit_ns : 0;
+      offer_exemplar(shard, ExemplarStore::wait, shard.task_started(wait), start, wait, t);
       if (mark == Mark::thread) t.series->root().local_shard().set_running_since(start);
     }
     notify(t, start, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
@@ -211,7 +212,7 @@ class Recorder {
       end = now_ns();
       MetricShard& own = t.series->root().local_shard();
       if (mark == Mark::thread) own.set_running_since(0);  // before the busy time (see there)
-      end_timed(t, own, end - std::min(end, start_ns), ok);
+      end_timed(t, own, end - std::min(end, start_ns), ok, end);
     }
     notify(t, start_ns, end, 1,
            [&](TaskObserver& o, const TaskInfo& i) { o.on_finished(i, error); });
@@ -221,8 +222,11 @@ class Recorder {
   /// were measured there and are counted together now.
   static void ran(const TaskRef& t, std::uint64_t start_ns, std::uint64_t end_ns, bool ok,
                   const std::exception_ptr& error) noexcept {
-    t.series->local_shard().task_started(start_ns > t.submit_ns ? start_ns - t.submit_ns : 0);
-    end_timed(t, t.series->root().local_shard(), end_ns > start_ns ? end_ns - start_ns : 0, ok);
+    MetricShard& shard = t.series->local_shard();
+    const std::uint64_t wait = start_ns > t.submit_ns ? start_ns - t.submit_ns : 0;
+    offer_exemplar(shard, ExemplarStore::wait, shard.task_started(wait), start_ns, wait, t);
+    end_timed(t, t.series->root().local_shard(), end_ns > start_ns ? end_ns - start_ns : 0, ok,
+              end_ns);
     if (t.series->observers() != nullptr) [[unlikely]] {
       notify(t, start_ns, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
       notify(t, start_ns, end_ns, 1,
@@ -250,7 +254,8 @@ class Recorder {
         // Back to back, the last task's end is this one's start, but never earlier than
         // its submit: a worker that spun until it arrived was idle in between.
         start = waited || last_end_ == 0 ? now_ns() : std::max(last_end_, t.submit_ns);
-        series.task_started(start > t.submit_ns ? start - t.submit_ns : 0);
+        const std::uint64_t wait = start > t.submit_ns ? start - t.submit_ns : 0;
+        offer_exemplar(series, ExemplarStore::wait, series.task_started(wait), start, wait, t);
         shard_->set_running_since(start);
       }
       notify(t, start, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
@@ -267,7 +272,7 @@ class Recorder {
         end = now_ns();
         last_end_ = end;
         shard_->set_running_since(0);  // before the busy time is added (see there)
-        end_timed(t, *shard_, end - std::min(end, start), ok);
+        end_timed(t, *shard_, end - std::min(end, start), ok, end);
       }
       if (t.series->observers() != nullptr) [[unlikely]] {
         const std::exception_ptr e = ok ? nullptr : error();
@@ -286,12 +291,29 @@ class Recorder {
  private:
   // A timed task's end: its outcome and run time in its series, and its busy time in the
   // executor's shard `own` (a named task's series has no busy seconds of its own).
-  static void end_timed(const TaskRef& t, MetricShard& own, std::uint64_t run_ns,
-                        bool ok) noexcept {
+  // `now`: the end time, which dates the exemplar.
+  static void end_timed(const TaskRef& t, MetricShard& own, std::uint64_t run_ns, bool ok,
+                        std::uint64_t now) noexcept {
     MetricShard& series = t.series == &t.series->root() ? own : t.series->local_shard();
     const std::uint64_t weight = series.sample_rate();
-    series.task_finished(run_ns, ok, weight);
+    const std::size_t bucket = series.task_finished(run_ns, ok, weight);
+    offer_exemplar(series, ok ? ExemplarStore::run_completed : ExemplarStore::run_failed, bucket,
+                   now, run_ns, t);
     if (&series != &own) own.add_busy(run_ns * weight);
+  }
+
+  // `t` landed in `bucket` of histogram `hist` of `shard` at monotonic time `now`: it
+  // becomes the bucket's exemplar when that one is older than the refresh interval. A
+  // task with no observer id gets one here, only when it refreshes an exemplar (so its
+  // wait and run exemplars may name it by different ids).
+  static void offer_exemplar(MetricShard& shard, std::size_t hist, std::size_t bucket,
+                             std::uint64_t now, std::uint64_t value_ns, const TaskRef& t) noexcept {
+    ExemplarStore* store = shard.exemplars();
+    if (store == nullptr || !store->due(hist, bucket, now)) [[likely]]
+      return;
+    store->put(hist, bucket, value_ns,
+               ExemplarTag{t.id != 0 ? t.id : next_task_id(), t.where.file_name(),
+                           static_cast<std::uint32_t>(t.where.line()), nullptr});
   }
 
   static void notify_worker(ExecutorMetrics& m, std::string_view reason, bool started) noexcept {
