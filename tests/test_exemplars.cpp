@@ -11,6 +11,8 @@
 #include <chrono>
 #include <cstdint>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -370,4 +372,106 @@ TEST_CASE("Scrapes while tasks run read whole exemplars", "[exemplars]") {
   for (auto& t : submitters) t.join();
   const auto text = prom::parse(get_page(server, "Accept: text/plain;version=0.0.4"));
   CHECK(ee_test::unaccounted(text, {{"executor", "busy"}, {"task", "a"}}) == 0);
+}
+
+TEST_CASE("A submit's trace ids and the thread's TraceContext reach the exemplars", "[exemplars]") {
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::ThreadPoolExecutor pool(1, pool_options(registry, "traced"));
+  ee::MetricsServer server("127.0.0.1:0", registry);
+  auto run_exemplar = [&](const std::string& task) {
+    const auto run = exemplars(get_page(server, kOpenMetrics), "executor_task_run_seconds",
+                               {"executor=\"traced\"", "task=\"" + task + "\""});
+    REQUIRE(run.size() == 1);
+    return run[0];
+  };
+
+  SECTION("per submit, printed back in lower case") {
+    ee::SubmitOptions o;
+    o.name = "per-submit";
+    o.trace_id = "4BF92F3577B34DA6A3CE929D0E0E4736";
+    o.span_id = "00f067aa0ba902b7";
+    ee::TraceContext ignored("aaaa", "bbbb");  // the submit's own ids win
+    pool.submit_with(o, [] {}).get();
+    const Seen e = run_exemplar("per-submit");
+    CHECK(e.labels.at("trace_id") == "4bf92f3577b34da6a3ce929d0e0e4736");
+    CHECK(e.labels.at("span_id") == "00f067aa0ba902b7");
+  }
+  SECTION("from the innermost TraceContext of the submitting thread") {
+    {
+      ee::TraceContext outer("0af7651916cd43dd8448eb211c80319c", "b7ad6b7169203331");
+      {
+        ee::TraceContext inner("00000000000000000000000000000abc");
+        pool.submit_named("inner", [] {}).get();
+      }
+      pool.submit_named("outer", [] {}).get();
+    }
+    pool.submit_named("none", [] {}).get();
+    const Seen inner = run_exemplar("inner");
+    CHECK(inner.labels.at("trace_id") == "00000000000000000000000000000abc");
+    CHECK(inner.labels.count("span_id") == 0);
+    const Seen outer = run_exemplar("outer");
+    CHECK(outer.labels.at("trace_id") == "0af7651916cd43dd8448eb211c80319c");
+    CHECK(outer.labels.at("span_id") == "b7ad6b7169203331");
+    const Seen none = run_exemplar("none");
+    CHECK(none.labels.count("trace_id") == 0);
+    CHECK(none.labels.count("span_id") == 0);
+  }
+  SECTION("ids that are not hex or too long are left out") {
+    ee::SubmitOptions o;
+    o.name = "bad ids";
+    o.trace_id = std::string(33, 'a');  // one digit too many
+    o.span_id = "zz\"\n";
+    pool.submit_with(o, [] {}).get();
+    ee::TraceContext bad("not hex", std::string(1000, 'f'));
+    pool.submit_named("bad context", [] {}).get();
+    for (const char* task : {"bad ids", "bad context"}) {
+      const Seen e = run_exemplar(task);
+      CHECK(e.labels.count("trace_id") == 0);
+      CHECK(e.labels.count("span_id") == 0);
+    }
+  }
+  SECTION("full ids beside a long task name stay within 128 characters") {
+    ee::SubmitOptions o;
+    o.name = std::string(200, 'n');
+    o.trace_id = std::string(32, 'f');
+    o.span_id = std::string(16, 'e');
+    pool.submit_with(o, [] {}).get();
+    const auto run = exemplars(get_page(server, kOpenMetrics), "executor_task_run_seconds",
+                               {"executor=\"traced\"", "task=\"nnnn"});
+    REQUIRE(run.size() == 1);
+    CHECK(run[0].label_chars <= ee::exemplar_label_limit);
+    CHECK(run[0].labels.at("trace_id") == o.trace_id);  // ids are never cut
+    CHECK(run[0].labels.at("span_id") == o.span_id);
+    CHECK(run[0].labels.at("task").size() >= 20);
+  }
+}
+
+TEST_CASE("The proxy's tasks carry the submitting thread's TraceContext", "[exemplars]") {
+  struct ThreadPerTask {
+    std::vector<std::thread> threads;
+    std::future<void> submit(std::function<void()> f) {
+      auto task = std::make_shared<std::packaged_task<void()>>(std::move(f));
+      auto future = task->get_future();
+      threads.emplace_back([task] { (*task)(); });
+      return future;
+    }
+    void shutdown() {
+      for (auto& t : threads) t.join();
+      threads.clear();
+    }
+  };
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::InstrumentedExecutorProxy<ThreadPerTask> proxy(
+      ThreadPerTask{}, ee::make_exporter_for<ThreadPerTask>("proxied", registry), 2);
+  {
+    ee::TraceContext traced("abc123", "def456");
+    proxy.submit([] {}).get();
+  }
+  proxy.shutdown();
+  const std::string page = ee::scrape_openmetrics(registry);
+  INFO(page);
+  const auto run = exemplars(page, "executor_task_run_seconds", {"executor=\"proxied\""});
+  REQUIRE(run.size() == 1);
+  CHECK(run[0].labels.at("trace_id") == "abc123");
+  CHECK(run[0].labels.at("span_id") == "def456");
 }

@@ -23,6 +23,7 @@
 #include <executor_exporter/metrics/status_page.hpp>                // IWYU pragma: export
 #include <executor_exporter/metrics/text_format.hpp>                // IWYU pragma: export
 #include <executor_exporter/metrics/trace.hpp>                      // IWYU pragma: export
+#include <executor_exporter/metrics/trace_context.hpp>              // IWYU pragma: export
 #include <executor_exporter/metrics/trace_options.hpp>              // IWYU pragma: export
 #include <executor_exporter/pools/executor_concept.hpp>             // IWYU pragma: export
 #include <executor_exporter/pools/future.hpp>                       // IWYU pragma: export

@@ -89,6 +89,11 @@ struct SubmitOptions {
   /// Runs (on the worker) instead of the task when the deadline passed. An exception
   /// from it goes to the error handler, counted as a callback error.
   std::function<void()> on_expired;
+  /// The trace and span ids this task's exemplars carry (hex, up to 32 and 16 digits;
+  /// an id that is not is left out). Empty: those of the submitting thread's
+  /// TraceContext, if any (docs/exemplars.md).
+  std::string trace_id;
+  std::string span_id;
 };
 
 /// Metrics policies of BasicThreadPoolExecutor. TaskMetrics, the default, counts and
@@ -483,6 +488,10 @@ class BasicThreadPoolExecutor {
     if (!options.name.empty()) {
       node->extras_for_update().named = recorder_.named(options.name, options_.max_task_names);
     }
+    if (!options.trace_id.empty() || !options.span_id.empty()) {
+      const detail::TraceIds ids = detail::parse_trace_ids(options.trace_id, options.span_id);
+      if (!ids.empty()) node->extras_for_update().trace = ids;
+    }
   }
 
   // Queues `node`, or counts the rejection, releases the queue's hold and reports it:
@@ -493,10 +502,15 @@ class BasicThreadPoolExecutor {
     // Timed or not is decided here (timing_sample_rate); 0 tells the worker "not timed".
     detail::TaskRef ref;
     if constexpr (kMetered) {
-      if (recorder_.metrics().observers() != nullptr) [[unlikely]] {
+      // A TraceContext's ids travel in the extras too, unless the submit gave its own.
+      const detail::TraceIds* context = detail::current_trace_ids;
+      const bool traced =
+          context != nullptr && !context->empty() && (!node->extras || node->extras->trace.empty());
+      if (recorder_.metrics().observers() != nullptr || traced) [[unlikely]] {
         try {
           node->extras_for_update();  // the observer id travels in the extras
-        } catch (...) {               // no memory for them: refused, counted, not leaked
+          if (traced) node->extras->trace = *context;
+        } catch (...) {  // no memory for them: refused, counted, not leaked
           detail::Recorder::rejected(recorder_.prepare(node->named()), RejectReason::error);
           node->drop();
           throw;

@@ -8,17 +8,9 @@
 #include <memory>
 #include <optional>
 
-namespace executor_exporter::detail {
+#include <executor_exporter/metrics/detail/trace_ids.hpp>
 
-/// A task's trace and span ids, parsed from hex into words so that they fit a task's
-/// rare settings and an exemplar's atomics; a length of 0 means absent.
-struct TraceIds {
-  std::uint64_t trace_hi = 0;
-  std::uint64_t trace_lo = 0;
-  std::uint64_t span = 0;
-  std::uint8_t trace_len = 0;  // hex digits, at most 32
-  std::uint8_t span_len = 0;   // hex digits, at most 16
-};
+namespace executor_exporter::detail {
 
 /// What a task gives the exemplar it refreshes.
 struct ExemplarTag {

@@ -13,6 +13,7 @@
 
 #include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
+#include <executor_exporter/metrics/detail/trace_ids.hpp>
 #include <executor_exporter/metrics/exporter_options.hpp>
 #include <executor_exporter/metrics/metric_catalog.hpp>
 #include <executor_exporter/metrics/reject_reason.hpp>
@@ -37,6 +38,8 @@ struct TaskRef {
   /// Where it was submitted (the caller's std::source_location); empty (line 0) where
   /// the executor did not capture it.
   std::source_location where{};
+  /// Its trace and span ids, for its exemplars; null when it has none.
+  const TraceIds* trace = nullptr;
 };
 
 /// A process-unique task id for observers, from a per-thread block: no shared write.
@@ -313,7 +316,7 @@ class Recorder {
       return;
     store->put(hist, bucket, value_ns,
                ExemplarTag{t.id != 0 ? t.id : next_task_id(), t.where.file_name(),
-                           static_cast<std::uint32_t>(t.where.line()), nullptr});
+                           static_cast<std::uint32_t>(t.where.line()), t.trace});
   }
 
   static void notify_worker(ExecutorMetrics& m, std::string_view reason, bool started) noexcept {

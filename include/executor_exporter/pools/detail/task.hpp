@@ -33,6 +33,7 @@ struct TaskExtras : RecycledNode {
   std::uint64_t task_id = 0;         // its id for observers, if any was attached at submit
   std::uint64_t deadline_ns = 0;     // steady_ns() past which it must not start; 0: none
   std::function<void()> on_expired;  // runs instead of the task once its deadline passed
+  TraceIds trace;                    // its exemplars' trace and span ids, if any
 };
 
 /// A queued unit of work as a worker sees it. The split into claim / invoke / finish
@@ -73,7 +74,11 @@ class Task : public RecycledNode {
   /// task has no name of its own).
   TaskRef ref(ExecutorMetrics* owner) const noexcept {
     if (!extras) return {owner, submit_ns, 0};
-    return {extras->named != nullptr ? extras->named : owner, submit_ns, extras->task_id};
+    return {extras->named != nullptr ? extras->named : owner,
+            submit_ns,
+            extras->task_id,
+            {},
+            extras->trace.empty() ? nullptr : &extras->trace};
   }
   /// The extras, created on first use.
   TaskExtras& extras_for_update() {
@@ -81,9 +86,9 @@ class Task : public RecycledNode {
     return *extras;
   }
 
-  Task* next = nullptr;           // intrusive queue link
-  Task* segment_last = nullptr;   // TaskQueue's batch cut, valid only where it says so
-  std::uint64_t submit_ns = 0;    // when submit accepted it
+  Task* next = nullptr;                // intrusive queue link
+  Task* segment_last = nullptr;        // TaskQueue's batch cut, valid only where it says so
+  std::uint64_t submit_ns = 0;         // when submit accepted it
   std::unique_ptr<TaskExtras> extras;  // null for a task without a name or deadline
   std::int32_t priority = 0;           // higher runs first; FIFO within one priority
 
