@@ -33,7 +33,9 @@ namespace bench {
 /// ThreadPoolExecutor as shipped: wait and run histograms always on (SampleRate 1), or
 /// with ExporterOptions::timing_sample_rate = SampleRate; with Observed, a TaskObserver
 /// whose hooks do nothing is attached, so the row shows what the observer calls cost.
-template <unsigned SampleRate, bool Observed = false>
+/// Exemplars: ExporterOptions::exemplars, refreshed at most every RefreshMs per bucket.
+template <unsigned SampleRate, bool Observed = false, bool Exemplars = true,
+          unsigned RefreshMs = 100>
 struct OursAt {
   static constexpr const char* name =
       Observed ? "ours_observed" : (SampleRate == 1 ? "ours" : "ours_sampled");
@@ -44,6 +46,8 @@ struct OursAt {
     o.id = "bench";
     o.registry = registry;
     o.exporter.timing_sample_rate = SampleRate;
+    o.exporter.exemplars = Exemplars;
+    o.exporter.exemplar_refresh_ms = RefreshMs;
     if (Observed) o.observers.push_back(std::make_shared<executor_exporter::TaskObserver>());
     pool.emplace(workers, std::move(o));
   }
@@ -62,6 +66,9 @@ using Ours = OursAt<1>;
 inline constexpr unsigned kSampleRate = 64;
 using OursSampled = OursAt<kSampleRate>;
 using OursObserved = OursAt<1, true>;
+using OursNoExemplars = OursAt<1, false, false>;
+/// Exemplars rewritten at every observation: the most they can cost.
+using OursExemplarsEvery = OursAt<1, false, true, 0>;
 
 /// ThreadPoolExecutor with its per-task metrics compiled out (BasicThreadPoolExecutor<NoMetrics>):
 /// the same queue, nodes and futures, no clock reads, no shard updates.
