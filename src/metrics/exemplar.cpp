@@ -51,7 +51,8 @@ Exemplar exemplar_of(const detail::ExemplarSample& e, const std::string& task) {
   Exemplar x;
   x.value = static_cast<double>(e.value_ns) / 1e9;
   // Milliseconds are all Prometheus keeps of an exemplar's time.
-  x.timestamp = static_cast<double>(e.wall_ns / 1'000'000) / 1e3;
+  const std::uint64_t wall_ms = e.wall_ns / 1'000'000;
+  x.timestamp = static_cast<double>(wall_ms) / 1e3;
   // Ids are bounded (20 decimal digits, 32 and 16 hex digits) and never cut: a cut id
   // names nothing. The task name and the call site share what is left.
   std::vector<std::pair<std::string, std::string>> ids;

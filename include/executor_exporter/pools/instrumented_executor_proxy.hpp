@@ -256,7 +256,7 @@ class InstrumentedExecutorProxy {
       // The submitting thread's TraceContext, for the task's exemplars.
       if (const detail::TraceIds* context = detail::current_trace_ids;
           context != nullptr && !context->empty()) [[unlikely]] {
-        node->extras_for_update().trace = *context;
+        node->extras_for_update().set_trace(*context);
       }
       ticket = std::make_shared<Ticket>(node, this);
       if (recorder.metrics().observers() != nullptr) [[unlikely]] {

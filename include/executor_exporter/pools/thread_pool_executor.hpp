@@ -490,7 +490,7 @@ class BasicThreadPoolExecutor {
     }
     if (!options.trace_id.empty() || !options.span_id.empty()) {
       const detail::TraceIds ids = detail::parse_trace_ids(options.trace_id, options.span_id);
-      if (!ids.empty()) node->extras_for_update().trace = ids;
+      if (!ids.empty()) node->extras_for_update().set_trace(ids);
     }
   }
 
@@ -505,11 +505,11 @@ class BasicThreadPoolExecutor {
       // A TraceContext's ids travel in the extras too, unless the submit gave its own.
       const detail::TraceIds* context = detail::current_trace_ids;
       const bool traced =
-          context != nullptr && !context->empty() && (!node->extras || node->extras->trace.empty());
+          context != nullptr && !context->empty() && (!node->extras || !node->extras->trace);
       if (recorder_.metrics().observers() != nullptr || traced) [[unlikely]] {
         try {
           node->extras_for_update();  // the observer id travels in the extras
-          if (traced) node->extras->trace = *context;
+          if (traced) node->extras->set_trace(*context);
         } catch (...) {  // no memory for them: refused, counted, not leaked
           detail::Recorder::rejected(recorder_.prepare(node->named()), RejectReason::error);
           node->drop();

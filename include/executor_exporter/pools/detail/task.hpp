@@ -26,6 +26,11 @@ struct TaskContext {
   ErrorSink* sink;         // receives a posted task's exception
 };
 
+/// A traced task's ids, out of line so that TaskExtras keeps to one 64-byte block.
+struct TaskTrace : RecycledNode {
+  TraceIds ids;
+};
+
 /// The settings few tasks have (a name, a deadline, an expire callback), kept out of
 /// line so that a task without them pays one pointer. Recycled like the nodes.
 struct TaskExtras : RecycledNode {
@@ -33,7 +38,13 @@ struct TaskExtras : RecycledNode {
   std::uint64_t task_id = 0;         // its id for observers, if any was attached at submit
   std::uint64_t deadline_ns = 0;     // steady_ns() past which it must not start; 0: none
   std::function<void()> on_expired;  // runs instead of the task once its deadline passed
-  TraceIds trace;                    // its exemplars' trace and span ids, if any
+  std::unique_ptr<TaskTrace> trace;  // its exemplars' trace and span ids, if any
+
+  /// Sets the exemplars' ids (may throw std::bad_alloc).
+  void set_trace(const TraceIds& ids) {
+    if (!trace) trace = std::make_unique<TaskTrace>();
+    trace->ids = ids;
+  }
 };
 
 /// A queued unit of work as a worker sees it. The split into claim / invoke / finish
@@ -78,7 +89,7 @@ class Task : public RecycledNode {
             submit_ns,
             extras->task_id,
             {},
-            extras->trace.empty() ? nullptr : &extras->trace};
+            extras->trace ? &extras->trace->ids : nullptr};
   }
   /// The extras, created on first use.
   TaskExtras& extras_for_update() {
