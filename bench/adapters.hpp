@@ -34,7 +34,9 @@ namespace bench {
 /// with ExporterOptions::timing_sample_rate = SampleRate; with Observed, a TaskObserver
 /// whose hooks do nothing is attached, so the row shows what the observer calls cost; with
 /// CpuTime, ExporterOptions::task_cpu_time (two thread CPU clock reads per task).
-template <unsigned SampleRate, bool Observed = false, bool CpuTime = false>
+/// Exemplars: ExporterOptions::exemplars, refreshed at most every RefreshMs per bucket.
+template <unsigned SampleRate, bool Observed = false, bool CpuTime = false, bool Exemplars = true,
+          unsigned RefreshMs = 100>
 struct OursAt {
   static constexpr const char* name =
       CpuTime ? "ours_cpu"
@@ -47,6 +49,8 @@ struct OursAt {
     o.registry = registry;
     o.exporter.timing_sample_rate = SampleRate;
     o.exporter.task_cpu_time = CpuTime;
+    o.exporter.exemplars = Exemplars;
+    o.exporter.exemplar_refresh_ms = RefreshMs;
     if (Observed) o.observers.push_back(std::make_shared<executor_exporter::TaskObserver>());
     pool.emplace(workers, std::move(o));
   }
@@ -93,6 +97,9 @@ struct OursStuck {
   }
   void drain() { pool->shutdown(true); }
 };
+using OursNoExemplars = OursAt<1, false, false, false>;
+/// Exemplars rewritten at every observation: the most they can cost.
+using OursExemplarsEvery = OursAt<1, false, false, true, 0>;
 
 /// ThreadPoolExecutor with its per-task metrics compiled out (BasicThreadPoolExecutor<NoMetrics>):
 /// the same queue, nodes and futures, no clock reads, no shard updates.

@@ -25,6 +25,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "free_port.hpp"
@@ -271,6 +272,16 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   ee::ThreadPoolExecutor hostile_pool(1, hostile_options);
   hostile_pool.submit_named("task \xc3(", [] {}).get();
   hostile_pool.submit([] {}).get();
+  // A task with trace ids, whose exemplar Prometheus stores (exemplar-storage, below).
+  constexpr const char* kTraceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+  constexpr const char* kSpanId = "00f067aa0ba902b7";
+  {
+    ee::SubmitOptions traced;
+    traced.name = "traced \xff";
+    traced.trace_id = kTraceId;
+    traced.span_id = kSpanId;
+    hostile_pool.submit_with(traced, [] { std::this_thread::sleep_for(20ms); }).get();
+  }
 
   ee_test::TempDir dir("ee_prometheus");
   const auto config = dir / "prometheus.yml";
@@ -295,13 +306,13 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   std::filesystem::create_directories(dir / "data");
 
   const int prom_port = ee_test::free_tcp_port();
-  ee_test::Subprocess server({prometheus, "--config.file=" + config.string(),
-                              "--storage.tsdb.path=" + (dir / "data").string(),
-                              "--storage.tsdb.retention.time=1h",
-                              "--web.listen-address=127.0.0.1:" + std::to_string(prom_port),
-                              "--web.console.templates=" + (dir / "consoles").string(),
-                              "--web.console.libraries=" + (dir / "console_libraries").string(),
-                              "--query.lookback-delta=30s", "--log.level=info"});
+  ee_test::Subprocess server(
+      {prometheus, "--config.file=" + config.string(),
+       "--storage.tsdb.path=" + (dir / "data").string(), "--storage.tsdb.retention.time=1h",
+       "--web.listen-address=127.0.0.1:" + std::to_string(prom_port),
+       "--web.console.templates=" + (dir / "consoles").string(),
+       "--web.console.libraries=" + (dir / "console_libraries").string(),
+       "--query.lookback-delta=30s", "--log.level=info", "--enable-feature=exemplar-storage"});
 
   std::string last;
   auto one_value = [&](const std::string& promql) -> std::optional<double> {
@@ -391,17 +402,18 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
         "Prometheus did not see the plain registry's live pool (3 workers, 26 tasks, 1 running)");
   }
 
-  // The hostile labels: the target is up, its series arrived with valid UTF-8 labels, and
+  // The hostile labels: the target is up, its series (the executor's, and two named
+  // tasks') arrived with valid UTF-8 labels, and
   // Prometheus negotiated OpenMetrics with the library's server.
   if (!ee_test::wait_until(
           [&] {
             const auto up = one_value("up{job=\"hostile\"}");
             const auto named =
                 query(prom_port, std::string(kSubmitted) + "{job=\"hostile\"} > 0", last);
-            return up == 1.0 && named.size() == 2;
+            return up == 1.0 && named.size() == 3;
           },
           40s, 500ms)) {
-    diagnose("Prometheus did not ingest the hostile target's two task series");
+    diagnose("Prometheus did not ingest the hostile target's three task series");
   }
   for (const auto& series : query(prom_port, std::string(kSubmitted) + "{job=\"hostile\"}", last)) {
     const auto& metric = series.at("metric");
@@ -412,6 +424,45 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   }
   CHECK(hostile_server.stats().pages_openmetrics > 0);
   CHECK(hostile_server.stats().pages_text == 0);
+
+  // Exemplars: Prometheus stored the traced task's run exemplar, with its name (made
+  // valid UTF-8), id and trace ids (docs/exemplars.md).
+  std::optional<ee_test::json::Value> exemplar;
+  auto find_exemplar = [&] {
+    const double now =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    try {
+      const std::string path = "/api/v1/query_exemplars?query=" +
+                               url_encode("executor_task_run_seconds_bucket{job=\"hostile\"}") +
+                               "&start=" + std::to_string(now - 3600) +
+                               "&end=" + std::to_string(now + 60);
+      const auto r = ee_test::http_get("127.0.0.1", prom_port, path, 5s);
+      last = path + " -> " + std::to_string(r.status) + " " + r.body;
+      if (r.status != 200) return false;
+      const auto doc = ee_test::json::parse(r.body);
+      for (const auto& series : doc.at("data").array) {
+        for (const auto& e : series.at("exemplars").array) {
+          const auto* trace = e.at("labels").find("trace_id");
+          if (trace != nullptr && trace->str() == kTraceId) exemplar = e;
+        }
+      }
+    } catch (const std::exception& e) {
+      last = std::string("query_exemplars -> error: ") + e.what();
+    }
+    return exemplar.has_value();
+  };
+  if (!ee_test::wait_until(find_exemplar, 40s, 500ms)) {
+    diagnose("Prometheus returned no exemplar with the traced task's trace_id");
+  }
+  {
+    const auto& labels = exemplar->at("labels");
+    INFO(last);
+    CHECK(labels.at("span_id").str() == kSpanId);
+    CHECK(labels.at("task").str().rfind("traced ", 0) == 0);
+    CHECK(valid_utf8(labels.at("task").str()));
+    CHECK(labels.at("task_id").str().find_first_not_of("0123456789") == std::string::npos);
+    CHECK(std::stod(exemplar->at("value").str()) >= 0.02);
+  }
 
   release.set_value();
   blocked.get();

@@ -156,8 +156,13 @@ TEST_CASE("MetricsServer negotiates OpenMetrics for Prometheus and text for ever
     std::size_t from = 0;
     while (from < page.size()) {
       const auto nl = page.find('\n', from);
-      const std::string line = page.substr(from, nl - from);
-      stamped += line + (line.empty() || line[0] == '#' ? "" : ts) + "\n";
+      std::string line = page.substr(from, nl - from);
+      // The timestamp goes before an exemplar (` # {...}`), which follows the sample.
+      if (!line.empty() && line[0] != '#') {
+        const auto exemplar = line.find(" # {");
+        line.insert(exemplar == std::string::npos ? line.size() : exemplar, ts);
+      }
+      stamped += line + "\n";
       from = nl + 1;
     }
     ee_test::TempDir dir("ee_om");

@@ -12,6 +12,7 @@
 #include <executor_exporter/events/statsd_sink.hpp>                 // IWYU pragma: export
 #include <executor_exporter/events/task_description.hpp>            // IWYU pragma: export
 #include <executor_exporter/events/task_event.hpp>                  // IWYU pragma: export
+#include <executor_exporter/metrics/exemplar.hpp>                   // IWYU pragma: export
 #include <executor_exporter/metrics/exporter.hpp>                   // IWYU pragma: export
 #include <executor_exporter/metrics/exporter_options.hpp>           // IWYU pragma: export
 #include <executor_exporter/metrics/flight_recorder.hpp>            // IWYU pragma: export
@@ -23,6 +24,7 @@
 #include <executor_exporter/metrics/status_page.hpp>                // IWYU pragma: export
 #include <executor_exporter/metrics/text_format.hpp>                // IWYU pragma: export
 #include <executor_exporter/metrics/trace.hpp>                      // IWYU pragma: export
+#include <executor_exporter/metrics/trace_context.hpp>              // IWYU pragma: export
 #include <executor_exporter/metrics/trace_options.hpp>              // IWYU pragma: export
 #include <executor_exporter/metrics/watchdog.hpp>                   // IWYU pragma: export
 #include <executor_exporter/pools/executor_concept.hpp>             // IWYU pragma: export

@@ -366,10 +366,10 @@ MetricShard& ExecutorMetrics::register_shard() {
     return e.shard->orphaned.load(std::memory_order_acquire);
   });
   // Only the executor level keeps the thread's running task and its flight recorder.
-  auto shard = std::make_shared<MetricShard>(layout_, run_bounds_ns_, wait_bounds_ns_,
-                                             options_.timing_sample_rate,
-                                             root_ == this ? options_.flight_recorder_slices : 0,
-                                             options_.task_cpu_time);
+  auto shard = std::make_shared<MetricShard>(
+      layout_, run_bounds_ns_, wait_bounds_ns_, options_.timing_sample_rate,
+      root_ == this ? options_.flight_recorder_slices : 0, options_.task_cpu_time,
+      options_.exemplars, std::uint64_t{options_.exemplar_refresh_ms} * 1'000'000);
   shard->thread = &cache;
   {
     std::lock_guard lock(mutex_);
@@ -922,12 +922,36 @@ void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<boo
   const std::uint64_t ended = ended_count([&](std::size_t i) { return totals_[i]; });
   series_[static_cast<std::size_t>(Metric::tasks_running)].gauges[0]->Set(
       diff(totals_[SlotLayout::started], ended) + static_cast<double>(outside_running));
+  if (options_.exemplars) pick_exemplars();
   // A retired shard's thread is gone and its last counts are folded above.
   std::size_t keep = 0;
   for (std::size_t s = 0; s < shards_.size(); ++s) {
     if (!retired[s]) shards_[keep++] = std::move(shards_[s]);
   }
   shards_.resize(keep);
+}
+
+// Caller holds mutex_. The newest exemplar per (histogram, bucket) across the shards,
+// kept across folds (a thread that exits leaves its last ones), handed to the registry
+// state for the OpenMetrics page.
+void ExecutorMetrics::pick_exemplars() {
+  bool changed = false;
+  for (std::size_t h = 0; h < ExemplarStore::histograms; ++h) {
+    auto& picked = exemplars_[h];
+    for (const auto& shard : shards_) {
+      const ExemplarStore* store = shard->exemplars();
+      if (store == nullptr) continue;
+      picked.resize(store->buckets(h));
+      for (std::size_t b = 0; b < picked.size(); ++b) {
+        const std::optional<ExemplarSample> e = store->read(h, b);
+        if (e && e->wall_ns > picked[b].wall_ns) {
+          picked[b] = *e;
+          changed = true;
+        }
+      }
+    }
+  }
+  if (changed) state_->note_exemplars(id_, type_, task_, exemplars_);
 }
 
 }  // namespace executor_exporter::detail

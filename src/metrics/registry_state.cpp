@@ -181,6 +181,46 @@ std::optional<double> RegistryState::created(
   return it->second;
 }
 
+void RegistryState::note_exemplars(const std::string& id, const std::string& type,
+                                   const std::string& task, const PickedExemplars& picked) {
+  std::lock_guard lock(exemplars_mutex_);
+  exemplars_[{id, type, task}] = picked;
+}
+
+std::vector<ExemplarSample> RegistryState::exemplars(
+    std::string_view family,
+    const std::vector<std::pair<std::string_view, std::string_view>>& labels) const {
+  const bool wait = family == metric_catalog[static_cast<std::size_t>(Metric::task_wait)].name;
+  if (!wait && family != metric_catalog[static_cast<std::size_t>(Metric::task_run)].name) {
+    return {};
+  }
+  std::string_view id, type, task, result;
+  bool ours = false;
+  for (const auto& [name, value] : labels) {
+    if (name == "executor") {
+      id = value;
+      ours = true;
+    } else if (name == "executor_type") {
+      type = value;
+    } else if (name == "task") {
+      task = value;
+    } else if (name == "result") {
+      result = value;
+    }
+  }
+  if (!ours) return {};
+  const std::size_t hist = wait                    ? ExemplarStore::wait
+                           : result == "completed" ? ExemplarStore::run_completed
+                           : result == "failed"    ? ExemplarStore::run_failed
+                                                   : ExemplarStore::histograms;
+  if (hist == ExemplarStore::histograms) return {};
+  std::lock_guard lock(exemplars_mutex_);
+  const auto it = exemplars_.find(
+      std::tuple<std::string_view, std::string_view, std::string_view>(id, type, task));
+  if (it == exemplars_.end()) return {};
+  return it->second[hist];
+}
+
 void RegistryState::fold_every() {
   // Each registry is held while its executors fold, so it cannot go away meanwhile.
   std::vector<std::pair<std::shared_ptr<prometheus::Registry>, std::shared_ptr<RegistryState>>> all;

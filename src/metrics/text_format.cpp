@@ -20,7 +20,8 @@ using prometheus::MetricType;
 // The two formats share everything but a few spellings, chosen here.
 struct Format {
   bool openmetrics = false;
-  const CreatedTime* created = nullptr;  // OpenMetrics only
+  const CreatedTime* created = nullptr;       // OpenMetrics only
+  const ExemplarLookup* exemplars = nullptr;  // OpenMetrics only
 };
 
 // %.16g is what TextSerializer's stream (precision max_digits10 - 1, default float
@@ -112,7 +113,10 @@ void put_head(std::string& out, const std::string& name, std::string_view suffix
   out += "\"} ";
 }
 
-void put_tail(std::string& out, const ClientMetric& metric, const Format& f = {}) {
+void put_exemplar(std::string& out, const Exemplar& e);
+
+void put_tail(std::string& out, const ClientMetric& metric, const Format& f = {},
+              const Exemplar* exemplar = nullptr) {
   if (metric.timestamp_ms != 0) {
     out += ' ';
     if (f.openmetrics) {
@@ -122,6 +126,7 @@ void put_tail(std::string& out, const ClientMetric& metric, const Format& f = {}
       put_int(out, metric.timestamp_ms);
     }
   }
+  if (exemplar != nullptr) put_exemplar(out, *exemplar);
   out += '\n';
 }
 
@@ -147,19 +152,65 @@ void put_count_sum(std::string& out, const std::string& name, const ClientMetric
   put_tail(out, metric, f);
 }
 
+std::size_t code_points(std::string_view s) {
+  std::size_t n = 0;
+  for (const char c : s) n += (static_cast<unsigned char>(c) & 0xC0) == 0x80 ? 0 : 1;
+  return n;
+}
+
+// ` # {labels} value timestamp` after a bucket's count. An exemplar whose label set
+// exceeds OpenMetrics' bound, or whose label names are not names, is left out: it would
+// make Prometheus refuse the whole page.
+void put_exemplar(std::string& out, const Exemplar& e) {
+  std::size_t length = 0;
+  for (const auto& [k, v] : e.labels) {
+    if (k.empty()) return;
+    for (std::size_t i = 0; i < k.size(); ++i) {
+      const char c = k[i];
+      const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' ||
+                      (i > 0 && c >= '0' && c <= '9');
+      if (!ok) return;
+    }
+    length += code_points(k) + code_points(v);
+  }
+  if (length > exemplar_label_limit || !std::isfinite(e.value)) return;
+  out += " # {";
+  bool first = true;
+  for (const auto& [k, v] : e.labels) {
+    if (!first) out += ',';
+    first = false;
+    out += k;
+    out += "=\"";
+    put_escaped(out, v);
+    out += '"';
+  }
+  out += "} ";
+  put_double(out, e.value, true);
+  if (e.timestamp > 0) fmt::format_to(std::back_inserter(out), " {:.3f}", e.timestamp);
+}
+
 void put_histogram(std::string& out, const std::string& name, const ClientMetric& metric,
-                   const std::string& labels, const Format& f) {
+                   const std::string& labels, const Format& f, const MetricFamily& family) {
   const auto& h = metric.histogram;
+  std::vector<std::optional<Exemplar>> exemplars;
+  if (f.openmetrics && f.exemplars != nullptr && *f.exemplars) {
+    exemplars = (*f.exemplars)(family, metric);
+  }
   // The text format opens with _count and _sum (as TextSerializer does); OpenMetrics
   // lists the buckets first.
   if (!f.openmetrics) put_count_sum(out, name, metric, labels, h.sample_count, h.sample_sum, f);
   bool has_inf = false;
-  for (const auto& b : h.bucket) {
+  for (std::size_t i = 0; i < h.bucket.size(); ++i) {
+    const auto& b = h.bucket[i];
     has_inf = std::isinf(b.upper_bound) && b.upper_bound > 0;
     put_head(out, name, "_bucket", labels, "le",
              [&] { put_double(out, b.upper_bound, f.openmetrics); });
     put_int(out, b.cumulative_count);
-    put_tail(out, metric, f);
+    if (i < exemplars.size() && exemplars[i] && b.cumulative_count > 0) {
+      put_tail(out, metric, f, &*exemplars[i]);
+    } else {
+      put_tail(out, metric, f);
+    }
   }
   // prometheus-cpp's histograms end with a +Inf bucket; a hand-made family might not.
   if (!has_inf) {
@@ -258,7 +309,7 @@ void put_family(std::string& out, const MetricFamily& family, const Format& f) {
         put_summary(out, name, metric, labels, f);
         break;
       case MetricType::Histogram:
-        put_histogram(out, name, metric, labels, f);
+        put_histogram(out, name, metric, labels, f, family);
         break;
     }
   }
@@ -271,8 +322,8 @@ void write_text(std::string& out, const std::vector<prometheus::MetricFamily>& f
 }
 
 void write_openmetrics(std::string& out, const std::vector<prometheus::MetricFamily>& families,
-                       const CreatedTime& created) {
-  const Format f{true, &created};
+                       const CreatedTime& created, const ExemplarLookup& exemplars) {
+  const Format f{true, &created, &exemplars};
   for (const auto& family : families) put_family(out, family, f);
   out += "# EOF\n";
 }
@@ -285,7 +336,7 @@ std::string scrape_text(const std::shared_ptr<prometheus::Registry>& registry) {
 
 std::string scrape_openmetrics(const std::shared_ptr<prometheus::Registry>& registry) {
   std::string out;
-  write_openmetrics(out, collect(registry), created_time(registry));
+  write_openmetrics(out, collect(registry), created_time(registry), exemplar_lookup(registry));
   return out;
 }
 

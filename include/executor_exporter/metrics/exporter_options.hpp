@@ -47,6 +47,14 @@ struct ExporterOptions {
   /// "averages" block of the benchmarks). The thread pool's worker CPU seconds are read
   /// at scrape and need no option. Exporters sharing an id should agree on it.
   bool task_cpu_time = false;
+  /// Keep exemplars for the wait and run histograms: per bucket, a recent task that
+  /// landed in it (its name, id, call site and trace ids), which OpenMetrics pages show
+  /// after the bucket's count (docs/exemplars.md). The text format 0.0.4 never carries
+  /// them. Each thread keeps its own, refreshed at most once per
+  /// `exemplar_refresh_ms` per bucket (0: at every observation), so most observations
+  /// pay one compare. Fixed by the first exporter of an id, like the buckets.
+  bool exemplars = true;
+  std::uint32_t exemplar_refresh_ms = 100;
 };
 
 }  // namespace executor_exporter

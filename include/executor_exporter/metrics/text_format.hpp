@@ -9,6 +9,7 @@
 #include <prometheus/metric_family.h>
 #include <prometheus/registry.h>
 
+#include <executor_exporter/metrics/exemplar.hpp>
 #include <executor_exporter/metrics/registry.hpp>
 
 namespace executor_exporter {
@@ -29,10 +30,11 @@ using CreatedTime = std::function<std::optional<double>(const prometheus::Client
 /// Appends `families` in OpenMetrics 1.0.0 text (`application/openmetrics-text;
 /// version=1.0.0`): counter families named without `_total` (their samples keep it),
 /// `# UNIT` for names ending in `_seconds` or `_bytes`, `_created` samples where
-/// `created` knows the time, and the closing `# EOF`. Prometheus asks for this format
-/// first when it scrapes.
+/// `created` knows the time, exemplars after the histogram buckets (of a non-zero
+/// count) where `exemplars` has one, and the closing `# EOF`. Prometheus asks for this
+/// format first when it scrapes.
 void write_openmetrics(std::string& out, const std::vector<prometheus::MetricFamily>& families,
-                       const CreatedTime& created = {});
+                       const CreatedTime& created = {}, const ExemplarLookup& exemplars = {});
 
 /// When the library's series in `registry` started: the first time an executor of that
 /// id and type (and task name) reported into it. Series of other origins are unknown.
@@ -46,7 +48,8 @@ CreatedTime created_time(
 /// uses TextSerializer.
 std::string scrape_text(const std::shared_ptr<prometheus::Registry>& registry = default_registry());
 
-/// The same page in OpenMetrics 1.0.0 (write_openmetrics, with created_time(registry)).
+/// The same page in OpenMetrics 1.0.0 (write_openmetrics, with created_time(registry)
+/// and exemplar_lookup(registry)).
 std::string scrape_openmetrics(
     const std::shared_ptr<prometheus::Registry>& registry = default_registry());
 

@@ -358,6 +358,11 @@ class InstrumentedExecutorProxy {
         node->extras_for_update();  // the observer id travels in the extras
       }
       if (named != nullptr) node->extras_for_update().named = named;
+      // The submitting thread's TraceContext, for the task's exemplars.
+      if (const detail::TraceIds* context = detail::current_trace_ids;
+          context != nullptr && !context->empty()) [[unlikely]] {
+        node->extras_for_update().set_trace(*context);
+      }
       ticket = std::make_shared<Ticket>(node, this);
       if (recorder.metrics().observers() != nullptr) [[unlikely]] {
         // The submission may be counted on the worker (see Ticket): it carries the

@@ -102,6 +102,11 @@ struct SubmitOptions {
   /// Runs (on the worker) instead of the task when the deadline passed. An exception
   /// from it goes to the error handler, counted as a callback error.
   std::function<void()> on_expired;
+  /// The trace and span ids this task's exemplars carry (hex, up to 32 and 16 digits;
+  /// an id that is not is left out). Empty: those of the submitting thread's
+  /// TraceContext, if any (docs/exemplars.md).
+  std::string trace_id;
+  std::string span_id;
 };
 
 /// Metrics policies of BasicThreadPoolExecutor. TaskMetrics, the default, counts and
@@ -719,9 +724,13 @@ class BasicThreadPoolExecutor {
               .count();
       node->extras_for_update().deadline_ns = ns > 0 ? static_cast<std::uint64_t>(ns) : 1;
     }
-    if (options.on_expired) node->extras_for_update().on_expired = options.on_expired;
+    if (options.on_expired) node->extras_for_update().rare_for_update().on_expired = options.on_expired;
     if (!options.name.empty()) {
       node->extras_for_update().named = recorder_.named(options.name, options_.max_task_names);
+    }
+    if (!options.trace_id.empty() || !options.span_id.empty()) {
+      const detail::TraceIds ids = detail::parse_trace_ids(options.trace_id, options.span_id);
+      if (!ids.empty()) node->extras_for_update().set_trace(ids);
     }
   }
 
@@ -733,10 +742,15 @@ class BasicThreadPoolExecutor {
     // Timed or not is decided here (timing_sample_rate); 0 tells the worker "not timed".
     detail::TaskRef ref;
     if constexpr (kMetered) {
-      if (recorder_.metrics().observers() != nullptr) [[unlikely]] {
+      // A TraceContext's ids travel in the extras too, unless the submit gave its own.
+      const detail::TraceIds* context = detail::current_trace_ids;
+      const bool traced =
+          context != nullptr && !context->empty() && (!node->extras || node->extras->trace() == nullptr);
+      if (recorder_.metrics().observers() != nullptr || traced) [[unlikely]] {
         try {
           node->extras_for_update();  // the observer id travels in the extras
-        } catch (...) {               // no memory for them: refused, counted, not leaked
+          if (traced) node->extras->set_trace(*context);
+        } catch (...) {  // no memory for them: refused, counted, not leaked
           detail::Recorder::rejected(recorder_.prepare(node->named()), RejectReason::error);
           node->drop();
           throw;
@@ -1047,7 +1061,7 @@ class BasicThreadPoolExecutor {
         expire(task, ctx);
         return;
       }
-      task.extras->on_expired = nullptr;  // not needed any more; free its captures now
+      if (task.extras->rare) task.extras->rare->on_expired = nullptr;  // free its captures now
     }
     std::exception_ptr unhandled;  // a posted task's exception, for finish()
     if constexpr (!kMetered) {
@@ -1070,7 +1084,8 @@ class BasicThreadPoolExecutor {
   // references) is used.
   void expire(detail::Task& task, const detail::TaskContext& ctx) {
     if (ctx.owner != nullptr) detail::Recorder::expired(task.ref(ctx.owner));
-    if (auto& callback = task.extras->on_expired) {
+    if (task.extras->rare && task.extras->rare->on_expired) {
+      auto& callback = task.extras->rare->on_expired;
       try {
         callback();
       } catch (...) {

@@ -281,6 +281,8 @@ class ExecutorMetrics {
                    std::uint64_t to_ns);
   /// running_tasks() for a caller holding mutex_.
   void running_tasks_held(std::vector<RunningTask>& out);
+  /// Picks the newest exemplar per bucket from the shards (caller holds mutex_).
+  void pick_exemplars();
   MetricShard& register_shard();
   template <class Map, class Make>
   auto* trace_series(Map& map, std::string_view scope, std::string_view action,
@@ -324,6 +326,8 @@ class ExecutorMetrics {
   std::vector<std::pair<const void*, clockid_t>> cpu_threads_;
   std::uint64_t cpu_retired_ns_ = 0;
   std::uint64_t cpu_exported_ns_ = 0;
+  // The newest exemplar per histogram (ExemplarStore's numbering) and bucket.
+  std::array<std::vector<ExemplarSample>, ExemplarStore::histograms> exemplars_;
   std::vector<std::pair<std::uint64_t, std::function<Running()>>> running_probes_;
   std::uint64_t next_probe_ = 1;
   std::vector<std::pair<std::uint64_t, std::function<void(std::vector<RunningTask>&)>>>

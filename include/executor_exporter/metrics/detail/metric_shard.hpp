@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include <executor_exporter/metrics/detail/exemplar_store.hpp>
 #include <executor_exporter/metrics/reject_reason.hpp>
 
 namespace executor_exporter::detail {
@@ -90,11 +91,16 @@ std::uint64_t current_thread_id() noexcept;
 class MetricShard {
  public:
   /// `sample_rate` N > 1: sample() picks about 1 task in N for timing (see
-  /// ExporterOptions::timing_sample_rate).
+  /// ExporterOptions::timing_sample_rate). `exemplars`: keep exemplars, each refreshed
+  /// at most once per `exemplar_refresh_ns` (see ExporterOptions::exemplars).
   MetricShard(const SlotLayout& layout, const std::vector<std::uint64_t>& run_bounds_ns,
               const std::vector<std::uint64_t>& wait_bounds_ns, std::uint32_t sample_rate = 1,
-              std::size_t ring_slices = 0, bool cpu_time = false)
-      : layout_(layout),
+              std::size_t ring_slices = 0, bool cpu_time = false, bool exemplars = false,
+              std::uint64_t exemplar_refresh_ns = 0)
+      : exemplars_(exemplars ? std::make_unique<ExemplarStore>(
+                                   wait_bounds_ns.size(), run_bounds_ns.size(), exemplar_refresh_ns)
+                             : nullptr),
+        layout_(layout),
         sample_rate_(sample_rate == 0 ? 1 : sample_rate),
         cpu_time_(cpu_time),
         rng_(reinterpret_cast<std::uintptr_t>(this) | 1),
@@ -143,18 +149,22 @@ class MetricShard {
   void task_expired() noexcept { bump(SlotLayout::expired, 1); }
   /// A timed task submitted at `submit_ns` started after waiting `wait_ns` in the queue.
   /// The begin marker first, the wait histogram (its bucket counts: the end marker) last.
-  void task_started(std::uint64_t wait_ns, std::uint64_t submit_ns) noexcept {
+  /// Returns the bucket it landed in (for its exemplar).
+  std::size_t task_started(std::uint64_t wait_ns, std::uint64_t submit_ns) noexcept {
     bump(layout_.started_begin(), 1);
     bump(layout_.started_submit_sum(), submit_ns);
-    observe(layout_.wait_hist(), wait_bounds_, wait_n_, wait_ns);
+    const std::size_t bucket = observe(layout_.wait_hist(), wait_bounds_, wait_n_, wait_ns);
     bump(SlotLayout::started, 1);
+    return bucket;
   }
   /// A timed task ended after running `run_ns`. `weight`: how many tasks it stands for
   /// in the busy time (the sample rate when timing is sampled, else 1).
-  void task_finished(std::uint64_t run_ns, bool ok, std::uint64_t weight = 1) noexcept {
-    observe(layout_.run_hist(ok), run_bounds_, run_n_, run_ns);
+  /// Returns the bucket it landed in.
+  std::size_t task_finished(std::uint64_t run_ns, bool ok, std::uint64_t weight = 1) noexcept {
+    const std::size_t bucket = observe(layout_.run_hist(ok), run_bounds_, run_n_, run_ns);
     bump(SlotLayout::busy_ns, run_ns * weight);
     bump(ok ? SlotLayout::completed : SlotLayout::failed, 1);
+    return bucket;
   }
   /// Whether tasks' CPU time is measured (ExporterOptions::task_cpu_time).
   bool cpu_time() const noexcept { return cpu_time_; }
@@ -165,6 +175,10 @@ class MetricShard {
   /// CPU time of a task that ran on a thread whose clock no scrape reads (the proxy).
   void add_foreign_cpu(std::uint64_t cpu_ns) noexcept { bump(SlotLayout::foreign_cpu_ns, cpu_ns); }
 
+  /// The shard's exemplars, or null when they are off. The owner offers them through
+  /// ExemplarStore::due and put; a collect reads them.
+  ExemplarStore* exemplars() noexcept { return exemplars_.get(); }
+  const ExemplarStore* exemplars() const noexcept { return exemplars_.get(); }
   /// An untimed task (not picked by sample()) started or ended: counted, not timed.
   void task_started_untimed() noexcept { bump(SlotLayout::started, 1); }
   void task_finished_untimed(bool ok) noexcept {
@@ -335,14 +349,16 @@ class MetricShard {
     auto& a = slots_[slot];
     a.store(a.load(std::memory_order_relaxed) + n, std::memory_order_release);
   }
-  void observe(std::size_t base, const std::uint64_t* bounds, std::size_t n,
-               std::uint64_t ns) noexcept {
+  std::size_t observe(std::size_t base, const std::uint64_t* bounds, std::size_t n,
+                      std::uint64_t ns) noexcept {
     std::size_t i = 0;
     while (i < n && ns > bounds[i]) ++i;  // most observations land in the first buckets
     bump(base + i, 1);
     bump(base + n + 1, ns);
+    return i;
   }
 
+  std::unique_ptr<ExemplarStore> exemplars_;
   SlotLayout layout_;
   std::uint32_t sample_rate_;
   bool cpu_time_;

@@ -15,6 +15,7 @@
 
 #include <executor_exporter/detail/clock.hpp>
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
+#include <executor_exporter/metrics/detail/trace_ids.hpp>
 #include <executor_exporter/metrics/exporter_options.hpp>
 #include <executor_exporter/metrics/metric_catalog.hpp>
 #include <executor_exporter/metrics/reject_reason.hpp>
@@ -44,6 +45,8 @@ struct TaskRef {
   /// process pool's futures): its wait is then added when it starts, as if it had
   /// entered and left the queue at that moment, so nothing is left counted as queued.
   bool queue_tracked = true;
+  /// Its trace and span ids, for its exemplars; null when it has none.
+  const TraceIds* trace = nullptr;
 };
 
 /// The calling thread's CPU clock in nanoseconds. On Linux a system call, not a vDSO
@@ -254,7 +257,7 @@ class Recorder {
         series.set_series_running_since(0);
         own.set_running_since(0);
       }
-      end_timed(t, own, end - std::min(end, start_ns), ok);
+      end_timed(t, own, end - std::min(end, start_ns), ok, end);
       if (mark == Mark::thread)
         own.record_slice({t.submit_ns, start_ns, end, t.series, t.where, t.id, ok});
     }
@@ -267,7 +270,8 @@ class Recorder {
   static void ran(const TaskRef& t, std::uint64_t start_ns, std::uint64_t end_ns, bool ok,
                   const std::exception_ptr& error) noexcept {
     start_timed(t.series->local_shard(), t, start_ns);
-    end_timed(t, t.series->root().local_shard(), end_ns > start_ns ? end_ns - start_ns : 0, ok);
+    end_timed(t, t.series->root().local_shard(), end_ns > start_ns ? end_ns - start_ns : 0, ok,
+              end_ns);
     if (t.series->observers() != nullptr) [[unlikely]] {
       notify(t, start_ns, 0, 1, [](TaskObserver& o, const TaskInfo& i) { o.on_started(i); });
       notify(t, start_ns, end_ns, 1,
@@ -325,7 +329,7 @@ class Recorder {
         // Before the busy time and the run histogram are added (see set_running_since).
         series.set_series_running_since(0);
         shard_->set_running_since(0);
-        end_timed(t, *shard_, end - std::min(end, start), ok);
+        end_timed(t, *shard_, end - std::min(end, start), ok, end);
         shard_->record_slice({t.submit_ns, start, end, t.series, t.where, t.id, ok});
       }
       if (t.series->observers() != nullptr) [[unlikely]] {
@@ -349,22 +353,41 @@ class Recorder {
   // sums together here (submit stage first, as the fold reads it last).
   static void start_timed(MetricShard& series, const TaskRef& t, std::uint64_t start_ns) noexcept {
     const std::uint64_t wait = start_ns > t.submit_ns ? start_ns - t.submit_ns : 0;
+    std::size_t bucket = 0;
     if (t.queue_tracked) [[likely]] {
-      series.task_started(wait, t.submit_ns);
+      bucket = series.task_started(wait, t.submit_ns);
     } else {
       series.task_submitted_timed(1, start_ns);
-      series.task_started(wait, start_ns);
+      bucket = series.task_started(wait, start_ns);
     }
+    offer_exemplar(series, ExemplarStore::wait, bucket, start_ns, wait, t);
   }
 
   // A timed task's end: its outcome and run time in its series, and its busy time in the
   // executor's shard `own` (a named task's series has no busy seconds of its own).
-  static void end_timed(const TaskRef& t, MetricShard& own, std::uint64_t run_ns,
-                        bool ok) noexcept {
+  // `now`: the end time, which dates the exemplar.
+  static void end_timed(const TaskRef& t, MetricShard& own, std::uint64_t run_ns, bool ok,
+                        std::uint64_t now) noexcept {
     MetricShard& series = t.series == &t.series->root() ? own : t.series->local_shard();
     const std::uint64_t weight = series.sample_rate();
-    series.task_finished(run_ns, ok, weight);
+    const std::size_t bucket = series.task_finished(run_ns, ok, weight);
+    offer_exemplar(series, ok ? ExemplarStore::run_completed : ExemplarStore::run_failed, bucket,
+                   now, run_ns, t);
     if (&series != &own) own.add_busy(run_ns * weight);
+  }
+
+  // `t` landed in `bucket` of histogram `hist` of `shard` at monotonic time `now`: it
+  // becomes the bucket's exemplar when that one is older than the refresh interval. A
+  // task with no observer id gets one here, only when it refreshes an exemplar (so its
+  // wait and run exemplars may name it by different ids).
+  static void offer_exemplar(MetricShard& shard, std::size_t hist, std::size_t bucket,
+                             std::uint64_t now, std::uint64_t value_ns, const TaskRef& t) noexcept {
+    ExemplarStore* store = shard.exemplars();
+    if (store == nullptr || !store->due(hist, bucket, now)) [[likely]]
+      return;
+    store->put(hist, bucket, value_ns,
+               ExemplarTag{t.id != 0 ? t.id : next_task_id(), t.where.file_name(),
+                           static_cast<std::uint32_t>(t.where.line()), t.trace});
   }
 
   static void notify_worker(ExecutorMetrics& m, std::string_view reason, bool started) noexcept {

@@ -11,6 +11,7 @@
 #include <utility>
 #include <vector>
 
+#include <executor_exporter/metrics/detail/exemplar_store.hpp>
 #include <executor_exporter/metrics/exporter_options.hpp>
 #include <executor_exporter/metrics/metric_catalog.hpp>
 
@@ -88,6 +89,17 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
   std::optional<double> created(
       const std::vector<std::pair<std::string_view, std::string_view>>& labels) const;
 
+  /// The newest exemplars of (id, type, task), per histogram and bucket (see
+  /// ExecutorMetrics::pick_exemplars), replacing the ones noted before.
+  using PickedExemplars = std::array<std::vector<ExemplarSample>, ExemplarStore::histograms>;
+  void note_exemplars(const std::string& id, const std::string& type, const std::string& task,
+                      const PickedExemplars& picked);
+  /// The exemplars per bucket of the series of family `family` (the wait or run
+  /// histogram) with `labels`, and its task name; empty for any other series.
+  std::vector<ExemplarSample> exemplars(
+      std::string_view family,
+      const std::vector<std::pair<std::string_view, std::string_view>>& labels) const;
+
   /// Holds a collectable handed to an Exposer (which keeps only a weak_ptr) for as
   /// long as the registry lives.
   void keep_alive(std::shared_ptr<prometheus::Collectable> collectable) {
@@ -110,6 +122,9 @@ class RegistryState : public std::enable_shared_from_this<RegistryState> {
   std::map<std::pair<std::string, std::string>, std::weak_ptr<ExecutorMetrics>> metrics_;
   mutable std::mutex created_mutex_;
   std::map<std::tuple<std::string, std::string, std::string>, double, std::less<>> created_;
+  mutable std::mutex exemplars_mutex_;
+  std::map<std::tuple<std::string, std::string, std::string>, PickedExemplars, std::less<>>
+      exemplars_;
   prometheus::Family<prometheus::Histogram>* trace_histogram_ = nullptr;  // guarded by mutex_
   prometheus::Family<prometheus::Summary>* trace_summary_ = nullptr;      // guarded by mutex_
 };

@@ -27,17 +27,36 @@ struct TaskContext {
   ErrorSink* sink;         // receives a posted task's exception
 };
 
-/// The settings few tasks have (a name, a deadline, an expire callback), kept out of
-/// line so that a task without them pays one pointer. Recycled like the nodes.
+/// What fewer tasks still have: the exemplars' trace and span ids and an expire
+/// callback. Out of line a second time so that TaskExtras keeps to one 64-byte block.
+struct TaskRare : RecycledNode {
+  TraceIds ids;
+  std::function<void()> on_expired;  // runs instead of the task once its deadline passed
+};
+
+/// The settings few tasks have (a name, a priority, a deadline), kept out of line so
+/// that a task without them pays one pointer. Recycled like the nodes.
 struct TaskExtras : RecycledNode {
   ExecutorMetrics* named = nullptr;  // the series of its name (submit_named), if any
   std::uint64_t task_id = 0;         // its id for observers, if any was attached at submit
   std::uint64_t deadline_ns = 0;     // steady_ns() past which it must not start; 0: none
-  std::function<void()> on_expired;  // runs instead of the task once its deadline passed
   // Higher runs first. Kept here, not in the node, so that the node has room for its
   // call site and still fits 64 bytes: a task with a priority takes the queue's lock
   // anyway, and an extras block beside it costs less than that.
   std::int32_t priority = 0;
+  std::unique_ptr<TaskRare> rare;  // trace ids and the expire callback, if any
+
+  /// The rare settings, created on first use (may throw std::bad_alloc).
+  TaskRare& rare_for_update() {
+    if (!rare) rare = std::make_unique<TaskRare>();
+    return *rare;
+  }
+  /// Sets the exemplars' ids (may throw std::bad_alloc).
+  void set_trace(const TraceIds& ids) { rare_for_update().ids = ids; }
+  /// The exemplars' ids, or null when the task has none.
+  const TraceIds* trace() const noexcept {
+    return rare && !rare->ids.empty() ? &rare->ids : nullptr;
+  }
 };
 
 /// A queued unit of work as a worker sees it. The split into claim / invoke / finish
@@ -78,7 +97,8 @@ class Task : public RecycledNode {
   /// task has no name of its own).
   TaskRef ref(ExecutorMetrics* owner) const noexcept {
     if (!extras) return {owner, submit_ns, 0, where};
-    return {extras->named != nullptr ? extras->named : owner, submit_ns, extras->task_id, where};
+    return {extras->named != nullptr ? extras->named : owner, submit_ns, extras->task_id, where,
+            extras->trace()};
   }
   /// Higher runs first; FIFO within one priority (0 unless set at submit).
   std::int32_t priority() const noexcept { return extras ? extras->priority : 0; }
