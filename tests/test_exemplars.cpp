@@ -435,6 +435,7 @@ TEST_CASE("A submit's trace ids and the thread's TraceContext reach the exemplar
     o.name = std::string(200, 'n');
     o.trace_id = std::string(32, 'f');
     o.span_id = std::string(16, 'e');
+    const int line = __LINE__ + 1;
     pool.submit_with(o, [] {}).get();
     const auto run = exemplars(get_page(server, kOpenMetrics), "executor_task_run_seconds",
                                {"executor=\"traced\"", "task=\"nnnn"});
@@ -442,7 +443,12 @@ TEST_CASE("A submit's trace ids and the thread's TraceContext reach the exemplar
     CHECK(run[0].label_chars <= ee::exemplar_label_limit);
     CHECK(run[0].labels.at("trace_id") == o.trace_id);  // ids are never cut
     CHECK(run[0].labels.at("span_id") == o.span_id);
-    CHECK(run[0].labels.at("task").size() >= 20);
+    // The name and the call site share what the ids leave, each keeping at least half.
+    const std::string& task = run[0].labels.at("task");
+    const std::string& site = run[0].labels.at("call_site");
+    CHECK(task.size() >= 8);
+    CHECK(task.find_first_not_of('n') == std::string::npos);
+    CHECK(site.ends_with(":" + std::to_string(line)));  // cut at its start, the line stays
   }
 }
 

@@ -97,8 +97,9 @@ class Task : public RecycledNode {
   /// task has no name of its own).
   TaskRef ref(ExecutorMetrics* owner) const noexcept {
     if (!extras) return {owner, submit_ns, 0, where};
-    return {extras->named != nullptr ? extras->named : owner, submit_ns, extras->task_id, where,
-            extras->trace()};
+    TaskRef r{extras->named != nullptr ? extras->named : owner, submit_ns, extras->task_id, where};
+    r.trace = extras->trace();
+    return r;
   }
   /// Higher runs first; FIFO within one priority (0 unless set at submit).
   std::int32_t priority() const noexcept { return extras ? extras->priority : 0; }
