@@ -257,6 +257,7 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   ee::ThreadPoolOptions plain_options;
   plain_options.registry = plain_registry;
   plain_options.id = "plain_e2e";
+  plain_options.exporter.stuck_after = std::chrono::milliseconds(500);  // the blocked task
   ee::ThreadPoolExecutor plain_pool(3, plain_options);
   std::promise<void> release;
   auto gate = release.get_future().share();
@@ -400,6 +401,21 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
           40s, 500ms)) {
     diagnose(
         "Prometheus did not see the plain registry's live pool (3 workers, 26 tasks, 1 running)");
+  }
+  // The same pool's blocked task is stuck (past 500 ms), its age grows at scrape, and the
+  // exact averages and the workers' CPU time arrive as Prometheus series.
+  if (!ee_test::wait_until(
+          [&] {
+            const auto stuck = one_value("executor_tasks_stuck{job=\"plain\"}");
+            const auto oldest = one_value("executor_task_oldest_running_seconds{job=\"plain\"}");
+            const auto running_s =
+                one_value("executor_tasks_running_seconds_total{job=\"plain\"}");
+            const auto cpu = one_value("executor_worker_cpu_seconds_total{job=\"plain\"}");
+            return stuck == 1.0 && oldest && *oldest > 0.5 && running_s && *running_s > 0.5 &&
+                   cpu && *cpu > 0;
+          },
+          40s, 500ms)) {
+    diagnose("Prometheus did not see the plain pool's stuck task, running seconds and CPU time");
   }
 
   // The hostile labels: the target is up, its series (the executor's, and two named
