@@ -408,8 +408,7 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
           [&] {
             const auto stuck = one_value("executor_tasks_stuck{job=\"plain\"}");
             const auto oldest = one_value("executor_task_oldest_running_seconds{job=\"plain\"}");
-            const auto running_s =
-                one_value("executor_tasks_running_seconds_total{job=\"plain\"}");
+            const auto running_s = one_value("executor_tasks_running_seconds_total{job=\"plain\"}");
             const auto cpu = one_value("executor_worker_cpu_seconds_total{job=\"plain\"}");
             return stuck == 1.0 && oldest && *oldest > 0.5 && running_s && *running_s > 0.5 &&
                    cpu && *cpu > 0;

@@ -3,6 +3,8 @@
 #include <executor_exporter/metrics/detail/label_value.hpp>
 #include <executor_exporter/metrics/flight_recorder.hpp>
 
+#include "json_text.hpp"
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -18,27 +20,7 @@ namespace executor_exporter {
 
 namespace {
 
-void append_json_string(std::string& out, std::string_view raw) {
-  const std::string s = detail::sanitize_label_value(raw);  // valid UTF-8 from here on
-  out += '"';
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
+using detail::append_json_string;
 
 // Microseconds with nanosecond digits: the trace format's unit.
 std::string micros(std::uint64_t ns) { return fmt::format("{}.{:03}", ns / 1000, ns % 1000); }

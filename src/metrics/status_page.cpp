@@ -1,6 +1,8 @@
 #include <executor_exporter/metrics/detail/label_value.hpp>
 #include <executor_exporter/metrics/status_page.hpp>
 
+#include "json_text.hpp"
+
 #include <fmt/format.h>
 
 #include <chrono>
@@ -13,36 +15,7 @@ namespace executor_exporter {
 
 namespace {
 
-void append_json_string(std::string& out, std::string_view raw) {
-  const std::string s = detail::sanitize_label_value(raw);
-  out += '"';
-  for (const char c : s) {
-    switch (c) {
-      case '"':
-        out += "\\\"";
-        break;
-      case '\\':
-        out += "\\\\";
-        break;
-      case '\n':
-        out += "\\n";
-        break;
-      case '\r':
-        out += "\\r";
-        break;
-      case '\t':
-        out += "\\t";
-        break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-        } else {
-          out += c;
-        }
-    }
-  }
-  out += '"';
-}
+using detail::append_json_string;
 
 // JSON has no NaN or infinity: a point without a value is left out.
 void append_points(std::string& out, const std::vector<std::array<double, 2>>& points) {
@@ -102,8 +75,7 @@ std::string status_json(std::string_view resolution, double generated_at,
   return out;
 }
 
-void add_status_page(MetricsServerOptions& options, StatusSource source,
-                     const std::string& path) {
+void add_status_page(MetricsServerOptions& options, StatusSource source, const std::string& path) {
   if (!source) throw std::invalid_argument("executor_exporter: add_status_page needs a source");
   options.pages[path] = [](const PageRequest&) {
     return PageResponse{200, "text/html; charset=utf-8", std::string(detail::status_page_html)};
@@ -115,8 +87,7 @@ void add_status_page(MetricsServerOptions& options, StatusSource source,
       resolution = "1min";
     }
     const double now =
-        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch())
-            .count();
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     return PageResponse{200, "application/json", status_json(resolution, now, source(resolution))};
   };
 }

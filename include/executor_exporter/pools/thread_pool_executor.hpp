@@ -724,7 +724,8 @@ class BasicThreadPoolExecutor {
               .count();
       node->extras_for_update().deadline_ns = ns > 0 ? static_cast<std::uint64_t>(ns) : 1;
     }
-    if (options.on_expired) node->extras_for_update().rare_for_update().on_expired = options.on_expired;
+    if (options.on_expired)
+      node->extras_for_update().rare_for_update().on_expired = options.on_expired;
     if (!options.name.empty()) {
       node->extras_for_update().named = recorder_.named(options.name, options_.max_task_names);
     }
@@ -744,8 +745,8 @@ class BasicThreadPoolExecutor {
     if constexpr (kMetered) {
       // A TraceContext's ids travel in the extras too, unless the submit gave its own.
       const detail::TraceIds* context = detail::current_trace_ids;
-      const bool traced =
-          context != nullptr && !context->empty() && (!node->extras || node->extras->trace() == nullptr);
+      const bool traced = context != nullptr && !context->empty() &&
+                          (!node->extras || node->extras->trace() == nullptr);
       if (recorder_.metrics().observers() != nullptr || traced) [[unlikely]] {
         try {
           node->extras_for_update();  // the observer id travels in the extras
