@@ -135,6 +135,9 @@ process_pool_rounds() {
   local out="$1" rounds="$2" n=20000 bin r m w
   bin="$(bench_bin executor_exporter_process_pool_bench)"
   mkdir -p "$out/pp"
+  # The machine's state around the rounds: load averages and /proc/stat (for steal).
+  cat /proc/loadavg >"$out/pp/load_start"
+  head -1 /proc/stat >"$out/pp/stat_start"
   for ((r = 0; r < rounds; r++)); do
     echo "bench.sh: process pool round $((r + 1))/$rounds" >&2
     "$bin" --benchmark_filter='SubmitThenWait|MapChunked|RoundTrip|Respawn|RawFloor' \
@@ -146,6 +149,7 @@ process_pool_rounds() {
       done
     done
   done
+  head -1 /proc/stat >"$out/pp/stat_end"
   python3 - "$out" "$rounds" "$n" <<'PY'
 import json, os, platform, sys
 out, rounds, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -173,7 +177,18 @@ with open("/proc/cpuinfo") as f:
             cpu = line.split(":", 1)[1].strip()
             break
 with open("/proc/loadavg") as f:
-    load = "load average %s at the end" % " ".join(f.read().split()[:3])
+    load_end = " ".join(f.read().split()[:3])
+with open(os.path.join(out, "pp", "load_start")) as f:
+    load_start = " ".join(f.read().split()[:3])
+def jiffies(name):
+    with open(os.path.join(out, "pp", name)) as f:
+        v = [float(x) for x in f.read().split()[1:9]]  # user .. steal
+    return sum(v), v[7]
+t0, s0 = jiffies("stat_start")
+t1, s1 = jiffies("stat_end")
+steal = 100.0 * (s1 - s0) / (t1 - t0) if t1 > t0 else 0.0
+load = "load average %s at the start, %s at the end; hypervisor steal %.1f %% during the rounds" % (
+    load_start, load_end, steal)
 result["machine"] = {"cpu": "%s, %d CPUs" % (cpu, os.cpu_count()), "load": load,
                      "python": platform.python_version()}
 # Free text about this run (how the binary was built, what else ran), from the caller.

@@ -263,6 +263,8 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   auto gate = release.get_future().share();
   auto blocked = plain_pool.submit([gate] { gate.wait(); });
   for (int i = 0; i < 25; ++i) plain_pool.submit([] {}).get();
+  plain_pool.resize(4);  // counted as scale events with reason="manual"
+  plain_pool.resize(3);
 
   // Labels from user input that is not UTF-8: an id, a task name, a trace action.
   auto hostile_registry = std::make_shared<prometheus::Registry>();
@@ -410,11 +412,17 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
             const auto oldest = one_value("executor_task_oldest_running_seconds{job=\"plain\"}");
             const auto running_s = one_value("executor_tasks_running_seconds_total{job=\"plain\"}");
             const auto cpu = one_value("executor_worker_cpu_seconds_total{job=\"plain\"}");
+            const auto up = one_value(
+                "executor_scale_events_total{job=\"plain\",direction=\"up\",reason=\"manual\"}");
+            const auto down = one_value(
+                "executor_scale_events_total{job=\"plain\",direction=\"down\",reason=\"manual\"}");
             return stuck == 1.0 && oldest && *oldest > 0.5 && running_s && *running_s > 0.5 &&
-                   cpu && *cpu > 0;
+                   cpu && *cpu > 0 && up == 1.0 && down == 1.0;
           },
           40s, 500ms)) {
-    diagnose("Prometheus did not see the plain pool's stuck task, running seconds and CPU time");
+    diagnose(
+        "Prometheus did not see the plain pool's stuck task, running seconds, CPU time and "
+        "manual scale events");
   }
 
   // The hostile labels: the target is up, its series (the executor's, and two named
