@@ -17,6 +17,30 @@ namespace executor_exporter::detail {
 
 namespace {
 
+// The library's labels of one series: executor (absent: not one of ours), executor_type,
+// task and result. Both per-series lookups (_created, exemplars) key on them.
+struct SeriesLabels {
+  std::string_view id, type, task, result;
+  bool ours = false;
+};
+SeriesLabels series_labels(
+    const std::vector<std::pair<std::string_view, std::string_view>>& labels) {
+  SeriesLabels out;
+  for (const auto& [name, value] : labels) {
+    if (name == "executor") {
+      out.id = value;
+      out.ours = true;
+    } else if (name == "executor_type") {
+      out.type = value;
+    } else if (name == "task") {
+      out.task = value;
+    } else if (name == "result") {
+      out.result = value;
+    }
+  }
+  return out;
+}
+
 template <class Builder>
 auto* family(Builder builder, Metric m, prometheus::Registry& registry) {
   return &builder.Name(std::string(spec(m).name))
@@ -161,22 +185,11 @@ void RegistryState::note_created(const std::string& id, const std::string& type,
 
 std::optional<double> RegistryState::created(
     const std::vector<std::pair<std::string_view, std::string_view>>& labels) const {
-  std::string_view id, type, task;
-  bool ours = false;
-  for (const auto& [name, value] : labels) {
-    if (name == "executor") {
-      id = value;
-      ours = true;
-    } else if (name == "executor_type") {
-      type = value;
-    } else if (name == "task") {
-      task = value;
-    }
-  }
-  if (!ours) return std::nullopt;
+  const SeriesLabels l = series_labels(labels);
+  if (!l.ours) return std::nullopt;
   std::lock_guard lock(created_mutex_);
   const auto it = created_.find(
-      std::tuple<std::string_view, std::string_view, std::string_view>(id, type, task));
+      std::tuple<std::string_view, std::string_view, std::string_view>(l.id, l.type, l.task));
   if (it == created_.end()) return std::nullopt;
   return it->second;
 }
@@ -194,29 +207,16 @@ std::vector<ExemplarSample> RegistryState::exemplars(
   if (!wait && family != metric_catalog[static_cast<std::size_t>(Metric::task_run)].name) {
     return {};
   }
-  std::string_view id, type, task, result;
-  bool ours = false;
-  for (const auto& [name, value] : labels) {
-    if (name == "executor") {
-      id = value;
-      ours = true;
-    } else if (name == "executor_type") {
-      type = value;
-    } else if (name == "task") {
-      task = value;
-    } else if (name == "result") {
-      result = value;
-    }
-  }
-  if (!ours) return {};
-  const std::size_t hist = wait                    ? ExemplarStore::wait
-                           : result == "completed" ? ExemplarStore::run_completed
-                           : result == "failed"    ? ExemplarStore::run_failed
-                                                   : ExemplarStore::histograms;
+  const SeriesLabels l = series_labels(labels);
+  if (!l.ours) return {};
+  const std::size_t hist = wait                      ? ExemplarStore::wait
+                           : l.result == "completed" ? ExemplarStore::run_completed
+                           : l.result == "failed"    ? ExemplarStore::run_failed
+                                                     : ExemplarStore::histograms;
   if (hist == ExemplarStore::histograms) return {};
   std::lock_guard lock(exemplars_mutex_);
   const auto it = exemplars_.find(
-      std::tuple<std::string_view, std::string_view, std::string_view>(id, type, task));
+      std::tuple<std::string_view, std::string_view, std::string_view>(l.id, l.type, l.task));
   if (it == exemplars_.end()) return {};
   return it->second[hist];
 }
