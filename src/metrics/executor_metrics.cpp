@@ -817,8 +817,11 @@ void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<boo
   // Each stage of every shard before the earlier stage of any: a task dropped or started
   // on one thread was submitted on another. Within a shard, the begin and end markers
   // of the queued seconds must agree (a task dropped or submitted while its slots were
-  // read is read again); under constant churn the shard's stage keeps its last
-  // consistent read and moves on at the next fold.
+  // read is read again); under constant churn the slots between the markers keep their
+  // last consistent read and move on at the next fold. The plain counts beside them
+  // (cancelled, expired, submitted, rejected) are always the fresh read: a count kept
+  // from an earlier fold would be short of the tasks other threads were just seen
+  // starting, and the gauges derived from it would not reconcile.
   const std::pair<std::size_t, std::size_t> markers[] = {
       {SlotLayout::dropped_end, SlotLayout::dropped_begin},
       {SlotLayout::timed_end, SlotLayout::timed_begin},
@@ -833,8 +836,10 @@ void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<boo
         for (std::size_t i = begin; i < end; ++i) read[i] = shard->read(i);
         whole = read[markers[stage].first] == read[markers[stage].second];
       }
+      const auto [first_marker, last_marker] = markers[stage];
       for (std::size_t i = begin; i < end; ++i) {
-        const std::uint64_t v = whole ? read[i] : folded[i];
+        const bool between_markers = i >= first_marker && i <= last_marker;
+        const std::uint64_t v = whole || !between_markers ? read[i] : folded[i];
         delta[i] += v - folded[i];
         folded[i] = v;
       }
