@@ -64,7 +64,9 @@ class TaskQueue {
     Task* take() noexcept {
       if (count_.load(std::memory_order_relaxed) == 0) return nullptr;
       std::lock_guard lock(mutex_);
-      return pop_locked();
+      Task* t = pop_locked();
+      if (t != nullptr) ++started_;
+      return t;
     }
 
    private:
@@ -88,6 +90,9 @@ class TaskQueue {
     // The owner holds work: it left pop() with a task and has not come back. Guarded by
     // the queue's mutex, like the queue's count of such workers (busy_).
     bool holding_ = false;
+    // Tasks take() handed out since the owner's last pop(), which leave the queue's depth
+    // count there, under the lock it takes anyway (see TaskQueue::take_peaks()). Owner only.
+    std::size_t started_ = 0;
   };
 
   /// Registers a worker's reserve; detach() it before it is destroyed (pop() must have
@@ -188,6 +193,10 @@ class TaskQueue {
         reserve.holding_ = false;
         --busy_;
       }
+      if (count_peaks_ && reserve.started_ != 0) {
+        depth_.fetch_sub(static_cast<std::int64_t>(reserve.started_), std::memory_order_relaxed);
+      }
+      reserve.started_ = 0;
       bool spun = false;
       for (;;) {
         // Surplus workers leave before taking more work; the others drain the queue.
@@ -201,6 +210,7 @@ class TaskQueue {
         // Nothing queued: help a worker that holds reserved tasks (already counted
         // in active_) rather than leave them waiting behind its current task.
         if (Task* stolen = steal_locked(reserve)) {
+          if (count_peaks_) depth_.fetch_sub(1, std::memory_order_relaxed);
           hold_locked(reserve);
           return stolen;
         }
@@ -252,10 +262,9 @@ class TaskQueue {
       }
       task->next = nullptr;
       size_ -= taken;
-      // Reserved tasks leave the count here, not when they start: counting them there
-      // would write this shared line once per task (see take_peaks()).
-      if (count_peaks_)
-        depth_.fetch_sub(static_cast<std::int64_t>(taken), std::memory_order_relaxed);
+      // The task run now leaves the depth count; the reserved ones stay in it until this
+      // worker comes back (see take_peaks()).
+      if (count_peaks_) depth_.fetch_sub(1, std::memory_order_relaxed);
       hint_.store(size_, std::memory_order_relaxed);
       active_ += taken;
       hold_locked(reserve);
@@ -343,12 +352,14 @@ class TaskQueue {
       Task** tail = &all;
       // Reserved tasks were taken before the queued ones, so they come first. They
       // count in active_ until a worker finishes them; removed here, they are done.
+      std::size_t reserved = 0;
       for (Reserve* r = reserves_; r != nullptr; r = r->next_) {
         std::lock_guard reserve_lock(r->mutex_);
         while (Task* t = r->pop_locked()) {
           *tail = t;
           tail = &t->next;
           --active_;
+          ++reserved;
         }
       }
       for (auto& level : levels_) {
@@ -359,8 +370,9 @@ class TaskQueue {
         level.taken = level.pushed;
       }
       *tail = nullptr;
-      if (count_peaks_)
-        depth_.fetch_sub(static_cast<std::int64_t>(size_), std::memory_order_relaxed);
+      if (count_peaks_) {
+        depth_.fetch_sub(static_cast<std::int64_t>(size_ + reserved), std::memory_order_relaxed);
+      }
       size_ = 0;
       hint_.store(0, std::memory_order_relaxed);
       notify_idle_locked();
@@ -386,13 +398,18 @@ class TaskQueue {
 
   /// The most tasks queued at once (0 unless constructed with `count_peaks`), and the
   /// most workers holding a task at once, since the previous call (the first: since
-  /// construction); each restarts from the current value. For the scrape (executor_tasks_queued_max
-  /// / _running_max), never the hot path. "Queued" is what this queue holds: the lock-free inbox
-  /// and the priority lists, cancelled tasks included until a worker skips them; a worker's reserve
-  /// has left it (the fold's floor, the queued gauge, covers those at each scrape). A worker holds
-  /// a task from the moment pop() hands it one until it comes back for more, so its count includes
-  /// the instants between two tasks of one batch: an upper bound of the tasks running, equal to it
-  /// but for those few nanoseconds.
+  /// construction); each restarts from the current value. For the scrape
+  /// (executor_tasks_queued_max / _running_max), never the hot path.
+  /// "Queued" is what the queue holds, as the queued gauge counts it: the inbox, the
+  /// priority lists and the workers' reserves, plus cancelled tasks until a worker skips
+  /// them. A task a worker ran from its reserve leaves the count when that worker comes
+  /// back to pop(), not at its start: counting it there would write this shared line once
+  /// per task. So the count can exceed the queue by the reserved tasks already started
+  /// (never more than 15 per worker, and only after a pop from a queue of 16 or more): a
+  /// peak is read high rather than missed.
+  /// A worker holds a task from the moment pop() hands it one until it comes back for
+  /// more, so the running count includes the instants between two tasks of one batch: an
+  /// upper bound of the tasks running, equal to it but for those few nanoseconds.
   struct Peaks {
     std::size_t queued = 0;
     std::size_t running = 0;
