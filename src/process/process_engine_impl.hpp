@@ -94,6 +94,12 @@ struct ProcessEngine::Impl {
   // ---- scrape side
   mutable std::mutex pid_mu;
   std::vector<pid_t> pids;
+  // executor_worker_cpu_seconds_total, under pid_mu: per worker index, the most CPU time
+  // read from its current process's clock; the final CPU time of the processes gone;
+  // and how much of their sum the executor's counter was given (it only rises).
+  std::vector<std::uint64_t> cpu_seen;
+  std::uint64_t cpu_retired = 0;
+  std::uint64_t cpu_added = 0;
   std::uint64_t hook = 0;
   // Per worker index: the task whose result the I/O thread counts now or last, so that
   // running_now() does not count a task twice while its slot still names it.
@@ -124,10 +130,20 @@ struct ProcessEngine::Impl {
 
   void setup_metrics();
 
-  /// Scrape time: each worker's resident memory from /proc.
+  /// Scrape time: each worker's resident memory from /proc, and the workers' CPU time
+  /// (their process CPU clocks) into executor_worker_cpu_seconds_total.
   void sample();
 
+  /// Worker `i` is process `pid` from now on (0: none). A process left without an exit
+  /// report (teardown) keeps the CPU time its clock shows now.
   void set_pid(std::size_t i, pid_t pid);
+
+  /// The zygote reaped `pid`, worker `i`, which used `cpu_ns` in all: that stays in the
+  /// counter, whatever it used since the last scrape read its clock.
+  void retire_cpu(std::size_t i, pid_t pid, std::uint64_t cpu_ns);
+
+  /// With task_cpu_time, `t`'s CPU time as its worker measured it, in its series.
+  static void record_task_cpu(const TaskRef& ref, std::uint64_t cpu_ns) noexcept;
 
   void watch(int fd, std::uint64_t tag, std::uint32_t events);
 

@@ -254,6 +254,7 @@ void ProcessEngine::Impl::on_frame(Worker& w, const FrameView& frame) {
       done_ids[w.index].store(t->id, std::memory_order_release);
       if (frame.kind == FrameKind::kResult) {
         const ResultView r = decode_result(frame);
+        record_task_cpu(ref_of(*t), r.cpu_ns);  // before the future can be ready
         try {
           t->complete(*t, r.value);
         } catch (const CodecError& e) {
@@ -269,6 +270,7 @@ void ProcessEngine::Impl::on_frame(Worker& w, const FrameView& frame) {
         finish(t, r.start_ns, r.end_ns, nullptr, /*at_once=*/true);
       } else {
         const ErrorMessage e = decode_error(frame.copy());
+        record_task_cpu(ref_of(*t), e.cpu_ns);
         w.inflight.pop_front();
         finish(t, e.start_ns, e.end_ns,
                std::make_exception_ptr(ProcessTaskError(e.type_name, e.what)), /*at_once=*/true);
