@@ -12,11 +12,9 @@
 
 #include <catch2/catch.hpp>
 
-#include <signal.h>
-#include <time.h>
-#include <unistd.h>
-
 #include <chrono>
+#include <csignal>
+#include <ctime>
 #include <memory>
 #include <stdexcept>
 #include <string>
