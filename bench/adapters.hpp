@@ -30,29 +30,18 @@
 
 namespace bench {
 
-/// ThreadPoolExecutor as shipped: wait and run histograms always on (SampleRate 1), or
-/// with ExporterOptions::timing_sample_rate = SampleRate; with Observed, a TaskObserver
-/// whose hooks do nothing is attached, so the row shows what the observer calls cost; with
-/// CpuTime, ExporterOptions::task_cpu_time (two thread CPU clock reads per task).
-/// Exemplars: ExporterOptions::exemplars, refreshed at most every RefreshMs per bucket.
-template <unsigned SampleRate, bool Observed = false, bool CpuTime = false, bool Exemplars = true,
-          unsigned RefreshMs = 100>
-struct OursAt {
-  static constexpr const char* name =
-      CpuTime ? "ours_cpu"
-              : (Observed ? "ours_observed" : (SampleRate == 1 ? "ours" : "ours_sampled"));
+/// What every ThreadPoolExecutor row does with its pool; the rows differ only in the
+/// options they start it with (the derived constructors).
+struct OursPool {
   std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
   std::optional<executor_exporter::ThreadPoolExecutor> pool;
-  explicit OursAt(std::size_t workers, std::size_t = 1) {
+
+  /// Options with the suite's id and this row's registry, for the constructor to adjust.
+  executor_exporter::ThreadPoolOptions options() const {
     executor_exporter::ThreadPoolOptions o;
     o.id = "bench";
     o.registry = registry;
-    o.exporter.timing_sample_rate = SampleRate;
-    o.exporter.task_cpu_time = CpuTime;
-    o.exporter.exemplars = Exemplars;
-    o.exporter.exemplar_refresh_ms = RefreshMs;
-    if (Observed) o.observers.push_back(std::make_shared<executor_exporter::TaskObserver>());
-    pool.emplace(workers, std::move(o));
+    return o;
   }
   template <class F>
   void post(F&& f) {
@@ -63,6 +52,28 @@ struct OursAt {
     return pool->submit(std::forward<F>(f));
   }
   void drain() { pool->shutdown(true); }
+};
+
+/// ThreadPoolExecutor as shipped: wait and run histograms always on (SampleRate 1), or
+/// with ExporterOptions::timing_sample_rate = SampleRate; with Observed, a TaskObserver
+/// whose hooks do nothing is attached, so the row shows what the observer calls cost; with
+/// CpuTime, ExporterOptions::task_cpu_time (two thread CPU clock reads per task).
+/// Exemplars: ExporterOptions::exemplars, refreshed at most every RefreshMs per bucket.
+template <unsigned SampleRate, bool Observed = false, bool CpuTime = false, bool Exemplars = true,
+          unsigned RefreshMs = 100>
+struct OursAt : OursPool {
+  static constexpr const char* name =
+      CpuTime ? "ours_cpu"
+              : (Observed ? "ours_observed" : (SampleRate == 1 ? "ours" : "ours_sampled"));
+  explicit OursAt(std::size_t workers, std::size_t = 1) {
+    auto o = options();
+    o.exporter.timing_sample_rate = SampleRate;
+    o.exporter.task_cpu_time = CpuTime;
+    o.exporter.exemplars = Exemplars;
+    o.exporter.exemplar_refresh_ms = RefreshMs;
+    if (Observed) o.observers.push_back(std::make_shared<executor_exporter::TaskObserver>());
+    pool.emplace(workers, std::move(o));
+  }
 };
 using Ours = OursAt<1>;
 /// The timing sample rate of the "sampled" rows.
@@ -75,27 +86,25 @@ using OursCpu = OursAt<1, false, true>;
 /// (ThreadPoolOptions::capture_call_site) and the flight recorder's ring per worker
 /// (ExporterOptions::flight_recorder_slices, 0: off). OursStuck<true, 256> is as shipped.
 template <bool CaptureSite, std::size_t RingSlices>
-struct OursStuck {
+struct OursStuck : OursPool {
   static constexpr const char* name = "ours_stuck";
-  std::shared_ptr<prometheus::Registry> registry = std::make_shared<prometheus::Registry>();
-  std::optional<executor_exporter::ThreadPoolExecutor> pool;
   explicit OursStuck(std::size_t workers, std::size_t = 1) {
-    executor_exporter::ThreadPoolOptions o;
-    o.id = "bench";
-    o.registry = registry;
+    auto o = options();
     o.capture_call_site = CaptureSite;
     o.exporter.flight_recorder_slices = RingSlices;
     pool.emplace(workers, std::move(o));
   }
-  template <class F>
-  void post(F&& f) {
-    pool->post(std::forward<F>(f));
+};
+/// ThreadPoolExecutor with ExporterOptions::exact_peaks on (as shipped) or off: the queue
+/// then keeps no depth count, and the peaks come from the gauges at each fold.
+template <bool ExactPeaks>
+struct OursPeaks : OursPool {
+  static constexpr const char* name = "ours_peaks";
+  explicit OursPeaks(std::size_t workers, std::size_t = 1) {
+    auto o = options();
+    o.exporter.exact_peaks = ExactPeaks;
+    pool.emplace(workers, std::move(o));
   }
-  template <class F>
-  auto submit(F&& f) {
-    return pool->submit(std::forward<F>(f));
-  }
-  void drain() { pool->shutdown(true); }
 };
 using OursNoExemplars = OursAt<1, false, false, false>;
 /// Exemplars rewritten at every observation: the most they can cost.

@@ -978,6 +978,42 @@ void build_main_suite(Suite& s, bool py) {
        "at submit, three at start and one at end (no shared line, no lock); task_cpu_time adds two "
        "clock_gettime(CLOCK_THREAD_CPUTIME_ID) system calls per task, hence an option, off by "
        "default."});
+  // Peaks between scrapes: the queue's depth count (one atomic add per submit on the inbox
+  // line, one subtract per batch a worker takes) on vs off, with one producer and with
+  // several, where that line is contended.
+  const auto pk_n = cfg.ff_n;
+  const auto pk_prod_n = cfg.prod_n;
+  const auto pk_producers = cfg.producers;
+  s.add_pool_row("peaks", "peaks_on", kOurs + std::string(" (exact_peaks, as shipped)"),
+                 [w, pk_n] { return fire_and_forget<OursPeaks<true>>(w, pk_n); });
+  s.add_pool_row("peaks", "peaks_off", "exact_peaks = false",
+                 [w, pk_n] { return fire_and_forget<OursPeaks<false>>(w, pk_n); });
+  s.add_pool_row("peaks", "peaks_prod_on",
+                 std::to_string(pk_producers) + " producers, exact_peaks (as shipped)",
+                 [w, pk_prod_n, pk_producers] {
+                   return many_producers<OursPeaks<true>>(w, pk_producers, pk_prod_n);
+                 });
+  s.add_pool_row("peaks", "peaks_prod_off",
+                 std::to_string(pk_producers) + " producers, exact_peaks = false",
+                 [w, pk_prod_n, pk_producers] {
+                   return many_producers<OursPeaks<false>>(w, pk_producers, pk_prod_n);
+                 });
+  s.add_comparison(
+      {"peaks",
+       std::to_string(pk_n) + " empty fire-and-forget tasks (and " + std::to_string(pk_prod_n) +
+           " from " + std::to_string(pk_producers) +
+           " producers): counting the queue's peaks (M tasks/s)",
+       "mtps",
+       "M/s",
+       true,
+       {{"peaks_on", "peaks_off", NAN, "exact peaks vs off, one producer"},
+        {"peaks_prod_on", "peaks_prod_off", NAN, "exact peaks vs off, several producers"}},
+       {},
+       "The depth and its peak live on the queue's inbox line, which every lock-free submit "
+       "already writes with its compare-and-swap: a submit adds one atomic increment there "
+       "(and a store only when the depth passes the peak), a worker one subtraction per batch "
+       "it takes under the queue lock. The running peak is counted under that lock, where a "
+       "worker comes back for work, at no cost."});
   // Exemplars: the pool as shipped (on, refreshed at most every 100 ms per bucket) vs off,
   // and the worst case of a rewrite at every observation.
   s.add_pool_row("exemplars", "exemplars_off", "ExporterOptions::exemplars = false",

@@ -15,6 +15,7 @@
 #include <prometheus/exposer.h>
 
 #include <algorithm>
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cctype>
 #include <chrono>
@@ -250,7 +251,7 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   const int second_demo_port = ee_test::free_tcp_port();
   auto second_demo = start_demo(second_demo_port);
 
-  // A plainly registered registry with a live pool: 3 workers, 25 tasks done, one running.
+  // A plainly registered registry with a live pool: 3 workers, 67 tasks done, one running.
   auto plain_registry = std::make_shared<prometheus::Registry>();
   prometheus::Exposer plain_exposer("127.0.0.1:0");
   plain_exposer.RegisterCollectable(plain_registry);
@@ -258,11 +259,30 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   plain_options.registry = plain_registry;
   plain_options.id = "plain_e2e";
   plain_options.exporter.stuck_after = std::chrono::milliseconds(500);  // the blocked task
+  plain_options.exporter.peak_window = std::chrono::minutes(10);        // outlasts the whole test
   ee::ThreadPoolExecutor plain_pool(3, plain_options);
   std::promise<void> release;
   auto gate = release.get_future().share();
   auto blocked = plain_pool.submit([gate] { gate.wait(); });
   for (int i = 0; i < 25; ++i) plain_pool.submit([] {}).get();
+  {
+    // A burst that queues and drains before Prometheus even starts: 40 tasks behind the
+    // other two workers, held; executor_tasks_queued_max keeps it for the peak window.
+    std::promise<void> open_burst;
+    auto burst_gate = open_burst.get_future().share();
+    std::atomic<int> held{0};
+    std::vector<ee::Future<void>> burst;
+    for (int i = 0; i < 2; ++i) {
+      burst.push_back(plain_pool.submit([&held, burst_gate] {
+        ++held;
+        burst_gate.wait();
+      }));
+    }
+    REQUIRE(ee_test::wait_until([&] { return held.load() == 2; }, 10s));
+    for (int i = 0; i < 40; ++i) burst.push_back(plain_pool.submit([] {}));
+    open_burst.set_value();
+    for (auto& f : burst) f.get();
+  }
   plain_pool.resize(4);  // counted as scale events with reason="manual"
   plain_pool.resize(3);
 
@@ -398,11 +418,23 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
             const auto workers = one_value("executor_max_workers{job=\"plain\"}");
             const auto submitted = one_value(std::string(kSubmitted) + "{job=\"plain\"}");
             const auto running = one_value("executor_tasks_running{job=\"plain\"}");
-            return workers == 3.0 && submitted == 26.0 && running == 1.0;
+            return workers == 3.0 && submitted == 68.0 && running == 1.0;
           },
           40s, 500ms)) {
     diagnose(
-        "Prometheus did not see the plain registry's live pool (3 workers, 26 tasks, 1 running)");
+        "Prometheus did not see the plain registry's live pool (3 workers, 68 tasks, 1 running)");
+  }
+  // The burst that came and went before the first scrape: the gauges show none of it, the
+  // peaks all of it (the 40 queued, the three workers busy at once).
+  if (!ee_test::wait_until(
+          [&] {
+            const auto queued = one_value("executor_tasks_queued{job=\"plain\"}");
+            const auto queued_max = one_value("executor_tasks_queued_max{job=\"plain\"}");
+            const auto running_max = one_value("executor_tasks_running_max{job=\"plain\"}");
+            return queued == 0.0 && queued_max == 40.0 && running_max == 3.0;
+          },
+          40s, 500ms)) {
+    diagnose("Prometheus did not see the plain pool's burst in the peaks (40 queued, 3 running)");
   }
   // The same pool's blocked task is stuck (past 500 ms), its age grows at scrape, and the
   // exact averages and the workers' CPU time arrive as Prometheus series.

@@ -461,6 +461,7 @@ ExecutorMetrics::Load ExecutorMetrics::load() {
 void ExecutorMetrics::fold_held() {
   for (auto& [key, gauge] : sampled_) gauge->Set(0);  // the hooks below add theirs up
   queued_since_ = 0;                                  // and note their oldest tasks
+  peaks_noted_ = {};                                  // and their peaks
   {
     std::lock_guard hooks_lock(hooks_mutex_);
     for (auto& h : hooks_) h.second();
@@ -498,7 +499,39 @@ void ExecutorMetrics::fold_held() {
     objects[i]->fold_tasks(snapshots[i], retired[i], now);
     objects[i]->fold_rare();
   }
-  if (root_ == this) fold_stuck(objects, now);
+  if (root_ == this) {
+    fold_stuck(objects, now);
+    fold_peaks(objects, now);
+  }
+}
+
+void ExecutorMetrics::fold_peaks(const std::vector<ExecutorMetrics*>& objects, std::uint64_t now) {
+  // The gauges just set are a floor: tasks the hooks do not see (a proxy sharing this
+  // id, manual recording, a worker's reserve) were at least that many at this instant.
+  Peaks at_fold{now, 0, 0};
+  for (const auto* o : objects) {
+    at_fold.queued += static_cast<std::uint64_t>(
+        o->series_[static_cast<std::size_t>(Metric::tasks_queued)].gauges[0]->Value());
+    at_fold.running += static_cast<std::uint64_t>(
+        o->series_[static_cast<std::size_t>(Metric::tasks_running)].gauges[0]->Value());
+  }
+  at_fold.queued = std::max(at_fold.queued, peaks_noted_.queued);
+  at_fold.running = std::max(at_fold.running, peaks_noted_.running);
+  peaks_.push_back(at_fold);
+  // An entry stands for the time since the fold before it, so the oldest kept may reach
+  // back a little past the window: a peak is kept too long rather than lost.
+  const auto window = static_cast<std::uint64_t>(
+      std::max<std::int64_t>(0, std::chrono::nanoseconds(options_.peak_window).count()));
+  while (peaks_.size() > 1 && now - peaks_.front().at_ns > window) peaks_.pop_front();
+  Peaks top;
+  for (const auto& p : peaks_) {
+    top.queued = std::max(top.queued, p.queued);
+    top.running = std::max(top.running, p.running);
+  }
+  series_[static_cast<std::size_t>(Metric::tasks_queued_max)].gauges[0]->Set(
+      static_cast<double>(top.queued));
+  series_[static_cast<std::size_t>(Metric::tasks_running_max)].gauges[0]->Set(
+      static_cast<double>(top.running));
 }
 
 void ExecutorMetrics::fold_stuck(const std::vector<ExecutorMetrics*>& objects, std::uint64_t now) {
@@ -817,8 +850,11 @@ void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<boo
   // Each stage of every shard before the earlier stage of any: a task dropped or started
   // on one thread was submitted on another. Within a shard, the begin and end markers
   // of the queued seconds must agree (a task dropped or submitted while its slots were
-  // read is read again); under constant churn the shard's stage keeps its last
-  // consistent read and moves on at the next fold.
+  // read is read again); under constant churn the slots between the markers keep their
+  // last consistent read and move on at the next fold. The plain counts beside them
+  // (cancelled, expired, submitted, rejected) are always the fresh read: a count kept
+  // from an earlier fold would be short of the tasks other threads were just seen
+  // starting, and the gauges derived from it would not reconcile.
   const std::pair<std::size_t, std::size_t> markers[] = {
       {SlotLayout::dropped_end, SlotLayout::dropped_begin},
       {SlotLayout::timed_end, SlotLayout::timed_begin},
@@ -833,8 +869,10 @@ void ExecutorMetrics::fold_tasks(ShardSnapshots& snapshot, const std::vector<boo
         for (std::size_t i = begin; i < end; ++i) read[i] = shard->read(i);
         whole = read[markers[stage].first] == read[markers[stage].second];
       }
+      const auto [first_marker, last_marker] = markers[stage];
       for (std::size_t i = begin; i < end; ++i) {
-        const std::uint64_t v = whole ? read[i] : folded[i];
+        const bool between_markers = i >= first_marker && i <= last_marker;
+        const std::uint64_t v = whole || !between_markers ? read[i] : folded[i];
         delta[i] += v - folded[i];
         folded[i] = v;
       }

@@ -55,6 +55,20 @@ struct ExporterOptions {
   /// pay one compare. Fixed by the first exporter of an id, like the buckets.
   bool exemplars = true;
   std::uint32_t exemplar_refresh_ms = 100;
+  /// executor_tasks_queued_max and executor_tasks_running_max are the most tasks queued
+  /// (running) at once within this window before the scrape, so that a burst between
+  /// two scrapes shows on the next one. A rolling window, not "since the last scrape":
+  /// a registry may be scraped by two servers, or collected by a plain Exposer that the
+  /// library does not see, and neither may hide a peak from the other. Set it to at
+  /// least the scrape interval (Prometheus' default is one minute); a longer one keeps
+  /// each peak on more scrapes. Fixed by the first exporter of an id.
+  std::chrono::milliseconds peak_window = std::chrono::seconds(60);
+  /// The thread pool and the process pool count those peaks where tasks move, so that a
+  /// burst between two folds is seen (one more atomic add per submit, on the queue line
+  /// that the submit writes anyway; benchmark block "peaks"). Off, or for an executor
+  /// whose queue the library does not own (the proxy), the peaks are the most the
+  /// queued and running gauges showed at any fold (each scrape, and the background fold).
+  bool exact_peaks = true;
 };
 
 }  // namespace executor_exporter

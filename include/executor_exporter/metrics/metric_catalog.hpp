@@ -93,6 +93,8 @@ enum class Metric : std::size_t {
   tasks_running_seconds,
   task_cpu,
   worker_cpu,
+  tasks_queued_max,
+  tasks_running_max,
   count_,
 };
 
@@ -207,6 +209,13 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
      "CPU time of the worker threads (thread pool: read at scrape; proxy: its tasks', with "
      "task_cpu_time); against busy seconds it shows tasks blocking.",
      "", MetricSource::task},
+    {"executor_tasks_queued_max", MetricKind::gauge,
+     "Most tasks queued at once within the last peak_window (ExporterOptions), so a burst "
+     "between scrapes shows.",
+     "", MetricSource::scrape},
+    {"executor_tasks_running_max", MetricKind::gauge,
+     "Most tasks running at once within the last peak_window (ExporterOptions).", "",
+     MetricSource::scrape},
 }};
 
 /// The version of the library, as in its CMake project (and the build_info metric).

@@ -140,7 +140,7 @@ class BasicThreadPoolExecutor {
       : options_(std::move(options)),
         recorder_(options_.id, "thread_pool", options_.registry, options_.exporter),
         sink_(std::make_shared<detail::ErrorSink>(recorder_.storage(), recorder_.id())),
-        queue_(options_.queue_capacity) {
+        queue_(options_.queue_capacity, kMetered && options_.exporter.exact_peaks) {
     (void)detail::now_ns();  // calibrates the clock now rather than in the first submit
     if (max_workers == 0) max_workers = std::max(1U, std::thread::hardware_concurrency());
     check_size(max_workers);
@@ -184,10 +184,15 @@ class BasicThreadPoolExecutor {
       // The autoscaler first: should the hook below fail, its thread is joined by the
       // member's destructor; the reverse order would leave a hook behind.
       if (options_.autoscale.enabled) start_autoscaler();
-      // executor_task_oldest_queued_seconds, read at scrape under the queue's lock. Last,
-      // so that no constructor failure leaves it behind (the destructor removes it).
-      queue_hook_ = recorder_.metrics().add_fold_hook(
-          [this] { recorder_.metrics().note_queued_since(queue_.oldest_submit_ns()); });
+      // executor_task_oldest_queued_seconds and the peaks, read at scrape under the
+      // queue's lock. Last, so that no constructor failure leaves it behind (the
+      // destructor removes it).
+      queue_hook_ = recorder_.metrics().add_fold_hook([this] {
+        auto& metrics = recorder_.metrics();
+        metrics.note_queued_since(queue_.oldest_submit_ns());
+        const auto peaks = queue_.take_peaks();
+        if (options_.exporter.exact_peaks) metrics.note_peaks(peaks.queued, peaks.running);
+      });
     }
   }
 

@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
@@ -177,6 +178,18 @@ class ExecutorMetrics {
     }
   }
 
+  /// During a fold (from a fold hook): the most tasks one of this executor's queues held
+  /// at once, and the most it had running at once, since that hook's previous call.
+  /// Hooks of executors sharing an id add up (an upper bound of their sum's peak). The
+  /// fold keeps them per fold and exports the largest within ExporterOptions::peak_window
+  /// as executor_tasks_queued_max / executor_tasks_running_max, never below the gauges
+  /// it exports at the same fold (an executor without a hook, such as the proxy, shows
+  /// the most it had at any fold).
+  void note_peaks(std::uint64_t queued, std::uint64_t running) noexcept {
+    peaks_noted_.queued += queued;
+    peaks_noted_.running += running;
+  }
+
   /// A task running now, as the stuck-task gauges and the watchdog see it.
   struct RunningTask {
     const ExecutorMetrics* series = nullptr;  // where it counts (a named child or this)
@@ -276,6 +289,9 @@ class ExecutorMetrics {
   /// Sets the stuck-task gauges of this executor and its named children (`objects`),
   /// every mutex_ held.
   void fold_stuck(const std::vector<ExecutorMetrics*>& objects, std::uint64_t now);
+  /// Sets executor_tasks_queued_max / _running_max from the hooks' notes and the gauges
+  /// of `objects` just folded, every mutex_ held.
+  void fold_peaks(const std::vector<ExecutorMetrics*>& objects, std::uint64_t now);
   /// Keeps one Trace::mark in marks_ (see observe_trace).
   void record_mark(std::string_view scope, std::string_view action, std::uint64_t from_ns,
                    std::uint64_t to_ns);
@@ -333,6 +349,15 @@ class ExecutorMetrics {
   std::vector<std::pair<std::uint64_t, std::function<void(std::vector<RunningTask>&)>>>
       running_tasks_probes_;
   std::uint64_t queued_since_ = 0;  // note_queued_since's minimum; guarded by the page lock
+  // Peaks: the hooks' notes of this fold, and one entry per fold within peak_window,
+  // oldest first. Guarded by the page lock.
+  struct Peaks {
+    std::uint64_t at_ns = 0;
+    std::uint64_t queued = 0;
+    std::uint64_t running = 0;
+  };
+  Peaks peaks_noted_;
+  std::deque<Peaks> peaks_;
   // Sampled gauges by (catalog position, worker label); guarded by the page lock.
   std::map<std::pair<std::size_t, std::string>, prometheus::Gauge*> sampled_;
 

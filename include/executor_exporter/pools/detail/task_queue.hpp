@@ -1,5 +1,6 @@
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -84,6 +85,9 @@ class TaskQueue {
     // thieves (which then see every add, made under the queue's mutex too).
     std::atomic<std::size_t> count_{0};
     Reserve* next_ = nullptr;  // the queue's list of reserves, guarded by its mutex
+    // The owner holds work: it left pop() with a task and has not come back. Guarded by
+    // the queue's mutex, like the queue's count of such workers (busy_).
+    bool holding_ = false;
   };
 
   /// Registers a worker's reserve; detach() it before it is destroyed (pop() must have
@@ -104,8 +108,12 @@ class TaskQueue {
     }
   }
 
-  /// `capacity`: the most queued tasks (0 = unbounded).
-  explicit TaskQueue(std::size_t capacity = 0) : capacity_(capacity) { levels_.push_back({0}); }
+  /// `capacity`: the most queued tasks (0 = unbounded). `count_peaks`: keep the depth
+  /// and its peak for take_peaks() (costs an atomic add per push).
+  explicit TaskQueue(std::size_t capacity = 0, bool count_peaks = false)
+      : capacity_(capacity), count_peaks_(count_peaks) {
+    levels_.push_back({0});
+  }
 
   /// Appends `task` (after the tasks of its priority) unless the queue is closed,
   /// broken or full. When full and `block`, waits for room until `deadline`
@@ -142,6 +150,7 @@ class TaskQueue {
       Level& level = level_of(task->priority());
       on_accept();
       append_locked(task, level);
+      note_pushed();
       hint_.store(size_, std::memory_order_relaxed);
       // A futex wake is a system call of ~1 us; the submitter pays it only when no
       // worker will take this task otherwise. A spinning worker re-checks the queue
@@ -175,6 +184,10 @@ class TaskQueue {
         active_ -= finished;
         notify_idle_locked();
       }
+      if (reserve.holding_) {  // back for more: its tasks so far have ended
+        reserve.holding_ = false;
+        --busy_;
+      }
       bool spun = false;
       for (;;) {
         // Surplus workers leave before taking more work; the others drain the queue.
@@ -187,7 +200,10 @@ class TaskQueue {
         if (size_ > 0) break;
         // Nothing queued: help a worker that holds reserved tasks (already counted
         // in active_) rather than leave them waiting behind its current task.
-        if (Task* stolen = steal_locked(reserve)) return stolen;
+        if (Task* stolen = steal_locked(reserve)) {
+          hold_locked(reserve);
+          return stolen;
+        }
         if (closed_) {  // closed and drained
           --live_;
           return nullptr;
@@ -236,8 +252,13 @@ class TaskQueue {
       }
       task->next = nullptr;
       size_ -= taken;
+      // Reserved tasks leave the count here, not when they start: counting them there
+      // would write this shared line once per task (see take_peaks()).
+      if (count_peaks_)
+        depth_.fetch_sub(static_cast<std::int64_t>(taken), std::memory_order_relaxed);
       hint_.store(size_, std::memory_order_relaxed);
       active_ += taken;
+      hold_locked(reserve);
       room = full_waiters_ > 0;
       // Tasks left that no spinner or pending wake will take: bring a sleeper (the
       // wake a submitter left to this worker, see push()).
@@ -338,6 +359,8 @@ class TaskQueue {
         level.taken = level.pushed;
       }
       *tail = nullptr;
+      if (count_peaks_)
+        depth_.fetch_sub(static_cast<std::int64_t>(size_), std::memory_order_relaxed);
       size_ = 0;
       hint_.store(0, std::memory_order_relaxed);
       notify_idle_locked();
@@ -360,6 +383,33 @@ class TaskQueue {
     return size_;
   }
   std::size_t capacity() const noexcept { return capacity_; }
+
+  /// The most tasks queued at once (0 unless constructed with `count_peaks`), and the
+  /// most workers holding a task at once, since the previous call (the first: since
+  /// construction); each restarts from the current value. For the scrape (executor_tasks_queued_max
+  /// / _running_max), never the hot path. "Queued" is what this queue holds: the lock-free inbox
+  /// and the priority lists, cancelled tasks included until a worker skips them; a worker's reserve
+  /// has left it (the fold's floor, the queued gauge, covers those at each scrape). A worker holds
+  /// a task from the moment pop() hands it one until it comes back for more, so its count includes
+  /// the instants between two tasks of one batch: an upper bound of the tasks running, equal to it
+  /// but for those few nanoseconds.
+  struct Peaks {
+    std::size_t queued = 0;
+    std::size_t running = 0;
+  };
+  Peaks take_peaks() {
+    std::lock_guard lock(mutex_);
+    const std::int64_t depth = depth_.load(std::memory_order_relaxed);
+    const std::int64_t peak = queued_peak_.exchange(depth, std::memory_order_relaxed);
+    // A push between the load and the exchange raised the old peak, which is returned;
+    // its task still counts now, so the next period starts from the depth again.
+    raise_peak(depth_.load(std::memory_order_relaxed));
+    Peaks out;
+    out.queued = static_cast<std::size_t>(std::max<std::int64_t>({peak, depth, 0}));
+    out.running = busy_peak_;
+    busy_peak_ = busy_;
+    return out;
+  }
 
   /// The submit time (Task::submit_ns) of the task that has waited longest, reserved
   /// ones included; 0 when nothing timed waits. For the scrape, never the hot path: it
@@ -482,6 +532,25 @@ class TaskQueue {
     }
   }
 
+  // A task became queued (counted before it is visible, so that a worker's pop, which
+  // subtracts it, can never drive the count below zero). One more atomic add on the
+  // inbox's line, which the push's CAS is about to own anyway; the peak, on that line
+  // too, is written only when the depth passes it.
+  void note_pushed() noexcept {
+    if (count_peaks_) raise_peak(depth_.fetch_add(1, std::memory_order_relaxed) + 1);
+  }
+  void raise_peak(std::int64_t depth) noexcept {
+    std::int64_t peak = queued_peak_.load(std::memory_order_relaxed);
+    while (depth > peak &&
+           !queued_peak_.compare_exchange_weak(peak, depth, std::memory_order_relaxed)) {
+    }
+  }
+  // `reserve`'s owner leaves pop() with a task. Queue lock held.
+  void hold_locked(Reserve& reserve) noexcept {
+    reserve.holding_ = true;
+    if (++busy_ > busy_peak_) busy_peak_ = busy_;
+  }
+
   // ---- the inbox (see inbox_)
 
   // The inbox's value once the queue is closed: pushes then take the locked path.
@@ -499,6 +568,7 @@ class TaskQueue {
     Task* head = inbox_.load(std::memory_order_relaxed);
     if (head == sealed()) return std::nullopt;
     on_accept();  // before the task is visible, as under the lock
+    note_pushed();
     // seq_cst: the push must be visible before sleepers_ is read (see pop()). Once
     // pushed the task is a worker's: only `head` says what the inbox held.
     do {
@@ -528,7 +598,10 @@ class TaskQueue {
   PushResult push_after_seal(Task* task) {
     {
       std::lock_guard lock(mutex_);
-      if (broken_ || live_ <= retire_) return PushResult::cancelled;
+      if (broken_ || live_ <= retire_) {
+        if (count_peaks_) depth_.fetch_sub(1, std::memory_order_relaxed);  // see push_inbox()
+        return PushResult::cancelled;
+      }
       append_locked(task, default_level());
       hint_.store(size_, std::memory_order_relaxed);
     }
@@ -593,6 +666,7 @@ class TaskQueue {
   std::vector<Level> levels_;
   Reserve* reserves_ = nullptr;  // every attached worker's reserve
   const std::size_t capacity_;
+  const bool count_peaks_;
   std::size_t size_ = 0;
   std::size_t active_ = 0;  // popped by a worker and not yet reported finished
   // Workers asleep on cv_. Written under the lock; read without it by push_inbox().
@@ -604,6 +678,9 @@ class TaskQueue {
   std::size_t idle_waiters_ = 0;
   std::size_t retire_ = 0;
   std::size_t live_ = 0;  // attached workers that have not left pop() for good
+  // Workers holding a task (see Reserve::holding_), and the most since take_peaks().
+  std::size_t busy_ = 0;
+  std::size_t busy_peak_ = 0;
   bool closed_ = false;
   bool broken_ = false;
   // Tasks pushed without the lock, newest first, linked through Task::next; sealed()
@@ -613,6 +690,10 @@ class TaskQueue {
   // queues and default-priority tasks use it: a bound or a priority needs the count or
   // the order that the lock keeps.
   alignas(64) std::atomic<Task*> inbox_{nullptr};
+  // Tasks in the inbox and the lists (see take_peaks()), and the most since the last
+  // take_peaks(): on the inbox's line, which every push writes already.
+  std::atomic<std::int64_t> depth_{0};
+  std::atomic<std::int64_t> queued_peak_{0};
 };
 
 }  // namespace executor_exporter::detail
