@@ -30,10 +30,17 @@ void ProcessEngine::Impl::start() {
       [this](std::vector<ExecutorMetrics::RunningTask>& out) { running_tasks(out); });
   queue_hook = metrics.add_fold_hook([this] {
     std::uint64_t oldest = 0;
+    std::size_t queued_max = 0;
+    std::size_t running_max = 0;
     {
       std::lock_guard lock(mu);
       if (!queue.empty()) oldest = queue.front()->submit_ns;
+      queued_max = queued_peak;
+      running_max = running_peak;
+      queued_peak = queue.size() + io_parked;  // the next interval starts from now
+      running_peak = io_busy;
     }
+    if (opts.exporter.exact_peaks) metrics.note_peaks(queued_max, running_max);
     // CLOCK_MONOTONIC, moved to now_ns()'s time base, which the fold measures ages in.
     if (oldest == 0) return;
     const std::uint64_t mono = monotonic_ns();
@@ -124,27 +131,29 @@ void ProcessEngine::Impl::check_threads() {
 }
 
 void ProcessEngine::Impl::setup_metrics() {
-  hook = metrics.add_fold_hook([this] { sample(); });
+  hook = metrics.add_fold_hook([this] { sample(true); });
 }
 
-void ProcessEngine::Impl::sample() {
+void ProcessEngine::Impl::sample(bool with_cpu) {
   std::vector<pid_t> now;
   std::uint64_t cpu_delta = 0;
   {
     std::lock_guard lock(pid_mu);
     now = pids;
-    // Each part only rises: a clock read is kept only above the last, and a worker's
-    // final time (retire_cpu) is at least what was read of it. So the sum only rises.
-    std::uint64_t total = cpu_retired;
-    for (std::size_t i = 0; i < pids.size(); ++i) {
-      if (pids[i] > 0) {
-        if (const auto cpu = process_cpu_ns(pids[i])) cpu_seen[i] = std::max(cpu_seen[i], *cpu);
+    if (with_cpu) {
+      // Each part only rises: a clock read is kept only above the last, and a worker's
+      // final time (retire_cpu) is at least what was read of it. So the sum only rises.
+      std::uint64_t total = cpu_retired;
+      for (std::size_t i = 0; i < pids.size(); ++i) {
+        if (pids[i] > 0) {
+          if (const auto cpu = process_cpu_ns(pids[i])) cpu_seen[i] = std::max(cpu_seen[i], *cpu);
+        }
+        total += cpu_seen[i];
       }
-      total += cpu_seen[i];
-    }
-    if (total > cpu_added) {
-      cpu_delta = total - cpu_added;
-      cpu_added = total;
+      if (total > cpu_added) {
+        cpu_delta = total - cpu_added;
+        cpu_added = total;
+      }
     }
   }
   // The executor's counter also holds its proxy tasks' CPU time (foreign to its threads);
@@ -226,6 +235,7 @@ void ProcessEngine::Impl::enqueue(ProcessTask* task) {
         live_tasks.emplace(task->id, std::pair(ref.series, task->where));
       }
       queue.push_back(task);
+      queued_peak = std::max(queued_peak, queue.size() + io_parked);
     } catch (...) {  // no memory for the queue: refused, counted, not leaked
       lock.unlock();
       forget(task);
