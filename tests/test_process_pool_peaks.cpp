@@ -30,7 +30,7 @@ using namespace std::chrono_literals;
 namespace {
 
 // Runs until `path` exists: the test holds the workers busy for as long as it likes.
-int wait_for_file(std::string path) {
+int wait_for_file(const std::string& path) {
   while (::access(path.c_str(), F_OK) != 0) std::this_thread::sleep_for(1ms);
   return 1;
 }
