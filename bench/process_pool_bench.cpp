@@ -92,6 +92,38 @@ void BM_RoundTrip(benchmark::State& state) {
 }
 BENCHMARK(BM_RoundTrip)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
+// The same with ExporterOptions::task_cpu_time: each worker reads its process CPU clock
+// around each task (two system calls) and the parent records it in the CPU histogram.
+ee::ProcessPoolExecutor& cpu_pool() {
+  static ee::ProcessPoolExecutor p([] {
+    auto o = bench_options();
+    o.id = "bench_cpu";
+    o.exporter.task_cpu_time = true;
+    return o;
+  }());
+  return p;
+}
+
+void BM_SubmitThenWaitTaskCpu(benchmark::State& state) {
+  const auto n = static_cast<int>(state.range(0));
+  auto& p = cpu_pool();
+  std::vector<ee::Future<int>> futures;
+  futures.reserve(static_cast<std::size_t>(n));
+  for (auto _ : state) {
+    futures.clear();
+    for (int i = 0; i < n; ++i) futures.push_back(p.submit(noop, i));
+    for (auto& f : futures) benchmark::DoNotOptimize(f.get());
+  }
+  state.SetItemsProcessed(state.iterations() * n);
+}
+BENCHMARK(BM_SubmitThenWaitTaskCpu)->Arg(20'000)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+void BM_RoundTripTaskCpu(benchmark::State& state) {
+  auto& p = cpu_pool();
+  for (auto _ : state) benchmark::DoNotOptimize(p.submit(noop, 1).get());
+}
+BENCHMARK(BM_RoundTripTaskCpu)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
 void BM_Respawn(benchmark::State& state) {
   auto& p = pool();
   for (auto _ : state) {

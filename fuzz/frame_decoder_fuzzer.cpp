@@ -123,15 +123,15 @@ void decode_payload(const eed::Frame& frame) {
       }
       case eed::FrameKind::kResult: {
         const auto r = eed::decode_result(frame);
-        FUZZ_CHECK(eed::encode_result_frame(frame.task_id, r.value, r.start_ns, r.end_ns) ==
-                   original);
+        FUZZ_CHECK(eed::encode_result_frame(frame.task_id, r.value, r.start_ns, r.end_ns,
+                                            r.cpu_ns) == original);
         decode_values(r.value);
         break;
       }
       case eed::FrameKind::kError: {
         const auto e = eed::decode_error(frame);
-        FUZZ_CHECK(eed::encode_error_frame(frame.task_id, e.type_name, e.what, e.start_ns,
-                                           e.end_ns) == original);
+        FUZZ_CHECK(eed::encode_error_frame(frame.task_id, e.type_name, e.what, e.start_ns, e.end_ns,
+                                           e.cpu_ns) == original);
         break;
       }
       case eed::FrameKind::kShutdown:

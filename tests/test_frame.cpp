@@ -65,7 +65,7 @@ TEST_CASE("a frame is a 17-byte little-endian header followed by the payload", "
   const std::string f = eed::encode_frame(FrameKind::kResult, 0x0102030405060708, "xyz");
   REQUIRE(f.size() == eed::kFrameHeaderSize + 3);
   CHECK(eed::kFrameHeaderSize == 17);
-  CHECK(f.substr(0, 4) == std::string("EXF\x01", 4));  // magic with version byte
+  CHECK(f.substr(0, 4) == std::string("EXF\x02", 4));  // magic with version byte
   CHECK(f[4] == static_cast<char>(FrameKind::kResult));
   CHECK(f.substr(5, 8) == std::string("\x08\x07\x06\x05\x04\x03\x02\x01", 8));
   CHECK(f.substr(13, 4) == std::string("\x03\0\0\0", 4));

@@ -66,6 +66,15 @@ struct ProcessEngine::Impl {
   // ---- shared with submitters (mu)
   std::mutex mu;
   std::deque<ProcessTask*> queue;
+  // executor_tasks_queued_max / executor_tasks_running_max, counted in tasks as the gauges
+  // are (a map() chunk is one). Queued: the queue plus the tasks the I/O thread holds that
+  // no worker runs yet (re-sends, and tasks waiting in a worker's window behind the one it
+  // runs), which the I/O thread publishes here after each dispatch. Running: the workers
+  // with a task. The peaks since the fold hook last read them, which resets them to now.
+  std::size_t io_parked = 0;
+  std::size_t io_busy = 0;
+  std::size_t queued_peak = 0;
+  std::size_t running_peak = 0;
   bool closed = false;
   bool kill_requested = false;
   std::string broken_reason;
@@ -94,6 +103,12 @@ struct ProcessEngine::Impl {
   // ---- scrape side
   mutable std::mutex pid_mu;
   std::vector<pid_t> pids;
+  // executor_worker_cpu_seconds_total, under pid_mu: per worker index, the most CPU time
+  // read from its current process's clock; the final CPU time of the processes gone;
+  // and how much of their sum the executor's counter was given (it only rises).
+  std::vector<std::uint64_t> cpu_seen;
+  std::uint64_t cpu_retired = 0;
+  std::uint64_t cpu_added = 0;
   std::uint64_t hook = 0;
   // Per worker index: the task whose result the I/O thread counts now or last, so that
   // running_now() does not count a task twice while its slot still names it.
@@ -124,10 +139,23 @@ struct ProcessEngine::Impl {
 
   void setup_metrics();
 
-  /// Scrape time: each worker's resident memory from /proc.
-  void sample();
+  /// Scrape time: each worker's resident memory from /proc, and (with `with_cpu`, from the fold
+  /// hook) the workers' CPU time (their process CPU clocks) into
+  /// executor_worker_cpu_seconds_total. Not from the destructor: the CPU time goes through
+  /// the calling thread's shard, and a pool destroyed at exit (a static) runs after the
+  /// thread's shard cache is gone.
+  void sample(bool with_cpu);
 
+  /// Worker `i` is process `pid` from now on (0: none). A process left without an exit
+  /// report (teardown) keeps the CPU time its clock shows now.
   void set_pid(std::size_t i, pid_t pid);
+
+  /// The zygote reaped `pid`, worker `i`, which used `cpu_ns` in all: that stays in the
+  /// counter, whatever it used since the last scrape read its clock.
+  void retire_cpu(std::size_t i, pid_t pid, std::uint64_t cpu_ns);
+
+  /// With task_cpu_time, `t`'s CPU time as its worker measured it, in its series.
+  static void record_task_cpu(const TaskRef& ref, std::uint64_t cpu_ns) noexcept;
 
   void watch(int fd, std::uint64_t tag, std::uint32_t events);
 
@@ -177,6 +205,9 @@ struct ProcessEngine::Impl {
   static bool start_task(ProcessTask& t);
 
   void dispatch();
+
+  /// After a dispatch: publishes io_parked / io_busy under mu and raises the peaks.
+  void publish_load();
 
   void flush_out(Worker& w);
 
@@ -261,7 +292,7 @@ struct ProcessEngine::Impl {
     if (queue_hook != 0) metrics.remove_fold_hook(queue_hook);
     shutdown(true, false);
     if (hook != 0) metrics.remove_fold_hook(hook);
-    sample();
+    sample(false);
     for (auto& w : workers) {
       for (ProcessTask* t : w.inflight) delete t;
     }

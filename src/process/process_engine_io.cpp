@@ -118,11 +118,33 @@ bool ProcessEngine::Impl::start_task(ProcessTask& t) {
   return any;
 }
 
+void ProcessEngine::Impl::publish_load() {
+  if (!opts.exporter.exact_peaks) return;
+  std::size_t parked = redo.size();
+  std::size_t busy = 0;
+  for (const auto& w : workers) {
+    if (w.inflight.empty()) continue;
+    ++busy;
+    parked += w.inflight.size() - 1;  // its first task is the one it runs (or starts now)
+  }
+  std::lock_guard lock(mu);
+  io_parked = parked;
+  io_busy = busy;
+  queued_peak = std::max(queued_peak, queue.size() + parked);
+  running_peak = std::max(running_peak, busy);
+}
+
 void ProcessEngine::Impl::dispatch() {
-  if (broken || tearing_down) return;
+  if (broken || tearing_down) {
+    publish_load();
+    return;
+  }
   std::size_t free = 0;
   for (auto& w : workers) free += room(w);
-  if (free == 0) return;
+  if (free == 0) {
+    publish_load();  // results may have freed no room (a worker being killed)
+    return;
+  }
   std::vector<ProcessTask*> batch;
   while (!redo.empty() && batch.size() < free) {
     batch.push_back(redo.front());
@@ -130,10 +152,14 @@ void ProcessEngine::Impl::dispatch() {
   }
   if (batch.size() < free) {
     std::lock_guard lock(mu);
+    const std::size_t before = batch.size();
     while (!queue.empty() && batch.size() < free) {
       batch.push_back(queue.front());
       queue.pop_front();
     }
+    // Still waiting for publish_load() below to say where they went: a submit meanwhile
+    // counts them as queued, not as gone.
+    if (opts.exporter.exact_peaks) io_parked += batch.size() - before;
   }
   for (ProcessTask* t : batch) {
     if (!start_task(*t)) {  // cancelled while queued; cancel() counted a single task
@@ -162,6 +188,7 @@ void ProcessEngine::Impl::dispatch() {
   for (auto& w : workers) {
     if (w.out.size() > w.out_off) flush_out(w);
   }
+  publish_load();
 }
 
 void ProcessEngine::Impl::flush_out(Worker& w) {
@@ -254,6 +281,7 @@ void ProcessEngine::Impl::on_frame(Worker& w, const FrameView& frame) {
       done_ids[w.index].store(t->id, std::memory_order_release);
       if (frame.kind == FrameKind::kResult) {
         const ResultView r = decode_result(frame);
+        record_task_cpu(ref_of(*t), r.cpu_ns);  // before the future can be ready
         try {
           t->complete(*t, r.value);
         } catch (const CodecError& e) {
@@ -269,6 +297,7 @@ void ProcessEngine::Impl::on_frame(Worker& w, const FrameView& frame) {
         finish(t, r.start_ns, r.end_ns, nullptr, /*at_once=*/true);
       } else {
         const ErrorMessage e = decode_error(frame.copy());
+        record_task_cpu(ref_of(*t), e.cpu_ns);
         w.inflight.pop_front();
         finish(t, e.start_ns, e.end_ns,
                std::make_exception_ptr(ProcessTaskError(e.type_name, e.what)), /*at_once=*/true);

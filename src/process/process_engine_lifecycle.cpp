@@ -46,6 +46,8 @@ void ProcessEngine::Impl::on_zygote() {
       break_pool("the zygote process died");
       return;
     }
+    // Even from a stale report: the CPU time of a process still known to be a worker.
+    if (m.op == kExited) retire_cpu(m.slot, static_cast<pid_t>(m.pid), m.cpu_ns);
     Worker& w = workers[m.slot];
     if (m.gen != w.gen || broken) {  // stale report
       if (fd[0] >= 0) ::close(fd[0]);

@@ -7,6 +7,7 @@ namespace executor_exporter::detail {
 void ProcessEngine::Impl::start() {
   if (preinit_server().fd < 0) check_threads();
   pids.assign(n, 0);
+  cpu_seen.assign(n, 0);
   setup_metrics();
 
   const int shm = ::memfd_create("executor_exporter_slots", MFD_CLOEXEC);
@@ -29,10 +30,17 @@ void ProcessEngine::Impl::start() {
       [this](std::vector<ExecutorMetrics::RunningTask>& out) { running_tasks(out); });
   queue_hook = metrics.add_fold_hook([this] {
     std::uint64_t oldest = 0;
+    std::size_t queued_max = 0;
+    std::size_t running_max = 0;
     {
       std::lock_guard lock(mu);
       if (!queue.empty()) oldest = queue.front()->submit_ns;
+      queued_max = queued_peak;
+      running_max = running_peak;
+      queued_peak = queue.size() + io_parked;  // the next interval starts from now
+      running_peak = io_busy;
     }
+    if (opts.exporter.exact_peaks) metrics.note_peaks(queued_max, running_max);
     // CLOCK_MONOTONIC, moved to now_ns()'s time base, which the fold measures ages in.
     if (oldest == 0) return;
     const std::uint64_t mono = monotonic_ns();
@@ -47,6 +55,7 @@ void ProcessEngine::Impl::start() {
   cfg.max_tasks_per_child = opts.max_tasks_per_child;
   cfg.memory_limit = opts.memory_limit_bytes;
   cfg.max_message = opts.max_message_bytes;
+  cfg.task_cpu_time = opts.exporter.task_cpu_time ? 1 : 0;
 
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
@@ -122,15 +131,35 @@ void ProcessEngine::Impl::check_threads() {
 }
 
 void ProcessEngine::Impl::setup_metrics() {
-  hook = metrics.add_fold_hook([this] { sample(); });
+  hook = metrics.add_fold_hook([this] { sample(true); });
 }
 
-void ProcessEngine::Impl::sample() {
+void ProcessEngine::Impl::sample(bool with_cpu) {
   std::vector<pid_t> now;
+  std::uint64_t cpu_delta = 0;
   {
     std::lock_guard lock(pid_mu);
     now = pids;
+    if (with_cpu) {
+      // Each part only rises: a clock read is kept only above the last, and a worker's
+      // final time (retire_cpu) is at least what was read of it. So the sum only rises.
+      std::uint64_t total = cpu_retired;
+      for (std::size_t i = 0; i < pids.size(); ++i) {
+        if (pids[i] > 0) {
+          if (const auto cpu = process_cpu_ns(pids[i])) cpu_seen[i] = std::max(cpu_seen[i], *cpu);
+        }
+        total += cpu_seen[i];
+      }
+      if (total > cpu_added) {
+        cpu_delta = total - cpu_added;
+        cpu_added = total;
+      }
+    }
   }
+  // The executor's counter also holds its proxy tasks' CPU time (foreign to its threads);
+  // the workers' is foreign the same way. Written to this thread's shard: the fold that
+  // runs this hook reads the shards after its hooks.
+  if (cpu_delta != 0) metrics.local_shard().add_foreign_cpu(cpu_delta);
   for (std::size_t i = 0; i < now.size(); ++i) {
     metrics.sample(Metric::worker_resident, std::to_string(i),
                    now[i] > 0 ? static_cast<double>(read_statm_field(now[i], 1)) : 0.0);
@@ -139,7 +168,25 @@ void ProcessEngine::Impl::sample() {
 
 void ProcessEngine::Impl::set_pid(std::size_t i, pid_t pid) {
   std::lock_guard lock(pid_mu);
+  if (pids[i] > 0 && pids[i] != pid) {
+    if (const auto cpu = process_cpu_ns(pids[i])) cpu_seen[i] = std::max(cpu_seen[i], *cpu);
+    cpu_retired += cpu_seen[i];
+    cpu_seen[i] = 0;
+  }
   pids[i] = pid;
+}
+
+void ProcessEngine::Impl::retire_cpu(std::size_t i, pid_t pid, std::uint64_t cpu_ns) {
+  std::lock_guard lock(pid_mu);
+  if (pids[i] != pid || pid <= 0) return;  // already let go (teardown) or never known
+  cpu_retired += std::max(cpu_ns, cpu_seen[i]);
+  cpu_seen[i] = 0;
+  pids[i] = 0;  // reaped: its pid may name another process now
+}
+
+void ProcessEngine::Impl::record_task_cpu(const TaskRef& ref, std::uint64_t cpu_ns) noexcept {
+  MetricShard& shard = ref.series->local_shard();
+  if (shard.cpu_time()) shard.task_cpu(cpu_ns);
 }
 
 void ProcessEngine::Impl::watch(int fd, std::uint64_t tag, std::uint32_t events) {
@@ -188,6 +235,7 @@ void ProcessEngine::Impl::enqueue(ProcessTask* task) {
         live_tasks.emplace(task->id, std::pair(ref.series, task->where));
       }
       queue.push_back(task);
+      queued_peak = std::max(queued_peak, queue.size() + io_parked);
     } catch (...) {  // no memory for the queue: refused, counted, not leaked
       lock.unlock();
       forget(task);

@@ -42,6 +42,7 @@
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -56,6 +57,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <typeinfo>
@@ -76,7 +78,8 @@ struct ZygoteConfig {
   std::uint64_t initializer;  // void(*)() bits, 0 when none
   std::uint64_t max_tasks_per_child;
   std::uint64_t memory_limit;
-  std::uint64_t max_message;  // ProcessPoolOptions::max_message_bytes, as message_limit() made it
+  std::uint64_t max_message;    // ProcessPoolOptions::max_message_bytes, as message_limit() made it
+  std::uint64_t task_cpu_time;  // ExporterOptions::task_cpu_time: time each task's CPU
 };
 
 /// Zygote channel messages (one datagram each).
@@ -88,7 +91,30 @@ struct ZMsg {
   std::int64_t pid = 0;
   std::int32_t status = 0;
   std::int32_t err = 0;
+  // kExited: the worker's whole CPU time (user + system, from wait4's rusage), so that
+  // executor_worker_cpu_seconds_total keeps what it used since the last scrape read it.
+  std::uint64_t cpu_ns = 0;
 };
+
+/// CPU time (user + system) of `pid`, a live or not yet reaped process of this user,
+/// read from its process CPU clock; nullopt when it cannot be read (gone, reaped).
+inline std::optional<std::uint64_t> process_cpu_ns(pid_t pid) noexcept {
+  clockid_t clock{};
+  if (::clock_getcpuclockid(pid, &clock) != 0) return std::nullopt;
+  timespec ts{};
+  if (::clock_gettime(clock, &ts) != 0) return std::nullopt;
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000U +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
+
+/// The calling process's CPU time: all its threads, so a task that starts threads of its
+/// own is charged for them too.
+inline std::uint64_t own_cpu_ns() noexcept {
+  timespec ts{};
+  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+  return static_cast<std::uint64_t>(ts.tv_sec) * 1'000'000'000U +
+         static_cast<std::uint64_t>(ts.tv_nsec);
+}
 
 /// Ends a child at once: no atexit handlers, no static destructors, no stdio flush, and no
 /// sanitizer finalization either (which would, e.g., turn the exit status into TSan's 66

@@ -8,6 +8,9 @@ namespace executor_exporter::detail::process {
 namespace {
 // A reply buffer grown by one large result is given back rather than kept.
 constexpr std::size_t kKeptReplyBytes = std::size_t{1} << 20;
+// What a Result or Error frame's payload spends before its value or text: start, end and
+// CPU time (a Task frame spends kMessageOverhead).
+constexpr std::size_t kResultOverhead = kResultPrefixSize - kFrameHeaderSize;
 }  // namespace
 
 [[noreturn]] void worker_main(int channel, std::uint32_t index, const ZygoteConfig& cfg,
@@ -76,35 +79,40 @@ constexpr std::size_t kKeptReplyBytes = std::size_t{1} << 20;
         const std::uint64_t start = monotonic_ns();
         me.start_ns.store(start);
         me.task_id.store(id);
+        // Only with task_cpu_time: each read is a system call.
+        const std::uint64_t cpu_start = cfg.task_cpu_time != 0 ? own_cpu_ns() : 0;
+        auto cpu_used = [&] { return cfg.task_cpu_time != 0 ? own_cpu_ns() - cpu_start : 0; };
         try {
           try {
             if (reply.capacity() > kKeptReplyBytes) reply = std::string();
             reply.assign(kResultPrefixSize, '\0');
             trampoline(user, args, reply);
             const std::size_t size = reply.size() - kResultPrefixSize;
-            if (size > limit - kMessageOverhead) {
+            const std::uint64_t cpu = cpu_used();
+            if (size > limit - kResultOverhead) {
               // The parent would refuse the frame and take this worker for broken: only
               // the task fails, with the reason and the option to change.
               reply = std::string();  // gives the memory back now
               throw MessageTooLargeError("the task's result encodes to " + std::to_string(size) +
                                          " bytes, a message of " +
-                                         std::to_string(size + kMessageOverhead) +
+                                         std::to_string(size + kResultOverhead) +
                                          " bytes, above ProcessPoolOptions::max_message_bytes (" +
                                          std::to_string(limit) + " bytes)");
             }
-            seal_result_frame(reply, id, start, monotonic_ns());
+            seal_result_frame(reply, id, start, monotonic_ns(), cpu);
           } catch (const std::bad_alloc&) {
             if (cfg.memory_limit != 0) child_exit(kExitMemory);
             throw;
           }
         } catch (...) {
           const std::uint64_t end = monotonic_ns();
+          const std::uint64_t cpu = cpu_used();
           auto [type, what] = describe_current_exception();
           // An exception's text must fit one message too (the limit is at least 1 KiB).
           if (type.size() > 256) type.resize(256);
-          const std::size_t room = limit - kMessageOverhead - 2 * 8 - type.size();
+          const std::size_t room = limit - kResultOverhead - 2 * 8 - type.size();
           if (what.size() > room) what.resize(room);
-          reply = encode_error_frame(id, type, what, start, end);
+          reply = encode_error_frame(id, type, what, start, end, cpu);
         }
         if (!send_all(kWorkerFd, reply.data(), reply.size())) child_exit(kExitIo);
         me.task_id.store(0);

@@ -54,7 +54,8 @@ namespace executor_exporter::detail::process {
     // Reap whatever ended (pidfds only wake us; waitpid collects).
     for (;;) {
       int status = 0;
-      const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+      rusage usage{};
+      const pid_t pid = ::wait4(-1, &status, WNOHANG, &usage);
       if (pid <= 0) break;
       for (std::size_t i = 0; i < n; ++i) {
         Child& c = children[i];
@@ -66,6 +67,10 @@ namespace executor_exporter::detail::process {
         m.gen = c.gen;
         m.pid = pid;
         m.status = status;
+        m.cpu_ns =
+            static_cast<std::uint64_t>(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) *
+                1'000'000'000U +
+            static_cast<std::uint64_t>(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) * 1'000U;
         c = Child{};
         reply(m);
       }

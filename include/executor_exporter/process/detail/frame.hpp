@@ -16,8 +16,12 @@
 // Payloads (encoded with executor_exporter::codec):
 //   Hello     int64 pid, bool initializer_ok, std::string message
 //   Task      uint64 function pointer, then the encoded arguments (rest of payload)
-//   Result    uint64 start_ns, uint64 end_ns, then the encoded value (rest of payload)
-//   Error     uint64 start_ns, uint64 end_ns, std::string type name, std::string what()
+//   Result    uint64 start_ns, uint64 end_ns, uint64 cpu_ns, then the encoded value
+//             (rest of payload)
+//   Error     uint64 start_ns, uint64 end_ns, uint64 cpu_ns, std::string type name,
+//             std::string what()
+// cpu_ns is the worker's CPU time over the task when ExporterOptions::task_cpu_time is on,
+// else 0: one fixed layout, so the option changes no parsing.
 //   Shutdown  empty
 #pragma once
 
@@ -48,10 +52,10 @@ class FrameError : public CodecError {
   using CodecError::CodecError;
 };
 
-/// 'E','X','F' followed by the protocol version byte 1, read as a
+/// 'E','X','F' followed by the protocol version byte 2, read as a
 /// little-endian uint32. Bump the last byte whenever the wire format changes
 /// so that mismatched builds fail loudly instead of misreading each other.
-inline constexpr std::uint32_t kFrameMagic = 0x01465845;
+inline constexpr std::uint32_t kFrameMagic = 0x02465845;
 inline constexpr std::size_t kFrameHeaderSize = 4 + 1 + 8 + 4;
 
 /// What a frame carries. The values are wire-visible; never renumber them.
@@ -120,12 +124,14 @@ struct ResultMessage {
   std::string value;  ///< encode_to_string(result); empty for a void task (std::monostate)
   std::uint64_t start_ns = 0;
   std::uint64_t end_ns = 0;
+  std::uint64_t cpu_ns = 0;  ///< the task's CPU time with task_cpu_time, else 0
 };
 struct ErrorMessage {
   std::string type_name;
   std::string what;
   std::uint64_t start_ns = 0;
   std::uint64_t end_ns = 0;
+  std::uint64_t cpu_ns = 0;
 };
 
 /// CLOCK_MONOTONIC in nanoseconds: the clock the child stamps task start and
@@ -181,7 +187,7 @@ inline std::string encode_frame(FrameKind kind, std::uint64_t task_id, std::stri
 /// caller straight into the same buffer, and seal_frame() fills the header in once the
 /// length is known. One buffer per frame instead of one for the arguments, one for
 /// the payload and one for the frame.
-inline constexpr std::size_t kResultPrefixSize = kFrameHeaderSize + 2 * sizeof(std::uint64_t);
+inline constexpr std::size_t kResultPrefixSize = kFrameHeaderSize + 3 * sizeof(std::uint64_t);
 
 /// A buffer holding a Task frame's header space and its function word; append the
 /// encoded arguments (user word first), then seal_frame(buffer, FrameKind::kTask, id).
@@ -212,13 +218,14 @@ inline void seal_frame(std::string& frame, FrameKind kind, std::uint64_t task_id
 }
 
 /// Seals a Result frame built in place: `frame` starts with kResultPrefixSize bytes
-/// of room (header, start, end) followed by the encoded value.
+/// of room (header, start, end, CPU) followed by the encoded value.
 inline void seal_result_frame(std::string& frame, std::uint64_t task_id, std::uint64_t start_ns,
-                              std::uint64_t end_ns) {
+                              std::uint64_t end_ns, std::uint64_t cpu_ns = 0) {
   Encoder e;
   e.write_uint<std::uint64_t>(start_ns);
   e.write_uint<std::uint64_t>(end_ns);
-  std::memcpy(frame.data() + kFrameHeaderSize, e.buffer().data(), 2 * sizeof(std::uint64_t));
+  e.write_uint<std::uint64_t>(cpu_ns);
+  std::memcpy(frame.data() + kFrameHeaderSize, e.buffer().data(), 3 * sizeof(std::uint64_t));
   seal_frame(frame, FrameKind::kResult, task_id);
 }
 
@@ -248,12 +255,14 @@ inline std::string encode_task_frame(std::uint64_t task_id, std::uint64_t functi
 /// Result: `value` is the already encoded return value. The timestamps come
 /// first so the variable-length value can simply be the rest of the payload.
 inline std::string encode_result_frame(std::uint64_t task_id, std::string_view value,
-                                       std::uint64_t start_ns, std::uint64_t end_ns) {
+                                       std::uint64_t start_ns, std::uint64_t end_ns,
+                                       std::uint64_t cpu_ns = 0) {
   std::string payload;
-  payload.reserve(2 * sizeof(std::uint64_t) + value.size());
+  payload.reserve(3 * sizeof(std::uint64_t) + value.size());
   Encoder e(std::move(payload));
   e.write_uint<std::uint64_t>(start_ns);
   e.write_uint<std::uint64_t>(end_ns);
+  e.write_uint<std::uint64_t>(cpu_ns);
   e.write_bytes(value.data(), value.size());
   return encode_frame(FrameKind::kResult, task_id, e.buffer());
 }
@@ -262,10 +271,11 @@ inline std::string encode_result_frame(std::uint64_t task_id, std::string_view v
 /// boundary; the parent re-raises them as its own exception type.
 inline std::string encode_error_frame(std::uint64_t task_id, std::string_view type_name,
                                       std::string_view what, std::uint64_t start_ns,
-                                      std::uint64_t end_ns) {
+                                      std::uint64_t end_ns, std::uint64_t cpu_ns = 0) {
   Encoder e;
   e.write_uint<std::uint64_t>(start_ns);
   e.write_uint<std::uint64_t>(end_ns);
+  e.write_uint<std::uint64_t>(cpu_ns);
   e.write_length(type_name.size());
   e.write_bytes(type_name.data(), type_name.size());
   e.write_length(what.size());
@@ -316,6 +326,7 @@ inline ResultMessage decode_result(Frame frame) {
   ResultMessage out;
   out.start_ns = d.read_uint<std::uint64_t>("Result start_ns");
   out.end_ns = d.read_uint<std::uint64_t>("Result end_ns");
+  out.cpu_ns = d.read_uint<std::uint64_t>("Result cpu_ns");
   frame.payload.erase(0, d.position());
   out.value = std::move(frame.payload);
   return out;
@@ -331,6 +342,7 @@ struct ResultView {
   std::string_view value;
   std::uint64_t start_ns = 0;
   std::uint64_t end_ns = 0;
+  std::uint64_t cpu_ns = 0;
 };
 
 inline TaskView decode_task(const FrameView& frame) {
@@ -348,6 +360,7 @@ inline ResultView decode_result(const FrameView& frame) {
   ResultView out;
   out.start_ns = d.read_uint<std::uint64_t>("Result start_ns");
   out.end_ns = d.read_uint<std::uint64_t>("Result end_ns");
+  out.cpu_ns = d.read_uint<std::uint64_t>("Result cpu_ns");
   out.value = frame.payload.substr(d.position());
   return out;
 }
@@ -358,6 +371,7 @@ inline ErrorMessage decode_error(const Frame& frame) {
   ErrorMessage out;
   out.start_ns = d.read_uint<std::uint64_t>("Error start_ns");
   out.end_ns = d.read_uint<std::uint64_t>("Error end_ns");
+  out.cpu_ns = d.read_uint<std::uint64_t>("Error cpu_ns");
   out.type_name = decode<std::string>(d);
   out.what = decode<std::string>(d);
   d.expect_end();
