@@ -11,6 +11,7 @@
 #include <csignal>
 
 #include <executor_exporter/executor_exporter.hpp>
+#include <executor_exporter/process/process_pool_executor.hpp>
 
 #include <prometheus/exposer.h>
 
@@ -29,6 +30,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu_burn.hpp"
 #include "free_port.hpp"
 #include "http_client.hpp"
 #include "json.hpp"
@@ -180,6 +182,12 @@ TEST_CASE("demo serves metrics and promtool finds nothing wrong", "[e2e]") {
 
 namespace {
 
+// A process pool task that holds its worker for `ms` milliseconds.
+int sleep_ms(int ms) {
+  std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+  return ms;
+}
+
 std::string url_encode(std::string_view s) {
   std::string out;
   for (const unsigned char c : s) {
@@ -285,6 +293,29 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   }
   plain_pool.resize(4);  // counted as scale events with reason="manual"
   plain_pool.resize(3);
+
+  // A process pool on the same plain registry: 11 tasks on 2 workers recycled every 2 tasks,
+  // 4 of which burn 100 ms of CPU each; two sleepers run side by side with 5 tasks queued
+  // behind them. All before Prometheus starts: the CPU counter must keep what recycled
+  // workers used, and the peaks must keep the burst.
+  ee::ProcessPoolOptions pp_options;
+  pp_options.max_workers = 2;
+  pp_options.thread_check = ee::ThreadCheck::allow;  // this test runs threads already
+  pp_options.registry = plain_registry;
+  pp_options.id = "pp_e2e";
+  pp_options.max_tasks_per_child = 2;
+  pp_options.exporter.task_cpu_time = true;
+  pp_options.exporter.peak_window = std::chrono::minutes(10);
+  ee::ProcessPoolExecutor process_pool(pp_options);
+  {
+    std::vector<ee::Future<int>> tasks;
+    for (int i = 0; i < 4; ++i) tasks.push_back(process_pool.submit(ee_test::burn_ms, 100));
+    for (auto& t : tasks) t.get();
+    tasks.clear();
+    for (int i = 0; i < 2; ++i) tasks.push_back(process_pool.submit(sleep_ms, 300));
+    for (int i = 0; i < 5; ++i) tasks.push_back(process_pool.submit(sleep_ms, 0));
+    for (auto& t : tasks) t.get();
+  }
 
   // Labels from user input that is not UTF-8: an id, a task name, a trace action.
   auto hostile_registry = std::make_shared<prometheus::Registry>();
@@ -415,9 +446,12 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   // The plain registry: the live pool's true numbers, not the zeros of an unfolded registry.
   if (!ee_test::wait_until(
           [&] {
-            const auto workers = one_value("executor_max_workers{job=\"plain\"}");
-            const auto submitted = one_value(std::string(kSubmitted) + "{job=\"plain\"}");
-            const auto running = one_value("executor_tasks_running{job=\"plain\"}");
+            const auto workers =
+                one_value("executor_max_workers{job=\"plain\",executor=\"plain_e2e\"}");
+            const auto submitted =
+                one_value(std::string(kSubmitted) + "{job=\"plain\",executor=\"plain_e2e\"}");
+            const auto running =
+                one_value("executor_tasks_running{job=\"plain\",executor=\"plain_e2e\"}");
             return workers == 3.0 && submitted == 68.0 && running == 1.0;
           },
           40s, 500ms)) {
@@ -428,26 +462,61 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   // peaks all of it (the 40 queued, the three workers busy at once).
   if (!ee_test::wait_until(
           [&] {
-            const auto queued = one_value("executor_tasks_queued{job=\"plain\"}");
-            const auto queued_max = one_value("executor_tasks_queued_max{job=\"plain\"}");
-            const auto running_max = one_value("executor_tasks_running_max{job=\"plain\"}");
+            const auto queued =
+                one_value("executor_tasks_queued{job=\"plain\",executor=\"plain_e2e\"}");
+            const auto queued_max =
+                one_value("executor_tasks_queued_max{job=\"plain\",executor=\"plain_e2e\"}");
+            const auto running_max =
+                one_value("executor_tasks_running_max{job=\"plain\",executor=\"plain_e2e\"}");
             return queued == 0.0 && queued_max == 40.0 && running_max == 3.0;
           },
           40s, 500ms)) {
     diagnose("Prometheus did not see the plain pool's burst in the peaks (40 queued, 3 running)");
   }
+  // The process pool: its workers' CPU time (recycled ones included, never reset), one CPU
+  // observation per task beside its run time, and the burst in the peaks.
+  if (!ee_test::wait_until(
+          [&] {
+            const std::string pp = "{job=\"plain\",executor=\"pp_e2e\"}";
+            const auto cpu = one_value("executor_worker_cpu_seconds_total" + pp);
+            const auto cpu_count = one_value("sum(executor_task_cpu_seconds_count" + pp + ")");
+            const auto run_count = one_value("sum(executor_task_run_seconds_count" + pp + ")");
+            const auto cpu_sum = one_value("sum(executor_task_cpu_seconds_sum" + pp + ")");
+            const auto recycled = one_value(
+                "executor_worker_restarts_total{job=\"plain\",executor=\"pp_e2e\","
+                "reason=\"recycled\"}");
+            const auto resets =
+                one_value("resets(executor_worker_cpu_seconds_total" + pp + "[10m])");
+            const auto queued = one_value("executor_tasks_queued" + pp);
+            const auto queued_max = one_value("executor_tasks_queued_max" + pp);
+            const auto running_max = one_value("executor_tasks_running_max" + pp);
+            return cpu && *cpu >= 0.4 && cpu_count == 11.0 && run_count == 11.0 && cpu_sum &&
+                   *cpu_sum >= 0.4 && recycled && *recycled > 0 && resets == 0.0 && queued == 0.0 &&
+                   queued_max && *queued_max >= 5 && *queued_max <= 7 && running_max == 2.0;
+          },
+          40s, 500ms)) {
+    diagnose(
+        "Prometheus did not see the process pool's CPU time (>= 0.4 s, 11 observations), its "
+        "recycled workers without a counter reset, or its burst in the peaks");
+  }
   // The same pool's blocked task is stuck (past 500 ms), its age grows at scrape, and the
   // exact averages and the workers' CPU time arrive as Prometheus series.
   if (!ee_test::wait_until(
           [&] {
-            const auto stuck = one_value("executor_tasks_stuck{job=\"plain\"}");
-            const auto oldest = one_value("executor_task_oldest_running_seconds{job=\"plain\"}");
-            const auto running_s = one_value("executor_tasks_running_seconds_total{job=\"plain\"}");
-            const auto cpu = one_value("executor_worker_cpu_seconds_total{job=\"plain\"}");
+            const auto stuck =
+                one_value("executor_tasks_stuck{job=\"plain\",executor=\"plain_e2e\"}");
+            const auto oldest = one_value(
+                "executor_task_oldest_running_seconds{job=\"plain\",executor=\"plain_e2e\"}");
+            const auto running_s = one_value(
+                "executor_tasks_running_seconds_total{job=\"plain\",executor=\"plain_e2e\"}");
+            const auto cpu = one_value(
+                "executor_worker_cpu_seconds_total{job=\"plain\",executor=\"plain_e2e\"}");
             const auto up = one_value(
-                "executor_scale_events_total{job=\"plain\",direction=\"up\",reason=\"manual\"}");
+                "executor_scale_events_total{job=\"plain\",executor=\"plain_e2e\",direction=\"up\","
+                "reason=\"manual\"}");
             const auto down = one_value(
-                "executor_scale_events_total{job=\"plain\",direction=\"down\",reason=\"manual\"}");
+                "executor_scale_events_total{job=\"plain\",executor=\"plain_e2e\",direction="
+                "\"down\",reason=\"manual\"}");
             return stuck == 1.0 && oldest && *oldest > 0.5 && running_s && *running_s > 0.5 &&
                    cpu && *cpu > 0 && up == 1.0 && down == 1.0;
           },

@@ -21,6 +21,7 @@
 #include <thread>
 #include <vector>
 
+#include "cpu_burn.hpp"
 #include "http_client.hpp"
 #include "prom_text.hpp"
 #include "scrape.hpp"
@@ -31,19 +32,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-double own_cpu_seconds() {
-  timespec ts{};
-  ::clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
-
-// Spins until this process has used `ms` more milliseconds of CPU time.
-int burn_ms(int ms) {
-  const double until = own_cpu_seconds() + ms / 1000.0;
-  volatile unsigned sink = 0;
-  while (own_cpu_seconds() < until) sink = sink + 1;
-  return ms;
-}
+using ee_test::burn_ms;
+using ee_test::own_cpu_seconds;
 
 int sleep_ms(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));

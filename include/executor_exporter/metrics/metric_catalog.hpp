@@ -202,12 +202,12 @@ inline constexpr std::array<MetricSpec, static_cast<std::size_t>(Metric::count_)
      "exact mean number running.",
      "task", MetricSource::task},
     {"executor_task_cpu_seconds", MetricKind::histogram,
-     "Thread CPU time of each timed task, read at its start and end; only with the "
-     "task_cpu_time option.",
+     "CPU time of each timed task, read at its start and end (a worker thread's clock; a "
+     "process pool worker's process clock); only with the task_cpu_time option.",
      "task", MetricSource::task},
     {"executor_worker_cpu_seconds_total", MetricKind::counter,
-     "CPU time of the worker threads (thread pool: read at scrape; proxy: its tasks', with "
-     "task_cpu_time); against busy seconds it shows tasks blocking.",
+     "CPU time of the workers (threads or processes, exited ones included, read at scrape; "
+     "proxy: its tasks', with task_cpu_time); against busy seconds it shows tasks blocking.",
      "", MetricSource::task},
     {"executor_tasks_queued_max", MetricKind::gauge,
      "Most tasks queued at once within the last peak_window (ExporterOptions), so a burst "
