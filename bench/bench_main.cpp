@@ -978,9 +978,8 @@ void build_main_suite(Suite& s, bool py) {
        "at submit, three at start and one at end (no shared line, no lock); task_cpu_time adds two "
        "clock_gettime(CLOCK_THREAD_CPUTIME_ID) system calls per task, hence an option, off by "
        "default."});
-  // Peaks between scrapes: the queue's depth count (one atomic add per submit on the inbox
-  // line, one subtract per batch a worker takes) on vs off, with one producer and with
-  // several, where that line is contended.
+  // Peaks between scrapes: the queue's depth peak, kept under the queue lock at each pop,
+  // on vs off, with one producer and with several.
   const auto pk_n = cfg.ff_n;
   const auto pk_prod_n = cfg.prod_n;
   const auto pk_producers = cfg.producers;
@@ -1009,11 +1008,10 @@ void build_main_suite(Suite& s, bool py) {
        {{"peaks_on", "peaks_off", NAN, "exact peaks vs off, one producer"},
         {"peaks_prod_on", "peaks_prod_off", NAN, "exact peaks vs off, several producers"}},
        {},
-       "The depth and its peak live on the queue's inbox line, which every lock-free submit "
-       "already writes with its compare-and-swap: a submit adds one atomic increment there "
-       "(and a store only when the depth passes the peak), a worker one subtraction per batch "
-       "it takes under the queue lock. The running peak is counted under that lock, where a "
-       "worker comes back for work, at no cost."});
+       "The queue's depth only falls under its lock, where a worker takes work; each time it "
+       "does, the worker first compares the depth with the peak, so a lock-free submit pays "
+       "nothing and the peak is exact. The running peak is counted under that lock too. Both "
+       "rows should sit within the noise of each other."});
   // Exemplars: the pool as shipped (on, refreshed at most every 100 ms per bucket) vs off,
   // and the worst case of a rewrite at every observation.
   s.add_pool_row("exemplars", "exemplars_off", "ExporterOptions::exemplars = false",

@@ -63,11 +63,11 @@ struct ExporterOptions {
   /// least the scrape interval (Prometheus' default is one minute); a longer one keeps
   /// each peak on more scrapes. Fixed by the first exporter of an id.
   std::chrono::milliseconds peak_window = std::chrono::seconds(60);
-  /// The thread pool and the process pool count those peaks where tasks move, so that a
-  /// burst between two folds is seen (one more atomic add per submit, on the queue line
-  /// that the submit writes anyway; benchmark block "peaks"). Off, or for an executor
-  /// whose queue the library does not own (the proxy), the peaks are the most the
-  /// queued and running gauges showed at any fold (each scrape, and the background fold).
+  /// The thread pool and the process pool count those peaks where tasks move, under the
+  /// queue locks they take anyway, so that a burst between two folds is seen (no cost on
+  /// submit; benchmark block "peaks"). Off, or for an executor whose queue the library
+  /// does not own (the proxy), the peaks are the most the queued and running gauges
+  /// showed at any fold (each scrape, and the background fold).
   bool exact_peaks = true;
 };
 

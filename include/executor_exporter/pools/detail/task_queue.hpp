@@ -90,8 +90,9 @@ class TaskQueue {
     // The owner holds work: it left pop() with a task and has not come back. Guarded by
     // the queue's mutex, like the queue's count of such workers (busy_).
     bool holding_ = false;
-    // Tasks take() handed out since the owner's last pop(), which leave the queue's depth
-    // count there, under the lock it takes anyway (see TaskQueue::take_peaks()). Owner only.
+    // Tasks take() handed out since the owner's last pop(), which leave the queue's count
+    // of reserved tasks there, under the lock it takes anyway (see take_peaks()). Owner
+    // only.
     std::size_t started_ = 0;
   };
 
@@ -113,8 +114,8 @@ class TaskQueue {
     }
   }
 
-  /// `capacity`: the most queued tasks (0 = unbounded). `count_peaks`: keep the depth
-  /// and its peak for take_peaks() (costs an atomic add per push).
+  /// `capacity`: the most queued tasks (0 = unbounded). `count_peaks`: keep the most
+  /// tasks queued at once for take_peaks().
   explicit TaskQueue(std::size_t capacity = 0, bool count_peaks = false)
       : capacity_(capacity), count_peaks_(count_peaks) {
     levels_.push_back({0});
@@ -155,7 +156,7 @@ class TaskQueue {
       Level& level = level_of(task->priority());
       on_accept();
       append_locked(task, level);
-      note_pushed();
+      observe_depth_locked();
       hint_.store(size_, std::memory_order_relaxed);
       // A futex wake is a system call of ~1 us; the submitter pays it only when no
       // worker will take this task otherwise. A spinning worker re-checks the queue
@@ -193,9 +194,7 @@ class TaskQueue {
         reserve.holding_ = false;
         --busy_;
       }
-      if (count_peaks_ && reserve.started_ != 0) {
-        depth_.fetch_sub(static_cast<std::int64_t>(reserve.started_), std::memory_order_relaxed);
-      }
+      in_reserves_ -= reserve.started_;  // they left the queue as they started
       reserve.started_ = 0;
       bool spun = false;
       for (;;) {
@@ -206,11 +205,12 @@ class TaskQueue {
           return nullptr;
         }
         drain_inbox_locked();
+        observe_depth_locked();
         if (size_ > 0) break;
         // Nothing queued: help a worker that holds reserved tasks (already counted
         // in active_) rather than leave them waiting behind its current task.
         if (Task* stolen = steal_locked(reserve)) {
-          if (count_peaks_) depth_.fetch_sub(1, std::memory_order_relaxed);
+          --in_reserves_;
           hold_locked(reserve);
           return stolen;
         }
@@ -262,9 +262,7 @@ class TaskQueue {
       }
       task->next = nullptr;
       size_ -= taken;
-      // The task run now leaves the depth count; the reserved ones stay in it until this
-      // worker comes back (see take_peaks()).
-      if (count_peaks_) depth_.fetch_sub(1, std::memory_order_relaxed);
+      in_reserves_ += taken - 1;  // until this worker comes back (see take_peaks())
       hint_.store(size_, std::memory_order_relaxed);
       active_ += taken;
       hold_locked(reserve);
@@ -349,6 +347,7 @@ class TaskQueue {
     {
       std::lock_guard lock(mutex_);
       drain_inbox_locked();
+      observe_depth_locked();
       Task** tail = &all;
       // Reserved tasks were taken before the queued ones, so they come first. They
       // count in active_ until a worker finishes them; removed here, they are done.
@@ -370,9 +369,7 @@ class TaskQueue {
         level.taken = level.pushed;
       }
       *tail = nullptr;
-      if (count_peaks_) {
-        depth_.fetch_sub(static_cast<std::int64_t>(size_ + reserved), std::memory_order_relaxed);
-      }
+      in_reserves_ -= reserved;
       size_ = 0;
       hint_.store(0, std::memory_order_relaxed);
       notify_idle_locked();
@@ -402,11 +399,12 @@ class TaskQueue {
   /// (executor_tasks_queued_max / _running_max), never the hot path.
   /// "Queued" is what the queue holds, as the queued gauge counts it: the inbox, the
   /// priority lists and the workers' reserves, plus cancelled tasks until a worker skips
-  /// them. A task a worker ran from its reserve leaves the count when that worker comes
-  /// back to pop(), not at its start: counting it there would write this shared line once
-  /// per task. So the count can exceed the queue by the reserved tasks already started
-  /// (never more than 15 per worker, and only after a pop from a queue of 16 or more): a
-  /// peak is read high rather than missed.
+  /// them. It is counted under the queue lock only (see observe_depth_locked()), so a
+  /// submit pays nothing for it. A task a worker ran from its reserve leaves the count
+  /// when that worker comes back to pop(), not at its start, which takes no lock; so the
+  /// count can exceed the queue by the reserved tasks already started (never more than
+  /// 15 per worker, and only after a pop from a queue of 16 or more): a peak is read high
+  /// rather than missed.
   /// A worker holds a task from the moment pop() hands it one until it comes back for
   /// more, so the running count includes the instants between two tasks of one batch: an
   /// upper bound of the tasks running, equal to it but for those few nanoseconds.
@@ -416,13 +414,11 @@ class TaskQueue {
   };
   Peaks take_peaks() {
     std::lock_guard lock(mutex_);
-    const std::int64_t depth = depth_.load(std::memory_order_relaxed);
-    const std::int64_t peak = queued_peak_.exchange(depth, std::memory_order_relaxed);
-    // A push between the load and the exchange raised the old peak, which is returned;
-    // its task still counts now, so the next period starts from the depth again.
-    raise_peak(depth_.load(std::memory_order_relaxed));
+    drain_inbox_locked();
+    observe_depth_locked();
     Peaks out;
-    out.queued = static_cast<std::size_t>(std::max<std::int64_t>({peak, depth, 0}));
+    out.queued = queued_peak_;
+    queued_peak_ = count_peaks_ ? size_ + in_reserves_ : 0;
     out.running = busy_peak_;
     busy_peak_ = busy_;
     return out;
@@ -549,18 +545,13 @@ class TaskQueue {
     }
   }
 
-  // A task became queued (counted before it is visible, so that a worker's pop, which
-  // subtracts it, can never drive the count below zero). One more atomic add on the
-  // inbox's line, which the push's CAS is about to own anyway; the peak, on that line
-  // too, is written only when the depth passes it.
-  void note_pushed() noexcept {
-    if (count_peaks_) raise_peak(depth_.fetch_add(1, std::memory_order_relaxed) + 1);
-  }
-  void raise_peak(std::int64_t depth) noexcept {
-    std::int64_t peak = queued_peak_.load(std::memory_order_relaxed);
-    while (depth > peak &&
-           !queued_peak_.compare_exchange_weak(peak, depth, std::memory_order_relaxed)) {
-    }
+  // The queue's depth only falls under this lock, in pop() and take_all(), and each
+  // looks at it first, right after moving the inbox in; between two such looks it only
+  // rose. So its largest value over any stretch is the one seen at the look that ends
+  // the stretch: the peak needs nothing from a lock-free push. Queue lock held.
+  void observe_depth_locked() noexcept {
+    const std::size_t depth = size_ + in_reserves_;
+    if (count_peaks_ && depth > queued_peak_) queued_peak_ = depth;
   }
   // `reserve`'s owner leaves pop() with a task. Queue lock held.
   void hold_locked(Reserve& reserve) noexcept {
@@ -585,7 +576,6 @@ class TaskQueue {
     Task* head = inbox_.load(std::memory_order_relaxed);
     if (head == sealed()) return std::nullopt;
     on_accept();  // before the task is visible, as under the lock
-    note_pushed();
     // seq_cst: the push must be visible before sleepers_ is read (see pop()). Once
     // pushed the task is a worker's: only `head` says what the inbox held.
     do {
@@ -615,10 +605,7 @@ class TaskQueue {
   PushResult push_after_seal(Task* task) {
     {
       std::lock_guard lock(mutex_);
-      if (broken_ || live_ <= retire_) {
-        if (count_peaks_) depth_.fetch_sub(1, std::memory_order_relaxed);  // see push_inbox()
-        return PushResult::cancelled;
-      }
+      if (broken_ || live_ <= retire_) return PushResult::cancelled;
       append_locked(task, default_level());
       hint_.store(size_, std::memory_order_relaxed);
     }
@@ -698,6 +685,10 @@ class TaskQueue {
   // Workers holding a task (see Reserve::holding_), and the most since take_peaks().
   std::size_t busy_ = 0;
   std::size_t busy_peak_ = 0;
+  // Tasks in the workers' reserves, counting those their owner started since its last
+  // pop() (see Reserve::started_), and the most queued at once since take_peaks().
+  std::size_t in_reserves_ = 0;
+  std::size_t queued_peak_ = 0;
   bool closed_ = false;
   bool broken_ = false;
   // Tasks pushed without the lock, newest first, linked through Task::next; sealed()
@@ -707,10 +698,6 @@ class TaskQueue {
   // queues and default-priority tasks use it: a bound or a priority needs the count or
   // the order that the lock keeps.
   alignas(64) std::atomic<Task*> inbox_{nullptr};
-  // Tasks in the inbox and the lists (see take_peaks()), and the most since the last
-  // take_peaks(): on the inbox's line, which every push writes already.
-  std::atomic<std::int64_t> depth_{0};
-  std::atomic<std::int64_t> queued_peak_{0};
 };
 
 }  // namespace executor_exporter::detail
