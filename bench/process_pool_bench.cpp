@@ -59,9 +59,9 @@ ee::ProcessPoolExecutor& pool() {
   return p;
 }
 
-void BM_SubmitThenWait(benchmark::State& state) {
+// Submits state.range(0) tasks one by one, then waits for all of them.
+void submit_then_wait(benchmark::State& state, ee::ProcessPoolExecutor& p) {
   const auto n = static_cast<int>(state.range(0));
-  auto& p = pool();
   std::vector<ee::Future<int>> futures;
   futures.reserve(static_cast<std::size_t>(n));
   for (auto _ : state) {
@@ -71,6 +71,12 @@ void BM_SubmitThenWait(benchmark::State& state) {
   }
   state.SetItemsProcessed(state.iterations() * n);
 }
+
+void round_trip(benchmark::State& state, ee::ProcessPoolExecutor& p) {
+  for (auto _ : state) benchmark::DoNotOptimize(p.submit(noop, 1).get());
+}
+
+void BM_SubmitThenWait(benchmark::State& state) { submit_then_wait(state, pool()); }
 BENCHMARK(BM_SubmitThenWait)->Arg(20'000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 void BM_MapChunked(benchmark::State& state) {
@@ -86,10 +92,7 @@ void BM_MapChunked(benchmark::State& state) {
 }
 BENCHMARK(BM_MapChunked)->Arg(20'000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-void BM_RoundTrip(benchmark::State& state) {
-  auto& p = pool();
-  for (auto _ : state) benchmark::DoNotOptimize(p.submit(noop, 1).get());
-}
+void BM_RoundTrip(benchmark::State& state) { round_trip(state, pool()); }
 BENCHMARK(BM_RoundTrip)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 // The same with ExporterOptions::task_cpu_time: each worker reads its process CPU clock
@@ -104,24 +107,10 @@ ee::ProcessPoolExecutor& cpu_pool() {
   return p;
 }
 
-void BM_SubmitThenWaitTaskCpu(benchmark::State& state) {
-  const auto n = static_cast<int>(state.range(0));
-  auto& p = cpu_pool();
-  std::vector<ee::Future<int>> futures;
-  futures.reserve(static_cast<std::size_t>(n));
-  for (auto _ : state) {
-    futures.clear();
-    for (int i = 0; i < n; ++i) futures.push_back(p.submit(noop, i));
-    for (auto& f : futures) benchmark::DoNotOptimize(f.get());
-  }
-  state.SetItemsProcessed(state.iterations() * n);
-}
+void BM_SubmitThenWaitTaskCpu(benchmark::State& state) { submit_then_wait(state, cpu_pool()); }
 BENCHMARK(BM_SubmitThenWaitTaskCpu)->Arg(20'000)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-void BM_RoundTripTaskCpu(benchmark::State& state) {
-  auto& p = cpu_pool();
-  for (auto _ : state) benchmark::DoNotOptimize(p.submit(noop, 1).get());
-}
+void BM_RoundTripTaskCpu(benchmark::State& state) { round_trip(state, cpu_pool()); }
 BENCHMARK(BM_RoundTripTaskCpu)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 void BM_Respawn(benchmark::State& state) {
