@@ -261,6 +261,18 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
 
   // A plainly registered registry with a live pool: 3 workers, 67 tasks done, one running.
   auto plain_registry = std::make_shared<prometheus::Registry>();
+  // The process pool (used below) forks its zygote first, before the servers and pools
+  // below start threads: a fork while another thread holds a lock (the allocator's, under
+  // ASan) leaves it locked in the children. Only the background fold thread runs yet.
+  ee::ProcessPoolOptions pp_options;
+  pp_options.max_workers = 2;
+  pp_options.thread_check = ee::ThreadCheck::allow;
+  pp_options.registry = plain_registry;
+  pp_options.id = "pp_e2e";
+  pp_options.max_tasks_per_child = 2;
+  pp_options.exporter.task_cpu_time = true;
+  pp_options.exporter.peak_window = std::chrono::minutes(10);
+  ee::ProcessPoolExecutor process_pool(pp_options);
   prometheus::Exposer plain_exposer("127.0.0.1:0");
   plain_exposer.RegisterCollectable(plain_registry);
   ee::ThreadPoolOptions plain_options;
@@ -298,15 +310,6 @@ TEST_CASE("the real Prometheus server scrapes the demo, a plain registry and hos
   // 4 of which burn 100 ms of CPU each; two sleepers run side by side with 5 tasks queued
   // behind them. All before Prometheus starts: the CPU counter must keep what recycled
   // workers used, and the peaks must keep the burst.
-  ee::ProcessPoolOptions pp_options;
-  pp_options.max_workers = 2;
-  pp_options.thread_check = ee::ThreadCheck::allow;  // this test runs threads already
-  pp_options.registry = plain_registry;
-  pp_options.id = "pp_e2e";
-  pp_options.max_tasks_per_child = 2;
-  pp_options.exporter.task_cpu_time = true;
-  pp_options.exporter.peak_window = std::chrono::minutes(10);
-  ee::ProcessPoolExecutor process_pool(pp_options);
   {
     std::vector<ee::Future<int>> tasks;
     for (int i = 0; i < 4; ++i) tasks.push_back(process_pool.submit(ee_test::burn_ms, 100));

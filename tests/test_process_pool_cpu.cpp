@@ -16,6 +16,7 @@
 #include <csignal>
 #include <ctime>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -57,7 +58,10 @@ const ee_test::prom::Labels kPool{{"executor", "pp_cpu"}};
 ee::ProcessPoolOptions options(std::size_t workers, std::shared_ptr<prometheus::Registry> r) {
   ee::ProcessPoolOptions o;
   o.max_workers = workers;
-  o.thread_check = ee::ThreadCheck::allow;  // the metrics server runs threads already
+  // Each test starts its MetricsServer after the pool: a fork while another thread holds
+  // a lock (the allocator's, under ASan) leaves it locked in the children for good. The
+  // library's own background fold thread is running already, hence allow.
+  o.thread_check = ee::ThreadCheck::allow;
   o.registry = std::move(r);
   o.id = "pp_cpu";
   return o;
@@ -96,16 +100,17 @@ double run_count(const ee_test::prom::Page& page) {
 TEST_CASE("process pool: the workers' CPU seconds hold what their tasks burned",
           "[process_pool][fork][cpu][http]") {
   auto registry = std::make_shared<prometheus::Registry>();
-  ee::MetricsServer server("127.0.0.1:0", registry);
+  std::optional<ee::MetricsServer> server;  // started after the pool's fork (see above)
   const auto began = std::chrono::steady_clock::now();
   double cpu = 0;
   {
     ee::ProcessPoolExecutor pool(options(2, registry));
+    server.emplace("127.0.0.1:0", registry);
     std::vector<ee::Future<int>> burns;
     for (int i = 0; i < 6; ++i) burns.push_back(pool.submit(burn_ms, 50));
     for (auto& f : burns) CHECK(f.get() == 50);
 
-    const auto page = http_page(server.port());
+    const auto page = http_page(server->port());
     cpu = worker_cpu(page);
     const double elapsed =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - began).count();
@@ -118,14 +123,14 @@ TEST_CASE("process pool: the workers' CPU seconds hold what their tasks burned",
     CHECK(unnamed(page, "executor_task_cpu_seconds_count") == 0);
   }
   // The pool is gone, its workers with it: what they used stays counted.
-  CHECK(worker_cpu(http_page(server.port())) >= cpu);
+  CHECK(worker_cpu(http_page(server->port())) >= cpu);
 }
 
 TEST_CASE("process pool: workers whose tasks sleep show CPU seconds far below busy seconds",
           "[process_pool][fork][cpu][http]") {
   auto registry = std::make_shared<prometheus::Registry>();
-  ee::MetricsServer server("127.0.0.1:0", registry);
   ee::ProcessPoolExecutor pool(options(2, registry));
+  ee::MetricsServer server("127.0.0.1:0", registry);
   std::vector<ee::Future<int>> sleeps;
   for (int i = 0; i < 4; ++i) sleeps.push_back(pool.submit(sleep_ms, 150));
   for (auto& f : sleeps) CHECK(f.get() == 150);
@@ -142,10 +147,10 @@ TEST_CASE("process pool: workers whose tasks sleep show CPU seconds far below bu
 TEST_CASE("process pool: recycled workers' CPU seconds stay in the counter",
           "[process_pool][fork][cpu][http]") {
   auto registry = std::make_shared<prometheus::Registry>();
-  ee::MetricsServer server("127.0.0.1:0", registry);
   auto o = options(1, registry);
   o.max_tasks_per_child = 1;  // every task in a fresh process
   ee::ProcessPoolExecutor pool(o);
+  ee::MetricsServer server("127.0.0.1:0", registry);
   double last = 0;
   for (int i = 1; i <= 4; ++i) {
     CHECK(pool.submit(burn_ms, 50).get() == 50);
@@ -172,8 +177,8 @@ TEST_CASE("process pool: recycled workers' CPU seconds stay in the counter",
 TEST_CASE("process pool: a crashed worker's CPU seconds stay in the counter",
           "[process_pool][fork][cpu][http]") {
   auto registry = std::make_shared<prometheus::Registry>();
-  ee::MetricsServer server("127.0.0.1:0", registry);
   ee::ProcessPoolExecutor pool(options(1, registry));
+  ee::MetricsServer server("127.0.0.1:0", registry);
   CHECK(pool.submit(sleep_ms, 1).get() == 1);  // the worker is up
   const double before = worker_cpu(http_page(server.port()));
 
@@ -191,10 +196,10 @@ TEST_CASE("process pool: a crashed worker's CPU seconds stay in the counter",
 TEST_CASE("process pool: with task_cpu_time each task's CPU time comes back with its result",
           "[process_pool][fork][cpu][http]") {
   auto registry = std::make_shared<prometheus::Registry>();
-  ee::MetricsServer server("127.0.0.1:0", registry);
   auto o = options(2, registry);
   o.exporter.task_cpu_time = true;
   ee::ProcessPoolExecutor pool(o);
+  ee::MetricsServer server("127.0.0.1:0", registry);
   std::vector<ee::Future<int>> tasks;
   for (int i = 0; i < 5; ++i) tasks.push_back(pool.submit(burn_ms, 40));
   for (int i = 0; i < 2; ++i) tasks.push_back(pool.submit(sleep_ms, 100));

@@ -42,7 +42,10 @@ const ee_test::prom::Labels kPool{{"executor", "pp_peaks"}};
 ee::ProcessPoolOptions options(std::size_t workers, std::shared_ptr<prometheus::Registry> r) {
   ee::ProcessPoolOptions o;
   o.max_workers = workers;
-  o.thread_check = ee::ThreadCheck::allow;  // the metrics server runs threads already
+  // Each test starts its MetricsServer after the pool: a fork while another thread holds
+  // a lock (the allocator's, under ASan) leaves it locked in the children for good. The
+  // library's own background fold thread is running already, hence allow.
+  o.thread_check = ee::ThreadCheck::allow;
   o.registry = std::move(r);
   o.id = "pp_peaks";
   return o;
@@ -95,9 +98,9 @@ struct OpenAtExit {
 TEST_CASE("process pool: a burst held behind busy workers shows in the peaks after it drained",
           "[process_pool][fork][peaks][http]") {
   auto registry = std::make_shared<prometheus::Registry>();
-  ee::MetricsServer server("127.0.0.1:0", registry);
   Gate gate;
   ee::ProcessPoolExecutor pool(options(2, registry));
+  ee::MetricsServer server("127.0.0.1:0", registry);
   const OpenAtExit release{gate};
   // Both workers up first: a task goes to the worker with the most room in its window,
   // and a worker still starting has none.
@@ -127,8 +130,8 @@ TEST_CASE("process pool: a burst held behind busy workers shows in the peaks aft
 TEST_CASE("process pool: one task at a time peaks at one queued and one running",
           "[process_pool][fork][peaks][http]") {
   auto registry = std::make_shared<prometheus::Registry>();
-  ee::MetricsServer server("127.0.0.1:0", registry);
   ee::ProcessPoolExecutor pool(options(3, registry));  // three workers, never more than one busy
+  ee::MetricsServer server("127.0.0.1:0", registry);
   for (int i = 0; i < 20; ++i) CHECK(pool.submit(one).get() == 1);
   const auto page = http_page(server.port());
   CHECK(metric(page, "executor_tasks_queued_max", kPool) == 1);
@@ -138,9 +141,9 @@ TEST_CASE("process pool: one task at a time peaks at one queued and one running"
 TEST_CASE("process pool: a map chunk counts as one task in the peaks as in the gauges",
           "[process_pool][fork][peaks][http]") {
   auto registry = std::make_shared<prometheus::Registry>();
-  ee::MetricsServer server("127.0.0.1:0", registry);
   Gate gate;
   ee::ProcessPoolExecutor pool(options(1, registry));
+  ee::MetricsServer server("127.0.0.1:0", registry);
   const OpenAtExit release{gate};
   auto held = pool.submit(wait_for_file, gate.path);
   await_gauge(server.port(), "executor_tasks_running", 1);
