@@ -23,13 +23,9 @@ using ee_test::prom::metric;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-namespace {
+using ee_test::http_page;
 
-ee_test::prom::Page http_page(int port) {
-  auto response = ee_test::http_get("127.0.0.1", port, "/metrics");
-  REQUIRE(response.status == 200);
-  return ee_test::prom::parse(response.body);
-}
+namespace {
 
 double thread_cpu_seconds() {
   timespec ts{};

@@ -28,15 +28,11 @@ using ee_test::prom::metric;
 using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
+using ee_test::http_page;
+
 namespace {
 
 double seconds(Clock::duration d) { return std::chrono::duration<double>(d).count(); }
-
-ee_test::prom::Page http_page(int port) {
-  auto response = ee_test::http_get("127.0.0.1", port, "/metrics");
-  REQUIRE(response.status == 200);
-  return ee_test::prom::parse(response.body);
-}
 
 double queued_s(const ee_test::prom::Page& p, const ee_test::prom::Labels& l) {
   return metric(p, "executor_tasks_queued_seconds_total", l);

@@ -28,13 +28,9 @@ namespace ee = executor_exporter;
 namespace prom = ee_test::prom;
 using namespace std::chrono_literals;
 
-namespace {
+using ee_test::http_page;
 
-prom::Page http_page(int port) {
-  auto response = ee_test::http_get("127.0.0.1", port, "/metrics");
-  REQUIRE(response.status == 200);
-  return prom::parse(response.body);
-}
+namespace {
 
 double queued_max(const prom::Page& p, const prom::Labels& l) {
   return prom::metric(p, "executor_tasks_queued_max", l);

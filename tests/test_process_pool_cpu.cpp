@@ -31,6 +31,8 @@ namespace ee = executor_exporter;
 using ee_test::prom::metric;
 using namespace std::chrono_literals;
 
+using ee_test::http_page;
+
 namespace {
 
 using ee_test::burn_ms;
@@ -65,12 +67,6 @@ ee::ProcessPoolOptions options(std::size_t workers, std::shared_ptr<prometheus::
   o.registry = std::move(r);
   o.id = "pp_cpu";
   return o;
-}
-
-ee_test::prom::Page http_page(int port) {
-  auto response = ee_test::http_get("127.0.0.1", port, "/metrics");
-  REQUIRE(response.status == 200);
-  return ee_test::prom::parse(response.body);
 }
 
 double worker_cpu(const ee_test::prom::Page& page) {

@@ -27,6 +27,8 @@ namespace ee = executor_exporter;
 using ee_test::prom::metric;
 using namespace std::chrono_literals;
 
+using ee_test::http_page;
+
 namespace {
 
 // Runs until `path` exists: the test holds the workers busy for as long as it likes.
@@ -49,12 +51,6 @@ ee::ProcessPoolOptions options(std::size_t workers, std::shared_ptr<prometheus::
   o.registry = std::move(r);
   o.id = "pp_peaks";
   return o;
-}
-
-ee_test::prom::Page http_page(int port) {
-  auto response = ee_test::http_get("127.0.0.1", port, "/metrics");
-  REQUIRE(response.status == 200);
-  return ee_test::prom::parse(response.body);
 }
 
 // Polls the pool's `family` gauge until it reads `want` (10 s at most).

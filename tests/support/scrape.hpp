@@ -5,9 +5,12 @@
 #include <prometheus/text_serializer.h>
 #include <executor_exporter/metrics/registry.hpp>
 
+#include <catch2/catch.hpp>
+
 #include <memory>
 #include <string>
 
+#include "http_client.hpp"
 #include "prom_text.hpp"
 
 namespace ee_test {
@@ -18,6 +21,13 @@ inline std::string exposition(const std::shared_ptr<prometheus::Registry>& regis
 
 inline prom::Page scrape(const std::shared_ptr<prometheus::Registry>& registry) {
   return prom::parse(exposition(registry));
+}
+
+/// The /metrics page a server on 127.0.0.1:`port` serves now, over real HTTP, parsed.
+inline prom::Page http_page(int port) {
+  auto response = http_get("127.0.0.1", port, "/metrics");
+  REQUIRE(response.status == 200);
+  return prom::parse(response.body);
 }
 
 /// submitted - (completed + failed + cancelled + expired + queued + running) for the one
