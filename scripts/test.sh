@@ -145,7 +145,14 @@ run_config() {
     0) summary[$cfg]="PASS" ;;
     10) summary[$cfg]="FAIL (configure)" ;;
     20) summary[$cfg]="FAIL (build)" ;;
-    30) summary[$cfg]="FAIL (tests)" ;;
+    30)
+      summary[$cfg]="FAIL (tests)"
+      # CI shows only the tail of the log: name the failed tests in the summary too.
+      local failed_log="$build_root/$cfg/Testing/Temporary/LastTestsFailed.log"
+      if [[ -s "$failed_log" ]]; then
+        summary[$cfg]+=$'\n'"$(sed 's/^[0-9]*:/           failed: /' "$failed_log")"
+      fi
+      ;;
     *) summary[$cfg]="FAIL (exit $rc)" ;;
   esac
   return "$rc"
@@ -154,7 +161,10 @@ run_config() {
 for cfg in "${configs[@]}"; do
   start=$SECONDS
   if run_config "$cfg"; then :; else failed=1; fi
-  summary[$cfg]+=" in $((SECONDS - start))s"
+  # The timing goes on the first line, before any list of failed tests.
+  first=${summary[$cfg]%%$'\n'*}
+  rest=${summary[$cfg]#"$first"}
+  summary[$cfg]="$first in $((SECONDS - start))s$rest"
 done
 
 # The process pool's frame decoder is fuzzed for a bounded time with every full run
