@@ -6,6 +6,8 @@
 #include <cstring>
 #include <thread>
 
+#include <executor_exporter/detail/hot_path.hpp>
+
 #if defined(__x86_64__)
 #include <cpuid.h>
 #include <x86intrin.h>
@@ -42,7 +44,7 @@ class TscClock {
   /// Nanoseconds per TSC tick (0 when falling back to steady_clock).
   double ns_per_tick() const noexcept { return static_cast<double>(mult_) / 4294967296.0; }
 
-  std::uint64_t now() const noexcept {
+  EXECUTOR_EXPORTER_HOT std::uint64_t now() const noexcept {
 #if EXECUTOR_EXPORTER_HAVE_TSC
     if (mult_ != 0) [[likely]] {
       __extension__ using u128 = unsigned __int128;
@@ -125,6 +127,6 @@ inline const TscClock& tsc_clock() noexcept {
 /// where the CPU has an invariant TSC, steady_clock otherwise. An integer is what
 /// travels in a task record and what the metric shards add up, so the hot path never
 /// touches floating point. Compare only with other now_ns() readings.
-inline std::uint64_t now_ns() noexcept { return tsc_clock().now(); }
+EXECUTOR_EXPORTER_HOT std::uint64_t now_ns() noexcept { return tsc_clock().now(); }
 
 }  // namespace executor_exporter::detail

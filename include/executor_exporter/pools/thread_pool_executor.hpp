@@ -740,13 +740,10 @@ class BasicThreadPoolExecutor {
     }
   }
 
-  // Queues `node`, or counts the rejection, releases the queue's hold and reports it:
-  // false for a full queue in try mode; throws otherwise. A post node (no future) is
-  // simply deleted by drop().
-  bool enqueue(detail::Task* node, Mode mode) {
-    // Prepared before the queue lock: a first lookup registers a shard under a lock.
-    // Timed or not is decided here (timing_sample_rate); 0 tells the worker "not timed".
-    detail::TaskRef ref;
+  // Before the queue lock: where `node` counts, whether it is timed (timing_sample_rate;
+  // 0 tells the worker "not timed") and its observer id. A first lookup registers a
+  // shard under a lock.
+  EXECUTOR_EXPORTER_HOT void prepare_submit(detail::TaskRef& ref, detail::Task* node) {
     if constexpr (kMetered) {
       // A TraceContext's ids travel in the extras too, unless the submit gave its own.
       const detail::TraceIds* context = detail::current_trace_ids;
@@ -762,11 +759,21 @@ class BasicThreadPoolExecutor {
           throw;
         }
       }
-      ref = recorder_.prepare(node->named());
+      recorder_.prepare(ref, node->named());
       node->submit_ns = ref.submit_ns;
       ref.where = node->where;
       if (node->extras) node->extras->task_id = ref.id;
     }
+  }
+
+  // Queues `node`, or counts the rejection, releases the queue's hold and reports it:
+  // false for a full queue in try mode; throws otherwise. A post node (no future) is
+  // simply deleted by drop().
+  bool enqueue(detail::Task* node, Mode mode) {
+    // Filled in place: assigned a returned TaskRef, the copy went through the stack in
+    // halves and stalled store forwarding three times a task.
+    detail::TaskRef ref;
+    prepare_submit(ref, node);
     auto on_accept = [&] {
       if constexpr (kMetered) detail::Recorder::submitted(ref);
     };

@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 
+#include <executor_exporter/detail/hot_path.hpp>
 #include <executor_exporter/metrics/detail/trace_ids.hpp>
 
 namespace executor_exporter::detail {
@@ -57,7 +58,7 @@ class ExemplarStore {
 
   /// Owner thread: whether an observation at monotonic time `now` in (hist, bucket)
   /// should refresh its exemplar; if so it counts as refreshed from now on.
-  bool due(std::size_t hist, std::size_t bucket, std::uint64_t now) noexcept {
+  EXECUTOR_EXPORTER_HOT bool due(std::size_t hist, std::size_t bucket, std::uint64_t now) noexcept {
     std::uint64_t& last = refreshed_[index(hist, bucket)];
     if (last != 0 && now >= last && now - last < refresh_ns_) [[likely]]
       return false;

@@ -14,6 +14,7 @@
 #include <ctime>
 
 #include <executor_exporter/detail/clock.hpp>
+#include <executor_exporter/detail/hot_path.hpp>
 #include <executor_exporter/metrics/detail/executor_metrics.hpp>
 #include <executor_exporter/metrics/detail/trace_ids.hpp>
 #include <executor_exporter/metrics/exporter_options.hpp>
@@ -29,7 +30,10 @@ namespace executor_exporter::detail {
 
 /// What the recorder needs to know of a task at each of its transitions. Executors keep
 /// the three values in their task nodes (wherever they fit) and hand them back; they
-/// never look inside `series`.
+/// never look inside `series`. On a per-task path, build one in place (initialised from
+/// a call, or filled by Recorder::prepare(TaskRef&, ...)) rather than assign one over
+/// another: GCC copies it through the stack in 8-byte stores and 16-byte loads, and each
+/// such load waits for the stores to drain (a store-forwarding stall, ~3 per task).
 struct TaskRef {
   /// The series the task counts in: its name's (submit_named) or the executor's.
   ExecutorMetrics* series = nullptr;
@@ -167,15 +171,21 @@ class Recorder {
   }
   /// Before a task is offered to the queue: where it counts, whether it is timed (its
   /// submit time, read now, or 0), and an id when someone observes.
-  TaskRef prepare(ExecutorMetrics* named = nullptr) const noexcept {
-    TaskRef t{named != nullptr ? named : metrics_.get(), 0, 0, {}};
+  EXECUTOR_EXPORTER_HOT TaskRef prepare(ExecutorMetrics* named = nullptr) const noexcept {
+    TaskRef t;
+    prepare(t, named);
+    return t;
+  }
+  /// prepare() into a default-constructed `t`, field by field: the submit path's form,
+  /// where copying a returned TaskRef cost three store-forwarding stalls per task.
+  EXECUTOR_EXPORTER_HOT void prepare(TaskRef& t, ExecutorMetrics* named) const noexcept {
+    t.series = named != nullptr ? named : metrics_.get();
     if (t.series->local_shard().sample()) t.submit_ns = now_ns();
     if (t.series->observers() != nullptr) [[unlikely]]
       t.id = next_task_id();
-    return t;
   }
   /// The queue accepted `t` (n tasks of one batch: a map chunk counts once).
-  static void submitted(const TaskRef& t, std::uint64_t n = 1) noexcept {
+  EXECUTOR_EXPORTER_HOT static void submitted(const TaskRef& t, std::uint64_t n = 1) noexcept {
     MetricShard& shard = t.series->local_shard();
     if (t.submit_ns != 0 && t.queue_tracked) shard.task_submitted_timed(n, t.submit_ns);
     shard.task_submitted(n);
@@ -294,7 +304,7 @@ class Recorder {
 
     /// `t` starts now; `waited`: the worker slept since its last task. Returns the start
     /// time, 0 for an untimed task.
-    std::uint64_t start(const TaskRef& t, bool waited) noexcept {
+    EXECUTOR_EXPORTER_HOT std::uint64_t start(const TaskRef& t, bool waited) noexcept {
       MetricShard& series = t.series == owner_ ? *shard_ : t.series->local_shard();
       std::uint64_t start = 0;
       if (t.submit_ns == 0) {
@@ -316,7 +326,8 @@ class Recorder {
     /// `t`, started at `start`, ends now. `error()` gives what it threw; it is called
     /// only when it failed and someone observes.
     template <class ErrorOf>
-    void finish(const TaskRef& t, std::uint64_t start, bool ok, ErrorOf&& error) noexcept {
+    EXECUTOR_EXPORTER_HOT void finish(const TaskRef& t, std::uint64_t start, bool ok,
+                                      ErrorOf&& error) noexcept {
       std::uint64_t end = 0;
       if (start == 0) {
         (t.series == owner_ ? *shard_ : t.series->local_shard()).task_finished_untimed(ok);
@@ -351,7 +362,8 @@ class Recorder {
   // A timed task leaves the queue at `start_ns`: its wait, and its submit time for the
   // queued seconds. One the queue did not track enters and leaves the queued seconds'
   // sums together here (submit stage first, as the fold reads it last).
-  static void start_timed(MetricShard& series, const TaskRef& t, std::uint64_t start_ns) noexcept {
+  EXECUTOR_EXPORTER_HOT static void start_timed(MetricShard& series, const TaskRef& t,
+                                                std::uint64_t start_ns) noexcept {
     const std::uint64_t wait = start_ns > t.submit_ns ? start_ns - t.submit_ns : 0;
     std::size_t bucket = 0;
     if (t.queue_tracked) [[likely]] {
@@ -366,8 +378,9 @@ class Recorder {
   // A timed task's end: its outcome and run time in its series, and its busy time in the
   // executor's shard `own` (a named task's series has no busy seconds of its own).
   // `now`: the end time, which dates the exemplar.
-  static void end_timed(const TaskRef& t, MetricShard& own, std::uint64_t run_ns, bool ok,
-                        std::uint64_t now) noexcept {
+  EXECUTOR_EXPORTER_HOT static void end_timed(const TaskRef& t, MetricShard& own,
+                                              std::uint64_t run_ns, bool ok,
+                                              std::uint64_t now) noexcept {
     MetricShard& series = t.series == &t.series->root() ? own : t.series->local_shard();
     const std::uint64_t weight = series.sample_rate();
     const std::size_t bucket = series.task_finished(run_ns, ok, weight);
@@ -380,8 +393,10 @@ class Recorder {
   // becomes the bucket's exemplar when that one is older than the refresh interval. A
   // task with no observer id gets one here, only when it refreshes an exemplar (so its
   // wait and run exemplars may name it by different ids).
-  static void offer_exemplar(MetricShard& shard, std::size_t hist, std::size_t bucket,
-                             std::uint64_t now, std::uint64_t value_ns, const TaskRef& t) noexcept {
+  EXECUTOR_EXPORTER_HOT static void offer_exemplar(MetricShard& shard, std::size_t hist,
+                                                   std::size_t bucket, std::uint64_t now,
+                                                   std::uint64_t value_ns,
+                                                   const TaskRef& t) noexcept {
     ExemplarStore* store = shard.exemplars();
     if (store == nullptr || !store->due(hist, bucket, now)) [[likely]]
       return;

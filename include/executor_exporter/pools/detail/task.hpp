@@ -9,6 +9,7 @@
 #include <type_traits>
 #include <utility>
 
+#include <executor_exporter/detail/hot_path.hpp>
 #include <executor_exporter/metrics/detail/recorder.hpp>
 #include <executor_exporter/pools/detail/error_sink.hpp>
 #include <executor_exporter/pools/detail/future_state.hpp>
@@ -95,10 +96,17 @@ class Task : public RecycledNode {
   ExecutorMetrics* named() const noexcept { return extras ? extras->named : nullptr; }
   /// The task as the recorder knows it (`owner`: the executor's series, used when the
   /// task has no name of its own).
-  TaskRef ref(ExecutorMetrics* owner) const noexcept {
-    if (!extras) return {owner, submit_ns, 0, where};
-    TaskRef r{extras->named != nullptr ? extras->named : owner, submit_ns, extras->task_id, where};
-    r.trace = extras->trace();
+  EXECUTOR_EXPORTER_HOT TaskRef ref(ExecutorMetrics* owner) const noexcept {
+    // One named result, so that it is built in the caller's object (see TaskRef).
+    TaskRef r;
+    r.series = owner;
+    r.submit_ns = submit_ns;
+    r.where = where;
+    if (extras) {
+      if (extras->named != nullptr) r.series = extras->named;
+      r.id = extras->task_id;
+      r.trace = extras->trace();
+    }
     return r;
   }
   /// Higher runs first; FIFO within one priority (0 unless set at submit).
