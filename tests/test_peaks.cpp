@@ -96,6 +96,39 @@ TEST_CASE("a burst that queues and drains between two scrapes shows on the next 
   CHECK(running_max(after, l) == 2);
 }
 
+TEST_CASE("two pools that share an id add their peaks up, even at different moments",
+          "[metrics][peaks][http]") {
+  // Folds only at the scrapes below: a background fold between the two bursts would
+  // record them as two folds' peaks (30, then 20) instead of one fold's sum.
+  IntervalGuard guard;
+  ee::set_background_fold_interval(0ms);
+  auto registry = std::make_shared<prometheus::Registry>();
+  ee::MetricsServer server("127.0.0.1:0", registry);
+  ee::ThreadPoolExecutor first(2, "first", {}, "shared", registry);
+  ee::ThreadPoolExecutor second(1, "second", {}, "shared", registry);
+  const prom::Labels l{{"executor", "shared"}};
+
+  // One after the other: never more than 30 queued at once in fact, but each pool
+  // reports its own peak and the shared series adds them (an upper bound, as documented).
+  burst_between_scrapes(first, 2, 30);
+  burst_between_scrapes(second, 1, 20);
+
+  const auto page = http_page(server.port());
+  CHECK(prom::metric(page, "executor_tasks_queued", l) == 0);
+  CHECK(queued_max(page, l) == 50);
+  CHECK(running_max(page, l) == 3);
+  // The same on the next scrape: the peaks stay for the window, whoever scraped.
+  const auto again = http_page(server.port());
+  CHECK(queued_max(again, l) == 50);
+  CHECK(running_max(again, l) == 3);
+
+  // A smaller burst later is recorded by its own fold; the window still holds the
+  // larger one.
+  burst_between_scrapes(second, 1, 10);
+  const auto later = http_page(server.port());
+  CHECK(queued_max(later, l) == 50);
+}
+
 TEST_CASE("a peak leaves the gauge once the peak window has passed", "[metrics][peaks]") {
   auto registry = std::make_shared<prometheus::Registry>();
   ee::ThreadPoolOptions o;

@@ -189,9 +189,11 @@ class BasicThreadPoolExecutor {
       // destructor removes it).
       queue_hook_ = recorder_.metrics().add_fold_hook([this] {
         auto& metrics = recorder_.metrics();
-        metrics.note_queued_since(queue_.oldest_submit_ns());
-        const auto peaks = queue_.take_peaks();
-        if (options_.exporter.exact_peaks) metrics.note_peaks(peaks.queued, peaks.running);
+        const auto reading = queue_.take_fold_reading();  // one hold of the queue lock
+        metrics.note_queued_since(reading.oldest_submit_ns);
+        if (options_.exporter.exact_peaks) {
+          metrics.note_peaks(reading.peaks.queued, reading.peaks.running);
+        }
       });
     }
   }

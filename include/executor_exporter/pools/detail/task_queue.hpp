@@ -414,35 +414,22 @@ class TaskQueue {
   };
   Peaks take_peaks() {
     std::lock_guard lock(mutex_);
-    drain_inbox_locked();
-    observe_depth_locked();
-    Peaks out;
-    out.queued = queued_peak_;
-    queued_peak_ = count_peaks_ ? size_ + in_reserves_ : 0;
-    out.running = busy_peak_;
-    busy_peak_ = busy_;
-    return out;
+    return take_peaks_locked();
   }
 
-  /// The submit time (Task::submit_ns) of the task that has waited longest, reserved
-  /// ones included; 0 when nothing timed waits. For the scrape, never the hot path: it
-  /// takes the lock and moves the inbox into the lists like size(). Within a priority
-  /// the head is the oldest; reserved tasks were taken from heads, so they are older.
-  std::uint64_t oldest_submit_ns() {
+  /// What a fold reads from the queue, under one lock: take_peaks(), and the submit time
+  /// (Task::submit_ns) of the task that has waited longest, reserved ones included (0
+  /// when nothing timed waits). For the scrape, never the hot path.
+  struct FoldReading {
+    std::uint64_t oldest_submit_ns = 0;
+    Peaks peaks;
+  };
+  FoldReading take_fold_reading() {
     std::lock_guard lock(mutex_);
-    drain_inbox_locked();
-    std::uint64_t oldest = 0;
-    auto consider = [&](const Task* t) {
-      if (t != nullptr && t->submit_ns != 0 && (oldest == 0 || t->submit_ns < oldest)) {
-        oldest = t->submit_ns;
-      }
-    };
-    for (const auto& level : levels_) consider(level.head);
-    for (Reserve* r = reserves_; r != nullptr; r = r->next_) {
-      std::lock_guard reserve_lock(r->mutex_);
-      consider(r->head_);
-    }
-    return oldest;
+    FoldReading out;
+    out.peaks = take_peaks_locked();  // moves the inbox into the lists first
+    out.oldest_submit_ns = oldest_submit_locked();
+    return out;
   }
 
  private:
@@ -543,6 +530,33 @@ class TaskQueue {
     if (idle_waiters_ > 0 && size_ == 0 && active_ == 0 && !inbox_has_tasks()) {
       idle_cv_.notify_all();
     }
+  }
+
+  Peaks take_peaks_locked() {
+    drain_inbox_locked();
+    observe_depth_locked();
+    Peaks out;
+    out.queued = queued_peak_;
+    queued_peak_ = count_peaks_ ? size_ + in_reserves_ : 0;
+    out.running = busy_peak_;
+    busy_peak_ = busy_;
+    return out;
+  }
+  // Within a priority the head is the oldest; reserved tasks were taken from heads, so
+  // they are older. Queue lock held, inbox drained.
+  std::uint64_t oldest_submit_locked() {
+    std::uint64_t oldest = 0;
+    auto consider = [&](const Task* t) {
+      if (t != nullptr && t->submit_ns != 0 && (oldest == 0 || t->submit_ns < oldest)) {
+        oldest = t->submit_ns;
+      }
+    };
+    for (const auto& level : levels_) consider(level.head);
+    for (Reserve* r = reserves_; r != nullptr; r = r->next_) {
+      std::lock_guard reserve_lock(r->mutex_);
+      consider(r->head_);
+    }
+    return oldest;
   }
 
   // The queue's depth only falls under this lock, in pop() and take_all(), and each
