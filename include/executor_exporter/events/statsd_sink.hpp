@@ -28,8 +28,10 @@ struct StatsdSinkOptions {
   /// Share of task counts and timings sent (0, 1]; each sent line carries `|@rate` so
   /// the server scales it back. Gauges and worker events are always sent.
   double sample_rate = 1.0;
-  /// How long lines may wait for a datagram to fill before it is sent anyway, with the
-  /// gauges; an idle stream sends what is left at its next idle() tick.
+  /// How long lines may wait for a datagram to fill while events keep coming: the first
+  /// write after it sends them, with the gauges. When the stream goes quiet, what is left
+  /// waits for the sink's next idle() tick (EventStreamOptions::idle_interval, 1 s by
+  /// default): lower that too for a shorter delay.
   std::chrono::milliseconds flush_interval{100};
   /// Largest datagram: lines are batched up to it. The default fits an IPv4 UDP
   /// datagram in a 1500-byte Ethernet frame, so nothing is fragmented.
@@ -46,7 +48,8 @@ struct StatsdSinkOptions {
 /// `tasks.running` as the sink counts them from the events it received (a dropped event
 /// skews them; see executor_events_dropped_total), sent with every flush. Attach it to an
 /// EventStream. Lines are packed into datagrams of at most max_datagram_bytes, sent when
-/// full and at least every flush_interval, and label values from users are sanitised so
+/// full, at the first write after flush_interval and at the stream's idle tick (see
+/// StatsdSinkOptions::flush_interval), and label values from users are sanitised so
 /// that no name or tag can break the line protocol. UDP is fire-and-forget: a failed send
 /// (nobody listening) makes write() throw once, counted by the stream.
 class StatsdSink : public EventSink {
