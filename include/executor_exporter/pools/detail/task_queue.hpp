@@ -394,8 +394,9 @@ class TaskQueue {
   std::size_t capacity() const noexcept { return capacity_; }
 
   /// The most tasks queued at once (0 unless constructed with `count_peaks`), and the
-  /// most workers holding a task at once, since the previous call (the first: since
-  /// construction); each restarts from the current value. For the scrape
+  /// most workers holding a task at once, since the previous call of this or of
+  /// take_fold_reading() (the first: since construction); each restarts from the
+  /// current value. For the scrape
   /// (executor_tasks_queued_max / _running_max), never the hot path.
   /// "Queued" is what the queue holds, as the queued gauge counts it: the inbox, the
   /// priority lists and the workers' reserves, plus cancelled tasks until a worker skips
